@@ -1,0 +1,155 @@
+// segment_mean on CPU: deterministic scatter-sum of pixel features into segments, then
+// per-segment normalisation; backward gathers each segment's gradient back to its pixels.
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "segsort/checks.h"
+#include "segsort/segment_math.h"
+
+namespace segsort {
+namespace {
+
+// Sums x over each segment into sums (S, D). Threads own disjoint channel ranges, so
+// every sum is accumulated by one thread in pixel order: deterministic, no atomics.
+template <typename scalar_t, typename acc_t>
+void segment_sum_cpu_kernel(const scalar_t* x, const PixelView v, const int64_t* ids,
+                            int64_t S, acc_t* sums) {
+  const bool channel_major = v.sp <= v.sd;  // (B, D, H, W): pixels contiguous per channel
+  at::parallel_for(0, v.D, 1, [&](int64_t d0, int64_t d1) {
+    for (int64_t b = 0; b < v.B; ++b) {
+      const int64_t* id_row = ids + b * v.P;
+      const scalar_t* xb = x + b * v.sb;
+      if (channel_major) {
+        for (int64_t d = d0; d < d1; ++d) {
+          const scalar_t* xd = xb + d * v.sd;
+          for (int64_t p = 0; p < v.P; ++p) {
+            const int64_t id = id_row[p];
+            if (id >= 0) sums[id * v.D + d] += static_cast<acc_t>(xd[p * v.sp]);
+          }
+        }
+      } else {
+        for (int64_t p = 0; p < v.P; ++p) {
+          const int64_t id = id_row[p];
+          if (id < 0) continue;
+          const scalar_t* xp = xb + p * v.sp;
+          acc_t* row = sums + id * v.D;
+          for (int64_t d = d0; d < d1; ++d) row[d] += static_cast<acc_t>(xp[d * v.sd]);
+        }
+      }
+    }
+  });
+}
+
+// Checks every id is < num_segments (negative ids are ignored pixels).
+void check_ids_below(const at::Tensor& ids, int64_t num_segments) {
+  if (ids.numel() == 0) return;
+  const int64_t max_id = ids.max().item<int64_t>();
+  SEGSORT_CHECK_ARG(max_id < num_segments, "ids must be < num_segments = ", num_segments,
+                    ", found id ", max_id);
+}
+
+std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cpu(const at::Tensor& x,
+                                                            const at::Tensor& ids,
+                                                            int64_t num_segments, bool normalize) {
+  check_floating(x, "x");
+  check_int64(ids, "ids");
+  check_same_device(x, "x", ids, "ids");
+  check_pixel_shapes(x, ids);
+  SEGSORT_CHECK_ARG(num_segments >= 0, "num_segments must be >= 0, got ", num_segments);
+  const int64_t D = x.size(1);
+  auto out = at::zeros({num_segments, D}, x.options());
+  auto denom = at::zeros({num_segments}, x.options());
+  if (num_segments == 0 || x.numel() == 0) {
+    check_ids_below(ids, num_segments);
+    return {out, denom};
+  }
+  const auto ids_c = ids.contiguous();
+  check_ids_below(ids_c, num_segments);
+  const auto x_bdp = pixels_bdp(x);
+  const PixelView v = pixel_view(x_bdp);
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
+                                  "segment_mean_forward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    std::vector<acc_t> sums(num_segments * D, acc_t(0));
+    std::vector<acc_t> counts(num_segments, acc_t(0));
+    segment_sum_cpu_kernel<scalar_t, acc_t>(x_bdp.const_data_ptr<scalar_t>(), v,
+                                            ids_c.const_data_ptr<int64_t>(), num_segments,
+                                            sums.data());
+    if (!normalize) {
+      const int64_t* id = ids_c.const_data_ptr<int64_t>();
+      for (int64_t i = 0; i < ids_c.numel(); ++i)
+        if (id[i] >= 0) counts[id[i]] += 1;
+    }
+    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
+    scalar_t* denom_ptr = denom.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, num_segments, 256, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s)
+        segment_mean_row<acc_t, scalar_t>(sums.data() + s * D, D, counts[s], normalize,
+                                          out_ptr + s * D, denom_ptr + s);
+    });
+  });
+  return {out, denom};
+}
+
+at::Tensor segment_mean_backward_cpu(const at::Tensor& grad_out, const at::Tensor& out,
+                                     const at::Tensor& denom, const at::Tensor& ids,
+                                     c10::SymIntArrayRef x_shape_sym, bool normalize) {
+  const auto x_shape = C10_AS_INTARRAYREF_SLOW(x_shape_sym);
+  check_floating(grad_out, "grad_out");
+  check_int64(ids, "ids");
+  SEGSORT_CHECK_ARG(grad_out.sizes() == out.sizes() && out.dim() == 2,
+                    "grad_out must have the shape of out (S, D), got ", grad_out.sizes(),
+                    " and ", out.sizes());
+  SEGSORT_CHECK_ARG(denom.dim() == 1 && denom.size(0) == out.size(0),
+                    "denom must have shape (S,), got ", denom.sizes());
+  auto grad_x = at::zeros(x_shape, grad_out.options());
+  check_pixel_shapes(grad_x, ids);
+  SEGSORT_CHECK_ARG(grad_x.size(1) == out.size(1), "x_shape must have D = ", out.size(1),
+                    " channels, got ", x_shape);
+  const int64_t S = out.size(0), D = out.size(1);
+  if (grad_x.numel() == 0 || S == 0) return grad_x;
+  const auto ids_c = ids.contiguous();
+  check_ids_below(ids_c, S);
+  const auto grad_c = grad_out.contiguous(), out_c = out.contiguous(), denom_c = denom.contiguous();
+  const auto gx_bdp = pixels_bdp(grad_x);  // a view: grad_x is contiguous
+  const PixelView v = pixel_view(gx_bdp);
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(),
+                                  "segment_mean_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    std::vector<acc_t> ds(S * D);
+    const scalar_t* dy = grad_c.const_data_ptr<scalar_t>();
+    const scalar_t* y = out_c.const_data_ptr<scalar_t>();
+    const scalar_t* den = denom_c.const_data_ptr<scalar_t>();
+    at::parallel_for(0, S, 256, [&](int64_t s0, int64_t s1) {
+      for (int64_t s = s0; s < s1; ++s)
+        segment_mean_row_grad<acc_t, scalar_t>(dy + s * D, y + s * D,
+                                               static_cast<acc_t>(den[s]), D, normalize,
+                                               ds.data() + s * D);
+    });
+    scalar_t* gx = gx_bdp.mutable_data_ptr<scalar_t>();
+    const int64_t* id_ptr = ids_c.const_data_ptr<int64_t>();
+    at::parallel_for(0, v.B * v.P, 2048, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t id = id_ptr[i];
+        if (id < 0) continue;
+        const int64_t b = i / v.P, p = i % v.P;
+        scalar_t* g = gx + b * v.sb + p * v.sp;
+        for (int64_t d = 0; d < D; ++d) g[d * v.sd] = static_cast<scalar_t>(ds[id * D + d]);
+      }
+    });
+  });
+  return grad_x;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(segsort_ext, CPU, m) {
+  m.impl("segment_mean_forward", &segment_mean_forward_cpu);
+  m.impl("segment_mean_backward", &segment_mean_backward_cpu);
+}
+
+}  // namespace segsort

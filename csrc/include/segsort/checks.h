@@ -1,0 +1,62 @@
+// Input checks and small helpers shared by the CPU and CUDA host functions.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace segsort {
+
+// The eps of F.normalize: a vector shorter than this is divided by kNormEps.
+constexpr double kNormEps = 1e-12;
+
+// Checks raise c10::ValueError (Python ValueError) and name the argument.
+#define SEGSORT_CHECK_ARG(cond, ...) TORCH_CHECK_VALUE(cond, __VA_ARGS__)
+
+inline void check_int64(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kLong, name, " must be int64, got ", t.scalar_type());
+}
+
+inline void check_floating(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name,
+                   " must be a floating point tensor, got ", t.scalar_type());
+}
+
+inline void check_same_device(const at::Tensor& a, const char* a_name, const at::Tensor& b,
+                              const char* b_name) {
+  SEGSORT_CHECK_ARG(a.device() == b.device(), a_name, " (", a.device(), ") and ", b_name, " (",
+                    b.device(), ") must be on the same device");
+}
+
+// Checks that ids matches x: x (B, D, H, W) with ids (B, H, W), or x (N, D) with ids (N,).
+inline void check_pixel_shapes(const at::Tensor& x, const at::Tensor& ids) {
+  if (x.dim() == 4) {
+    SEGSORT_CHECK_ARG(ids.dim() == 3 && ids.size(0) == x.size(0) && ids.size(1) == x.size(2) &&
+                          ids.size(2) == x.size(3),
+                      "ids must have shape (B, H, W) = (", x.size(0), ", ", x.size(2), ", ",
+                      x.size(3), ") to match x of shape ", x.sizes(), ", got ", ids.sizes());
+    return;
+  }
+  SEGSORT_CHECK_ARG(x.dim() == 2, "x must have shape (B, D, H, W) or (N, D), got ", x.sizes());
+  SEGSORT_CHECK_ARG(ids.dim() == 1 && ids.size(0) == x.size(0), "ids must have shape (N,) = (",
+                    x.size(0), ",) to match x of shape ", x.sizes(), ", got ", ids.sizes());
+}
+
+// Pixel features as a (B, D, P) tensor, a view whenever strides allow (no copy for
+// contiguous, channels-last or transposed inputs): x (B, D, H, W) gives (B, D, H*W);
+// x (N, D) is one "image" of N pixels, (1, D, N).
+inline at::Tensor pixels_bdp(const at::Tensor& x) {
+  if (x.dim() == 4) return x.reshape({x.size(0), x.size(1), x.size(2) * x.size(3)});
+  return x.t().unsqueeze(0);
+}
+
+// Sizes and element strides of a (B, D, P) tensor, for kernels that read it in place.
+struct PixelView {
+  int64_t B, D, P;
+  int64_t sb, sd, sp;
+};
+
+inline PixelView pixel_view(const at::Tensor& x_bdp) {
+  return {x_bdp.size(0), x_bdp.size(1), x_bdp.size(2),
+          x_bdp.stride(0), x_bdp.stride(1), x_bdp.stride(2)};
+}
+
+}  // namespace segsort

@@ -1,0 +1,118 @@
+// Pieces of segment_partition shared by the CPU and CUDA implementations: which pixels
+// count, how an (image, cluster, label) triple becomes a group key, and the device-
+// agnostic (ATen) steps around the per-pixel kernels.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "segsort/checks.h"
+#include "segsort/segment_math.h"  // SEGSORT_HOST_DEVICE
+
+namespace segsort {
+
+// A pixel belongs to a segment when its cluster is >= 0 and, with labels, its label is
+// neither ignore_index nor negative.
+SEGSORT_HOST_DEVICE bool partition_pixel_valid(int64_t cluster, int64_t label, bool has_labels,
+                                               int64_t ignore_index) {
+  return cluster >= 0 && (!has_labels || (label != ignore_index && label >= 0));
+}
+
+// Group key of a valid pixel: (image, cluster, label) in lexicographic order.
+SEGSORT_HOST_DEVICE int64_t partition_key(int64_t b, int64_t cluster, int64_t label,
+                                          int64_t num_clusters, int64_t num_labels) {
+  return (b * num_clusters + cluster) * num_labels + label;
+}
+
+inline void check_partition_inputs(const at::Tensor& clusters,
+                                   const c10::optional<at::Tensor>& labels,
+                                   int64_t connectivity) {
+  check_int64(clusters, "clusters");
+  SEGSORT_CHECK_ARG(clusters.dim() == 3, "clusters must have shape (B, H, W), got ",
+                    clusters.sizes());
+  if (labels.has_value()) {
+    check_int64(*labels, "labels");
+    check_same_device(clusters, "clusters", *labels, "labels");
+    SEGSORT_CHECK_ARG(labels->sizes() == clusters.sizes(), "labels must have the shape of clusters ",
+                      clusters.sizes(), ", got ", labels->sizes());
+  }
+  SEGSORT_CHECK_ARG(connectivity == 0 || connectivity == 4 || connectivity == 8,
+                    "connectivity must be 0 (no split), 4 or 8, got ", connectivity);
+}
+
+inline at::Tensor partition_valid_mask(const at::Tensor& clusters,
+                                       const c10::optional<at::Tensor>& labels,
+                                       int64_t ignore_index) {
+  auto valid = clusters.ge(0);
+  if (labels.has_value()) valid.logical_and_(labels->ne(ignore_index).logical_and_(labels->ge(0)));
+  return valid;
+}
+
+// Group keys are dense table indices when the value ranges are small, which they are
+// for k-means clusters and class labels; wider ranges go through sorting instead.
+struct KeyRange {
+  int64_t num_clusters = 0;  // max valid cluster + 1 (0: no valid pixel)
+  int64_t num_labels = 1;    // max valid label + 1 (1 without labels)
+  bool dense = false;        // a B * num_clusters * num_labels table fits the budget
+};
+
+inline KeyRange partition_key_range(const at::Tensor& clusters,
+                                    const c10::optional<at::Tensor>& labels,
+                                    const at::Tensor& valid) {
+  const auto invalid = valid.logical_not();
+  auto maxima = clusters.masked_fill(invalid, -1).max().unsqueeze(0);
+  if (labels.has_value()) maxima = at::cat({maxima, labels->masked_fill(invalid, -1).max().unsqueeze(0)});
+  const auto host = maxima.cpu();  // the one sync needed to size the key table
+  const int64_t* m = host.const_data_ptr<int64_t>();
+  KeyRange r;
+  r.num_clusters = m[0] + 1;
+  r.num_labels = labels.has_value() ? std::max<int64_t>(m[1] + 1, 1) : 1;
+  const double table = double(clusters.size(0)) * double(r.num_clusters) * double(r.num_labels);
+  r.dense = table <= std::max(4.0 * double(clusters.numel()), double(1 << 16));
+  return r;
+}
+
+// Per-group attributes from sorted group keys.
+struct Groups {
+  at::Tensor group;                  // (N,) group of each pixel, -1 when ignored
+  at::Tensor batch, cluster, label;  // (G,)
+};
+
+inline Groups decode_group_keys(at::Tensor group, const at::Tensor& keys, int64_t num_clusters,
+                                int64_t num_labels, bool has_labels) {
+  Groups g;
+  g.group = std::move(group);
+  g.batch = keys.div(num_clusters * num_labels, "floor");
+  g.cluster = keys.div(num_labels, "floor").remainder(num_clusters);
+  g.label = has_labels ? keys.remainder(num_labels) : at::full_like(keys, -1);
+  return g;
+}
+
+// The fallback for value ranges too wide for a dense table: compact cluster and label
+// values by sorting (torch.unique), then group the compacted keys the same way.
+inline Groups group_pixels_by_sort(const at::Tensor& clusters,
+                                   const c10::optional<at::Tensor>& labels,
+                                   const at::Tensor& valid) {
+  const int64_t HW = clusters.size(1) * clusters.size(2);
+  const auto idx = valid.reshape(-1).nonzero().squeeze(1);
+  const auto b = idx.div(HW, "floor");
+  at::Tensor cu, ci, lu, li;
+  std::tie(cu, ci, std::ignore) = at::_unique2(clusters.reshape(-1).index_select(0, idx), true, true, false);
+  if (labels.has_value()) {
+    std::tie(lu, li, std::ignore) = at::_unique2(labels->reshape(-1).index_select(0, idx), true, true, false);
+  } else {
+    lu = at::zeros({1}, clusters.options());
+    li = at::zeros_like(ci);
+  }
+  const int64_t Kc = cu.size(0), Lc = lu.size(0);
+  TORCH_CHECK(double(clusters.size(0)) * Kc * Lc < 9.0e18, "segment_partition: too many distinct keys");
+  at::Tensor keys, inverse;
+  std::tie(keys, inverse, std::ignore) = at::_unique2(b.mul(Kc).add_(ci).mul_(Lc).add_(li), true, true, false);
+  auto group = at::full({clusters.numel()}, -1, clusters.options());
+  group.index_put_({idx}, inverse);
+  Groups g = decode_group_keys(group, keys, Kc, Lc, labels.has_value());
+  g.cluster = cu.index_select(0, g.cluster);
+  if (labels.has_value()) g.label = lu.index_select(0, g.label);
+  return g;
+}
+
+}  // namespace segsort

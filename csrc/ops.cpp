@@ -1,0 +1,50 @@
+// Every operator schema of segsort_ext, in one place, and the _C module (build info only:
+// tensors cross into C++ through the dispatcher, never through pybind11).
+#include <torch/extension.h>
+
+#ifdef SEGSORT_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+#ifndef SEGSORT_ARCH_LIST
+#define SEGSORT_ARCH_LIST ""
+#endif
+
+TORCH_LIBRARY(segsort_ext, m) {
+  // Segments of (image, cluster, label) triples, optionally split into connected
+  // components (connectivity 0 = no split, 4 or 8). Returns ids (B, H, W) and the
+  // per-segment batch, cluster, label, size.
+  m.def(
+      "segment_partition(Tensor clusters, Tensor? labels, int ignore_index, int connectivity)"
+      " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Segment prototypes: out (S, D) and denom (S,) (the norm of each sum, or the count).
+  m.def(
+      "segment_mean_forward(Tensor x, Tensor ids, int num_segments, bool normalize)"
+      " -> (Tensor, Tensor)");
+  m.def(
+      "segment_mean_backward(Tensor grad_out, Tensor out, Tensor denom, Tensor ids, "
+      "SymInt[] x_shape, bool normalize) -> Tensor");
+}
+
+namespace {
+
+py::dict build_info() {
+  py::dict info;
+#ifdef SEGSORT_WITH_CUDA
+  info["with_cuda"] = true;
+  info["cuda_version"] = std::to_string(CUDART_VERSION / 1000) + "." +
+                         std::to_string((CUDART_VERSION % 1000) / 10);
+#else
+  info["with_cuda"] = false;
+  info["cuda_version"] = py::none();
+#endif
+  info["arch_list"] = std::string(SEGSORT_ARCH_LIST);
+  info["torch_version"] = std::string(TORCH_VERSION);
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("build_info", &build_info, "What this extension was built with.");
+}

@@ -1,0 +1,21 @@
+"""segsort_ext: fused CPU/CUDA kernels for segmentation by pixel embeddings."""
+from segsort_ext._ops import HAS_EXTENSION, has_cuda_kernels
+from segsort_ext.segments import (
+    Segments,
+    segment_label_histogram,
+    segment_majority_mean,
+    segment_mean,
+    segment_partition,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HAS_EXTENSION",
+    "has_cuda_kernels",
+    "Segments",
+    "segment_partition",
+    "segment_mean",
+    "segment_label_histogram",
+    "segment_majority_mean",
+]
