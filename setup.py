@@ -8,12 +8,24 @@ nvcc is found. Environment:
   MAX_JOBS               parallel compile jobs (ninja)
 """
 import glob
+import hashlib
 import os
 import shutil
 
 from setuptools import find_packages, setup
 
 DEFAULT_ARCH_LIST = "7.5;8.0;9.0+PTX"  # sm_80 cubins also run on 8.6/8.9; PTX for newer GPUs
+
+
+def _csrc_digest(root):
+    # Same definition as segsort_ext.buildinfo.csrc_digest (not importable before the build).
+    base = os.path.join(root, "csrc")
+    digest = hashlib.sha256()
+    for rel in sorted(os.path.relpath(os.path.join(d, f), base) for d, _, fs in os.walk(base) for f in fs):
+        digest.update(rel.encode("utf-8") + b"\0")
+        with open(os.path.join(base, rel), "rb") as fh:
+            digest.update(fh.read() + b"\0")
+    return digest.hexdigest()
 
 
 def _find_nvcc(cuda_home):
@@ -38,7 +50,7 @@ def _extensions():
             f"torch.version.cuda={torch.version.cuda!r}, nvcc={nvcc!r}, FORCE_CPU={os.environ.get('FORCE_CPU')!r}"
         )
     arch_list = os.environ["TORCH_CUDA_ARCH_LIST"] if with_cuda else ""
-    define_macros = [("SEGSORT_ARCH_LIST", f'"{arch_list}"')]
+    define_macros = [("SEGSORT_ARCH_LIST", f'"{arch_list}"'), ("SEGSORT_CSRC_DIGEST", f'"{_csrc_digest(root)}"')]
     extra = {"cxx": ["-O3", "-std=c++17"]}
     include_dirs = [os.path.join(root, "csrc", "include")]
     if with_cuda:

@@ -6,6 +6,9 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#ifndef SEGSORT_CSRC_DIGEST
+#define SEGSORT_CSRC_DIGEST ""
+#endif
 #ifndef SEGSORT_ARCH_LIST
 #define SEGSORT_ARCH_LIST ""
 #endif
@@ -40,6 +43,7 @@ py::dict build_info() {
 #endif
   info["arch_list"] = std::string(SEGSORT_ARCH_LIST);
   info["torch_version"] = std::string(TORCH_VERSION);
+  info["csrc_digest"] = std::string(SEGSORT_CSRC_DIGEST);  // of the sources this was built from
   return info;
 }
 

@@ -42,14 +42,6 @@ void segment_sum_cpu_kernel(const scalar_t* x, const PixelView v, const int64_t*
   });
 }
 
-// Checks every id is < num_segments (negative ids are ignored pixels).
-void check_ids_below(const at::Tensor& ids, int64_t num_segments) {
-  if (ids.numel() == 0) return;
-  const int64_t max_id = ids.max().item<int64_t>();
-  SEGSORT_CHECK_ARG(max_id < num_segments, "ids must be < num_segments = ", num_segments,
-                    ", found id ", max_id);
-}
-
 std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cpu(const at::Tensor& x,
                                                             const at::Tensor& ids,
                                                             int64_t num_segments, bool normalize) {

@@ -95,11 +95,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> segment_p
   const auto opts = clusters.options();
   auto ids = at::full({B, H, W}, -1, opts);
   const auto valid = partition_valid_mask(clusters, labels, ignore_index);
-  if (N == 0 || !valid.any().item<bool>()) {
+  const KeyRange r = N ? partition_key_range(clusters, labels, valid) : KeyRange{};
+  if (r.num_clusters == 0) {  // no valid pixel
     auto none = at::empty({0}, opts);
     return {ids, none, none.clone(), none.clone(), none.clone()};
   }
-  const KeyRange r = partition_key_range(clusters, labels, valid);
   Groups groups = r.dense ? group_pixels_dense_cpu(clusters, labels ? labels->const_data_ptr<int64_t>() : nullptr,
                                                    r, ignore_index)
                           : group_pixels_by_sort(clusters, labels, valid);

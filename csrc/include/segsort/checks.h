@@ -26,6 +26,15 @@ inline void check_same_device(const at::Tensor& a, const char* a_name, const at:
                     b.device(), ") must be on the same device");
 }
 
+// Checks every id is < num_segments (negative ids mark ignored pixels). One sync on CUDA:
+// the kernels also skip out-of-range ids, so nothing is ever written out of bounds.
+inline void check_ids_below(const at::Tensor& ids, int64_t num_segments) {
+  if (ids.numel() == 0) return;
+  const int64_t max_id = ids.max().item<int64_t>();
+  SEGSORT_CHECK_ARG(max_id < num_segments, "ids must be < num_segments = ", num_segments,
+                    ", found id ", max_id);
+}
+
 // Checks that ids matches x: x (B, D, H, W) with ids (B, H, W), or x (N, D) with ids (N,).
 inline void check_pixel_shapes(const at::Tensor& x, const at::Tensor& ids) {
   if (x.dim() == 4) {

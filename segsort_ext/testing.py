@@ -1,0 +1,44 @@
+"""Helpers shared by the tests and benchmarks: the devices to run on, random inputs
+that look like what a network and k-means produce, and comparisons."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from segsort_ext._ops import has_cuda_kernels
+
+
+def devices() -> list[str]:
+    """'cpu', plus 'cuda' when a GPU is present and the CUDA kernels were built."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() and has_cuda_kernels() else [])
+
+
+def random_clusters(batch: int, height: int, width: int, num_clusters: int, *, blob: int = 4,
+                    ignore_fraction: float = 0.0, generator: Optional[torch.Generator] = None,
+                    device="cpu") -> torch.Tensor:
+    """(B, H, W) int64 cluster map made of blob x blob blocks (spatially coherent like
+    k-means output, so connected components are non-trivial); some pixels set to -1."""
+    coarse = torch.randint(0, num_clusters, (batch, -(-height // blob), -(-width // blob)), generator=generator)
+    clusters = coarse.repeat_interleave(blob, 1).repeat_interleave(blob, 2)[:, :height, :width].contiguous()
+    if ignore_fraction > 0:
+        clusters[torch.rand(clusters.shape, generator=generator) < ignore_fraction] = -1
+    return clusters.to(device)
+
+
+def random_labels(batch: int, height: int, width: int, num_classes: int, *, ignore_index: int = 255,
+                  ignore_fraction: float = 0.1, generator: Optional[torch.Generator] = None,
+                  device="cpu") -> torch.Tensor:
+    """(B, H, W) int64 class map of horizontal bands with ignored pixels."""
+    bands = torch.randint(0, num_classes, (batch, height, 1), generator=generator).expand(batch, height, width).clone()
+    bands[torch.rand(bands.shape, generator=generator) < ignore_fraction] = ignore_index
+    return bands.to(device)
+
+
+def assert_segments_equal(actual, expected) -> None:
+    """Two Segments (or 5-tuples) are identical, field by field."""
+    names = ("ids", "batch", "cluster", "label", "size")
+    for name, a, e in zip(names, actual, expected):
+        a, e = a.cpu(), e.cpu()
+        assert a.shape == e.shape, f"{name}: shape {tuple(a.shape)} != {tuple(e.shape)}"
+        assert torch.equal(a, e), f"{name} differs at {(a != e).nonzero()[:5].tolist()}"
