@@ -192,7 +192,9 @@ class BSDS500(Dataset):
         if not self.image_folder.is_dir() or not self.gt_folder.is_dir():
             raise FileNotFoundError(f"{root} has no images/{split}/ and groundTruth/{split}/ folders")
         # Only images that come with a ground-truth file (the release ships Thumbs.db etc.).
-        self.ids = sorted(p.stem for p in self.image_folder.glob("*.jpg") if (self.gt_folder / f"{p.stem}.mat").is_file())
+        self.ids = sorted(
+            p.stem for p in self.image_folder.glob("*.jpg") if (self.gt_folder / f"{p.stem}.mat").is_file()
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
