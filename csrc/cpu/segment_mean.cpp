@@ -5,6 +5,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "segsort/checks.h"
 #include "segsort/segment_math.h"
 
@@ -22,12 +25,29 @@ void segment_sum_cpu_kernel(const scalar_t* x, const PixelView v, const int64_t*
       const int64_t* id_row = ids + b * v.P;
       const scalar_t* xb = x + b * v.sb;
       if (channel_major) {
-        for (int64_t d = d0; d < d1; ++d) {
-          const scalar_t* xd = xb + d * v.sd;
+        // Runs of equal ids are summed in registers, four channels at a time (four
+        // independent add chains), and flushed to sums when the id changes.
+        constexpr int64_t kLanes = 4;
+        for (int64_t d = d0; d < d1; d += kLanes) {
+          const int64_t lanes = std::min(kLanes, d1 - d);
+          const scalar_t* xd[kLanes];
+          for (int64_t k = 0; k < kLanes; ++k) xd[k] = xb + (d + std::min(k, lanes - 1)) * v.sd;
+          acc_t acc[kLanes] = {0, 0, 0, 0};
+          int64_t run_id = -1;
+          auto flush = [&] {
+            if (run_id < 0) return;
+            for (int64_t k = 0; k < lanes; ++k) sums[run_id * v.D + d + k] += acc[k];
+          };
           for (int64_t p = 0; p < v.P; ++p) {
             const int64_t id = id_row[p];
-            if (id >= 0) sums[id * v.D + d] += static_cast<acc_t>(xd[p * v.sp]);
+            if (id != run_id) {
+              flush();
+              run_id = id;
+              for (int64_t k = 0; k < kLanes; ++k) acc[k] = 0;
+            }
+            for (int64_t k = 0; k < kLanes; ++k) acc[k] += static_cast<acc_t>(xd[k][p * v.sp]);
           }
+          flush();
         }
       } else {
         for (int64_t p = 0; p < v.P; ++p) {
@@ -124,15 +144,26 @@ at::Tensor segment_mean_backward_cpu(const at::Tensor& grad_out, const at::Tenso
     });
     scalar_t* gx = gx_bdp.mutable_data_ptr<scalar_t>();
     const int64_t* id_ptr = ids_c.const_data_ptr<int64_t>();
-    at::parallel_for(0, v.B * v.P, 2048, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t id = id_ptr[i];
-        if (id < 0) continue;
-        const int64_t b = i / v.P, p = i % v.P;
-        scalar_t* g = gx + b * v.sb + p * v.sp;
-        for (int64_t d = 0; d < D; ++d) g[d * v.sd] = static_cast<scalar_t>(ds[id * D + d]);
-      }
-    });
+    if (v.sp <= v.sd) {  // channel-major: write each (image, channel) row in order
+      at::parallel_for(0, v.B * D, 1, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t b = r / D, d = r % D;
+          const int64_t* id_row = id_ptr + b * v.P;
+          scalar_t* g = gx + b * v.sb + d * v.sd;
+          for (int64_t p = 0; p < v.P; ++p)
+            g[p * v.sp] = id_row[p] >= 0 ? static_cast<scalar_t>(ds[id_row[p] * D + d]) : scalar_t(0);
+        }
+      });
+    } else {
+      at::parallel_for(0, v.B * v.P, 2048, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t id = id_ptr[i];
+          if (id < 0) continue;
+          scalar_t* g = gx + (i / v.P) * v.sb + (i % v.P) * v.sp;
+          for (int64_t d = 0; d < D; ++d) g[d * v.sd] = static_cast<scalar_t>(ds[id * D + d]);
+        }
+      });
+    }
   });
   return grad_x;
 }
