@@ -1,0 +1,87 @@
+"""segment_partition and segment_mean at SegSort training size (B=8, 129x129 pixels,
+D=32/64, K=25/144 k-means clusters, 21 classes): the fused ops vs what research code
+does today (torch.unique partitioning as in SPML; index_add_ / scatter_reduce pooling
+over a permuted (N, D) copy).
+
+    pytest benchmarks/bench_segments.py --benchmark-group-by=group
+"""
+import pytest
+import torch
+
+import segsort_ext
+from segsort_ext import reference
+from segsort_ext.testing import random_clusters, random_labels
+
+from conftest import run
+
+B, H, W, NUM_CLASSES = 8, 129, 129, 21
+
+
+def _segments(device, K):
+    g = torch.Generator().manual_seed(0)
+    blob = max(1, int(129 / K ** 0.5))
+    clusters = random_clusters(B, H, W, K, blob=blob, ignore_fraction=0.0, generator=g).to(device)
+    labels = random_labels(B, H, W, NUM_CLASSES, generator=g).to(device)
+    return clusters, labels
+
+
+@pytest.mark.parametrize("K", [25, 144])
+@pytest.mark.parametrize("impl", ["segsort_ext", "segsort_ext_conn8", "torch_unique"])
+def test_partition(benchmark, device, K, impl):
+    benchmark.group = f"partition {device} K={K}"
+    clusters, labels = _segments(device, K)
+    fn = {
+        "segsort_ext": lambda: segsort_ext.segment_partition(clusters, labels),
+        "segsort_ext_conn8": lambda: segsort_ext.segment_partition(clusters, labels, connectivity=8),
+        "torch_unique": lambda: reference.segment_partition(clusters, labels),
+    }[impl]
+    run(benchmark, fn, device)
+
+
+@pytest.mark.parametrize("D", [32, 64])
+@pytest.mark.parametrize("impl", ["segsort_ext", "segsort_ext_nd", "index_add", "scatter_reduce"])
+def test_pool_forward(benchmark, device, D, impl):
+    benchmark.group = f"pool fwd {device} D={D} K=144"
+    clusters, labels = _segments(device, 144)
+    s = segsort_ext.segment_partition(clusters, labels)
+    x = torch.randn(B, D, H, W, device=device)
+    x_nd = x.permute(0, 2, 3, 1).reshape(-1, D).contiguous()
+    ids_flat = s.ids.reshape(-1)
+    S = s.num_segments
+
+    def index_add():  # what users write: permute to (N, D), drop ignored, index_add_, normalise
+        keep = ids_flat >= 0
+        pixels = x.permute(0, 2, 3, 1).reshape(-1, D)
+        sums = pixels.new_zeros(S, D).index_add_(0, ids_flat[keep], pixels[keep])
+        return torch.nn.functional.normalize(sums, dim=1)
+
+    def scatter_reduce():
+        keep = ids_flat >= 0
+        pixels = x.permute(0, 2, 3, 1).reshape(-1, D)
+        index = ids_flat[keep].unsqueeze(1).expand(-1, D)
+        sums = pixels.new_zeros(S, D).scatter_reduce_(0, index, pixels[keep], "sum")
+        return torch.nn.functional.normalize(sums, dim=1)
+
+    fn = {
+        "segsort_ext": lambda: segsort_ext.segment_mean(x, s.ids, S),
+        "segsort_ext_nd": lambda: segsort_ext.segment_mean(x_nd, ids_flat, S),
+        "index_add": index_add,
+        "scatter_reduce": scatter_reduce,
+    }[impl]
+    run(benchmark, fn, device)
+
+
+@pytest.mark.parametrize("impl", ["segsort_ext", "index_add"])
+def test_pool_forward_backward(benchmark, device, impl):
+    D = 64
+    benchmark.group = f"pool fwd+bwd {device} D={D} K=144"
+    clusters, labels = _segments(device, 144)
+    s = segsort_ext.segment_partition(clusters, labels)
+    x = torch.randn(B, D, H, W, device=device, requires_grad=True)
+    pool = segsort_ext.segment_mean if impl == "segsort_ext" else reference.segment_mean
+
+    def step():
+        pool(x, s.ids, s.num_segments).sum().backward()
+        x.grad = None
+
+    run(benchmark, step, device)
