@@ -51,17 +51,19 @@ def _extensions():
         )
     arch_list = os.environ["TORCH_CUDA_ARCH_LIST"] if with_cuda else ""
     define_macros = [("SEGSORT_ARCH_LIST", f'"{arch_list}"'), ("SEGSORT_CSRC_DIGEST", f'"{_csrc_digest(root)}"')]
-    extra = {"cxx": ["-O3", "-std=c++17"]}
+    # -fopenmp: ATen's at::parallel_for is inline OpenMP; without it CPU kernels run serially.
+    extra = {"cxx": ["-O3", "-std=c++17", "-fopenmp"]}
     include_dirs = [os.path.join(root, "csrc", "include")]
     if with_cuda:
         define_macros.append(("SEGSORT_WITH_CUDA", None))
         extra["nvcc"] = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
         print(f"segsort_ext: building CPU and CUDA kernels for TORCH_CUDA_ARCH_LIST={arch_list}")
         return [CUDAExtension("segsort_ext._C", sources + cuda_sources, include_dirs=include_dirs,
-                              define_macros=define_macros, extra_compile_args=extra)]
+                              define_macros=define_macros, extra_compile_args=extra,
+                              extra_link_args=["-fopenmp"])]
     print("segsort_ext: building CPU kernels only (no CUDA torch or no nvcc)")
     return [CppExtension("segsort_ext._C", sources, include_dirs=include_dirs,
-                         define_macros=define_macros, extra_compile_args=extra)]
+                         define_macros=define_macros, extra_compile_args=extra, extra_link_args=["-fopenmp"])]
 
 
 def _cmdclass():

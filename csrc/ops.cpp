@@ -27,6 +27,11 @@ TORCH_LIBRARY(segsort_ext, m) {
   m.def(
       "segment_mean_backward(Tensor grad_out, Tensor out, Tensor denom, Tensor ids, "
       "SymInt[] x_shape, bool normalize) -> Tensor");
+  // Per-image spherical k-means on [x, coordinates]: labels (B, H, W), centroids (B, K, D+2).
+  // tol < 0: run all iters; else an image stops once <= tol * its valid pixels changed.
+  m.def(
+      "spherical_kmeans(Tensor x, Tensor? mask, Tensor? init, int grid_h, int grid_w, int iters, "
+      "float coord_weight, float tol) -> (Tensor, Tensor)");
 }
 
 namespace {

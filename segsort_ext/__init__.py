@@ -1,5 +1,7 @@
 """segsort_ext: fused CPU/CUDA kernels for segmentation by pixel embeddings."""
 from segsort_ext._ops import HAS_EXTENSION, has_cuda_kernels
+from segsort_ext.kmeans import KMeansResult, SphericalKMeans, spherical_kmeans
+from segsort_ext.retrieval import Neighbours, SegmentIndex, finch
 from segsort_ext.segments import (
     Segments,
     segment_label_histogram,
@@ -18,4 +20,10 @@ __all__ = [
     "segment_mean",
     "segment_label_histogram",
     "segment_majority_mean",
+    "KMeansResult",
+    "spherical_kmeans",
+    "SphericalKMeans",
+    "SegmentIndex",
+    "Neighbours",
+    "finch",
 ]

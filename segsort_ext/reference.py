@@ -85,3 +85,54 @@ def segment_label_histogram(ids, labels, num_segments, num_classes, *, ignore_in
     one_hot = F.one_hot(labels[keep], num_classes)
     return torch.zeros(num_segments, num_classes, dtype=torch.int64, device=ids.device).index_add_(
         0, ids[keep], one_hot)
+
+
+def pixel_coordinates(n: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Linear over [-0.5, 0.5] (as torch.linspace; -0.5 for n == 1), computed as the
+    kernels do: i / (n - 1) - 0.5."""
+    if n == 1:
+        return torch.full((1,), -0.5, dtype=dtype, device=device)
+    return torch.arange(n, dtype=dtype, device=device) / (n - 1) - 0.5
+
+
+def spherical_kmeans(x, grid=(5, 5), *, iters=10, coord_weight=1.0, mask=None, init=None, tol=None):
+    """SegSort's pixel sorting the way SPML/HSG do it: a Python loop over images, with a
+    dense (N, K) one-hot matmul for every M-step. Returns (labels, centroids)."""
+    B, D, H, W = x.shape
+    gh, gw = grid
+    K = gh * gw
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    ys = pixel_coordinates(H, acc, x.device).view(H, 1).expand(H, W).reshape(-1)
+    xs = pixel_coordinates(W, acc, x.device).view(1, W).expand(H, W).reshape(-1)
+    cells = ((torch.arange(H, device=x.device) * gh // H).view(H, 1) * gw
+             + (torch.arange(W, device=x.device) * gw // W).view(1, W)).reshape(-1)
+    all_labels, all_centroids = [], []
+    for b in range(B):
+        pixels = x[b].to(acc).reshape(D, -1).t()
+        valid = torch.isfinite(pixels).all(1)
+        if mask is not None:
+            valid &= mask[b].reshape(-1)
+        labels = cells.clone() if init is None else init[b].reshape(-1).clone()
+        valid &= labels >= 0
+        pixels = torch.where(valid.unsqueeze(1), pixels, 0)
+        f = torch.cat([F.normalize(pixels, dim=1, eps=NORM_EPS), coord_weight * ys[:, None], coord_weight * xs[:, None]], 1)
+        f = F.normalize(f, dim=1, eps=NORM_EPS)[valid]
+        members = labels[valid]
+        centroids = f.new_zeros(K, D + 2)
+        for _ in range(iters):
+            one_hot = F.one_hot(members, K).to(acc)
+            sums, counts = one_hot.t() @ f, one_hot.sum(0)
+            centroids = torch.where(counts[:, None] > 0, F.normalize(sums, dim=1, eps=NORM_EPS), centroids)
+            new = (f @ centroids.t()).argmax(1)
+            changed = int((new != members).sum())
+            members = new
+            if tol is not None and changed <= tol * members.numel():
+                break
+        labels = torch.full_like(labels, -1)
+        labels[valid] = members
+        all_labels.append(labels.view(H, W))
+        all_centroids.append(centroids.to(x.dtype))
+    if B == 0:
+        return (torch.empty(0, H, W, dtype=torch.int64, device=x.device),
+                torch.zeros(0, K, D + 2, dtype=x.dtype, device=x.device))
+    return torch.stack(all_labels), torch.stack(all_centroids)

@@ -1,0 +1,282 @@
+"""Spherical (vMF) k-means: SegSort's per-image pixel sorting as one fused op, and
+dataset-level clustering for PiCIE-style training."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+
+from segsort_ext import _validate as check
+from segsort_ext import reference
+from segsort_ext._ops import HAS_EXTENSION, ops
+from segsort_ext.segments import segment_mean
+
+__all__ = ["KMeansResult", "spherical_kmeans", "SphericalKMeans"]
+
+
+class KMeansResult(NamedTuple):
+    labels: torch.Tensor  # (B, H, W) int64 in [0, K), -1 for masked pixels
+    centroids: torch.Tensor  # (B, K, D + 2) unit centroids the last E-step used
+
+
+def _grid(grid) -> tuple[int, int]:
+    if isinstance(grid, int) and not isinstance(grid, bool):
+        grid = (grid, grid)
+    if (not isinstance(grid, (tuple, list)) or len(grid) != 2
+            or not all(isinstance(g, int) and not isinstance(g, bool) for g in grid)):
+        raise TypeError(f"grid must be an int or a pair of ints (gh, gw), got {grid!r}")
+    if min(grid) < 1:
+        raise ValueError(f"grid must be >= 1 cells in each direction, got {tuple(grid)}")
+    return int(grid[0]), int(grid[1])
+
+
+def spherical_kmeans(
+    x: torch.Tensor,
+    grid=(5, 5),
+    *,
+    iters: int = 10,
+    coord_weight: float = 1.0,
+    mask: Optional[torch.Tensor] = None,
+    init: Optional[torch.Tensor] = None,
+    tol: Optional[float] = None,
+) -> KMeansResult:
+    """Per-image spherical k-means on pixel embeddings and positions (SegSort's pixel
+    sorting), all images of the batch in one op.
+
+    Features ``f = normalize(cat(normalize(x), coord_weight * (ys, xs)))`` with ys, xs
+    linear over [-0.5, 0.5] along H and W. Initial labels: ``init`` if given, else the
+    ``grid``: pixel (y, x) starts in cell ``floor(y*gh/H)*gw + floor(x*gw/W)``;
+    K = gh * gw. Each iteration is an M-step (centroid = normalised sum of its members;
+    an empty cluster keeps its previous centroid, one that never had a member is the
+    zero vector) then an E-step (argmax of f . centroid, ties to the lowest index).
+
+    Args:
+        x: (B, D, H, W) embeddings (float32/64; float16/bfloat16 accumulate in float32).
+        grid: (gh, gw) or an int for a square grid.
+        iters: iterations (>= 1).
+        coord_weight: weight of the position channels.
+        mask: optional (B, H, W) bool, True where a pixel takes part.
+        init: optional (B, H, W) int64 initial labels in [0, K); negative = masked.
+        tol: None runs all ``iters``; else an image stops early once at most
+            ``tol * (its valid pixels)`` labels changed in an E-step (0: a fixed point).
+
+    Returns:
+        :class:`KMeansResult` ``(labels (B, H, W) int64, centroids (B, K, D + 2))``.
+        Pixels that are masked, have a negative ``init`` or a non-finite embedding get
+        label -1 and take no part. Not differentiable (labels are discrete).
+    """
+    check.float_tensor(x, "x")
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (B, D, H, W), got {tuple(x.shape)}")
+    gh, gw = _grid(grid)
+    iters = check.nonnegative_int(iters, "iters")
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    map_shape = (x.shape[0], x.shape[2], x.shape[3])
+    if mask is not None:
+        check.tensor(mask, "mask")
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
+        check.same_device(x, "x", mask, "mask")
+        if tuple(mask.shape) != map_shape:
+            raise ValueError(f"mask must have shape (B, H, W) = {map_shape}, got {tuple(mask.shape)}")
+    if init is not None:
+        check.int64_tensor(init, "init")
+        check.same_device(x, "x", init, "init")
+        if tuple(init.shape) != map_shape:
+            raise ValueError(f"init must have shape (B, H, W) = {map_shape}, got {tuple(init.shape)}")
+    if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+        raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
+    x = x.detach()
+    if not HAS_EXTENSION:
+        return KMeansResult(*reference.spherical_kmeans(x, (gh, gw), iters=iters, coord_weight=coord_weight,
+                                                        mask=mask, init=init, tol=tol))
+    return KMeansResult(*ops.spherical_kmeans(x, mask, init, gh, gw, iters, float(coord_weight),
+                                              -1.0 if tol is None else float(tol)))
+
+
+if HAS_EXTENSION:
+
+    @torch.library.register_fake("segsort_ext::spherical_kmeans")
+    def _spherical_kmeans_fake(x, mask, init, grid_h, grid_w, iters, coord_weight, tol):
+        B, D, H, W = x.shape
+        return x.new_empty((B, H, W), dtype=torch.int64), x.new_empty((B, grid_h * grid_w, D + 2))
+
+
+def _as_points(data, name: str) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor):
+        try:
+            data = torch.as_tensor(data)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
+            raise TypeError(f"{name} must be a tensor or array of shape (N, D), got {type(data).__name__}") from exc
+    if data.dim() != 2 or not data.is_floating_point():
+        raise ValueError(f"{name} must be a floating point (N, D) tensor, got {tuple(data.shape)} {data.dtype}")
+    return data
+
+
+class SphericalKMeans:
+    """Dataset-level spherical k-means (PiCIE-style clustering of pixel features).
+
+    Points are L2-normalised; a point belongs to the centroid of largest cosine. Data
+    may live on the CPU (or be a NumPy memmap) and exceed device memory: every pass
+    streams it to ``device`` in chunks of ``chunk_size`` rows, with memory
+    O(chunk_size * (D + K)).
+
+    Args:
+        num_clusters: K.
+        init: 'k-means++' (on a random subsample of at most ``init_sample`` points) or
+            'random' (K distinct random points).
+        max_iter: full EM iterations of :meth:`fit`.
+        tol: :meth:`fit` stops once the mean cosine improves by less than tol.
+        chunk_size: rows per streamed chunk.
+        seed: seeds initialisation; results are deterministic on CPU (on CUDA under
+            ``torch.use_deterministic_algorithms(True)``).
+        device: where the work runs (default: the data's device).
+    """
+
+    def __init__(self, num_clusters: int, *, init: str = "k-means++", max_iter: int = 20, tol: float = 1e-6,
+                 chunk_size: int = 1 << 20, seed: int = 0, device=None, init_sample: int = 100_000):
+        if check.nonnegative_int(num_clusters, "num_clusters") < 1:
+            raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
+        if init not in ("k-means++", "random"):
+            raise ValueError(f"init must be 'k-means++' or 'random', got {init!r}")
+        self.num_clusters = num_clusters
+        self.init = init
+        self.max_iter = check.nonnegative_int(max_iter, "max_iter")
+        self.tol = float(tol)
+        self.chunk_size = max(1, check.nonnegative_int(chunk_size, "chunk_size"))
+        self.seed = seed
+        self.device = torch.device(device) if device is not None else None
+        self.init_sample = max(num_clusters, check.nonnegative_int(init_sample, "init_sample"))
+        self.centroids: Optional[torch.Tensor] = None  # (K, D) unit rows
+        self.counts: Optional[torch.Tensor] = None  # (K,) points seen per cluster (partial_fit)
+        self.inertia_: Optional[float] = None  # sum over points of 1 - cos(point, its centroid)
+        self.n_iter_ = 0
+
+    # -- streaming helpers ---------------------------------------------------------
+    def _device_for(self, data: torch.Tensor) -> torch.device:
+        return self.device if self.device is not None else data.device
+
+    def _chunks(self, data: torch.Tensor, device):
+        for start in range(0, data.shape[0], self.chunk_size):
+            chunk = data[start:start + self.chunk_size].to(device, non_blocking=True)
+            yield torch.nn.functional.normalize(chunk.float() if chunk.dtype in (torch.float16, torch.bfloat16)
+                                                else chunk, dim=1, eps=1e-12)
+
+    def _assign(self, chunk: torch.Tensor, centroids: torch.Tensor):
+        best, labels = (chunk @ centroids.t()).max(1)  # max returns the first maximal index
+        return labels, best
+
+    def _accumulate(self, data, centroids):
+        """One pass: per-cluster sums and counts of the assigned points, sum of best cosines."""
+        K, D = centroids.shape
+        sums = centroids.new_zeros(K, D)
+        counts = torch.zeros(K, dtype=torch.int64, device=centroids.device)
+        total_cos = centroids.new_zeros(())
+        for chunk in self._chunks(data, centroids.device):
+            labels, best = self._assign(chunk.to(centroids.dtype), centroids)
+            # The chunk scattered into K means by segment_mean's kernel (no (n, K) one-hot).
+            chunk_counts = torch.bincount(labels, minlength=K)
+            means = segment_mean(chunk.to(centroids.dtype), labels, K, normalize=False)
+            sums += means * chunk_counts.unsqueeze(1).to(sums.dtype)
+            counts += chunk_counts
+            total_cos += best.sum()
+        return sums, counts, total_cos
+
+    def _initial_centroids(self, data: torch.Tensor, device) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed)
+        n = data.shape[0]
+        if n < self.num_clusters:
+            raise ValueError(f"data has {n} points, fewer than num_clusters = {self.num_clusters}")
+        sample_size = min(n, self.init_sample)
+        rows = torch.randperm(n, generator=generator)[:sample_size].sort().values
+        sample = torch.nn.functional.normalize(torch.as_tensor(data[rows.numpy()] if not isinstance(data, torch.Tensor)
+                                                               else data[rows]).to(device).double(), dim=1, eps=1e-12)
+        if self.init == "random":
+            return sample[:self.num_clusters].clone() if sample_size == self.num_clusters else \
+                sample[torch.randperm(sample_size, generator=generator)[:self.num_clusters].to(device)]
+        # k-means++ with the cosine distance 1 - cos: each next seed is drawn with
+        # probability proportional to its squared distance to the nearest chosen seed.
+        first = int(torch.randint(sample_size, (1,), generator=generator))
+        chosen = [first]
+        distance = (1 - sample @ sample[first]).clamp_min(0)
+        for _ in range(1, self.num_clusters):
+            weights = (distance ** 2).cpu()
+            if float(weights.sum()) <= 0:  # all remaining points coincide with seeds
+                weights = torch.ones_like(weights)
+                weights[chosen] = 0
+            index = int(torch.multinomial(weights, 1, generator=generator))
+            chosen.append(index)
+            distance = torch.minimum(distance, (1 - sample @ sample[index]).clamp_min(0))
+        return sample[chosen]
+
+    # -- public API ----------------------------------------------------------------
+    def fit(self, data) -> "SphericalKMeans":
+        """Full-batch spherical k-means over all of ``data`` (N, D), streamed in chunks."""
+        data = _as_points(data, "data")
+        device = self._device_for(data)
+        dtype = torch.float64 if data.dtype == torch.float64 else torch.float32
+        centroids = self._initial_centroids(data, device).to(dtype)
+        previous = -float("inf")
+        self.n_iter_ = 0
+        for _ in range(self.max_iter):
+            sums, counts, total_cos = self._accumulate(data, centroids)
+            # Empty clusters keep their centroid.
+            centroids = torch.where(counts.unsqueeze(1) > 0, torch.nn.functional.normalize(sums, dim=1, eps=1e-12),
+                                    centroids)
+            self.n_iter_ += 1
+            mean_cos = float(total_cos) / data.shape[0]
+            if mean_cos - previous < self.tol:
+                break
+            previous = mean_cos
+        self.centroids = centroids
+        _, counts, total_cos = self._accumulate(data, centroids)
+        self.counts = counts
+        self.inertia_ = data.shape[0] - float(total_cos)
+        return self
+
+    def partial_fit(self, batch) -> "SphericalKMeans":
+        """Online update with one batch (N_b, D): every centroid moves toward the mean of its
+        batch members with rate n_batch / n_total (PiCIE), then is renormalised. The first
+        call initialises the centroids from the batch."""
+        batch = _as_points(batch, "batch")
+        device = self._device_for(batch)
+        if self.centroids is None:
+            dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
+            self.centroids = self._initial_centroids(batch, device).to(dtype)
+            self.counts = torch.zeros(self.num_clusters, dtype=torch.int64, device=device)
+        self._check_dim(batch)
+        sums, counts, _ = self._accumulate(batch, self.centroids)
+        self.counts = self.counts + counts
+        rate = (counts / self.counts.clamp_min(1)).to(self.centroids.dtype).unsqueeze(1)
+        batch_mean = sums / counts.clamp_min(1).to(sums.dtype).unsqueeze(1)
+        moved = self.centroids + rate * (batch_mean - self.centroids)
+        self.centroids = torch.where(counts.unsqueeze(1) > 0, torch.nn.functional.normalize(moved, dim=1, eps=1e-12),
+                                     self.centroids)
+        return self
+
+    def predict(self, data) -> torch.Tensor:
+        """(N,) int64 cluster of each point (largest cosine, ties to the lowest index)."""
+        data = _as_points(data, "data")
+        self._check_fitted()
+        self._check_dim(data)
+        labels = [self._assign(chunk.to(self.centroids.dtype), self.centroids)[0]
+                  for chunk in self._chunks(data, self.centroids.device)]
+        return torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64, device=self.centroids.device)
+
+    def objective(self, data) -> float:
+        """Sum over points of 1 - cos(point, nearest centroid) (lower is better)."""
+        data = _as_points(data, "data")
+        self._check_fitted()
+        self._check_dim(data)
+        _, _, total_cos = self._accumulate(data, self.centroids)
+        return data.shape[0] - float(total_cos)
+
+    def _check_fitted(self):
+        if self.centroids is None:
+            raise RuntimeError("SphericalKMeans is not fitted: call fit() or partial_fit() first")
+
+    def _check_dim(self, data):
+        if data.shape[1] != self.centroids.shape[1]:
+            raise ValueError(f"data has D = {data.shape[1]} but the centroids have D = {self.centroids.shape[1]}")
+
