@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -128,7 +129,13 @@ void kmeans_image_cpu(const scalar_t* x, int64_t D, int64_t H, int64_t W, int64_
       update_centroid(sums.data() + k * F, counts[k], F, centroids.data() + k * F);
       for (int64_t j = 0; j < F; ++j) transposed[j * Kp + k] = centroids[k * F + j];
     }
-    const int64_t changed = assign_clusters<acc_t>(f.data(), n, F, transposed.data(), bias.data(), Kp, member.data());
+    // Pixels are independent in the E-step: split them over threads (this runs inline
+    // when the images themselves are already spread over the threads).
+    std::atomic<int64_t> changed{0};
+    at::parallel_for(0, n, 2048, [&](int64_t i0, int64_t i1) {
+      changed += assign_clusters<acc_t>(f.data() + i0 * F, i1 - i0, F, transposed.data(), bias.data(), Kp,
+                                        member.data() + i0);
+    });
     if (tol >= 0 && double(changed) <= tol * double(n)) break;
   }
   for (int64_t i = 0; i < n; ++i) labels[pixel[i]] = member[i];

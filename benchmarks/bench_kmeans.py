@@ -1,0 +1,99 @@
+"""spherical_kmeans (SegSort's pixel sorting) and SphericalKMeans (dataset-level) vs the
+per-image Python loop research code uses (reference.py, SPML/HSG style) and faiss.
+
+Workloads (issue 3): training B=16, D=32, 65x65, grid 5x5, 10 iterations; inference
+B=1, D=32, 375x500, grid 12x12, 10 iterations; dataset-level N points x D=128, K=27 and
+100 (N = $SEGSORT_BENCH_POINTS, default 1,000,000; the issue's size is 10,000,000).
+
+    pytest benchmarks/bench_kmeans.py --benchmark-group-by=group
+"""
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segsort_ext import reference
+from segsort_ext.kmeans import SphericalKMeans, spherical_kmeans
+
+from conftest import run
+
+try:
+    import faiss
+except ImportError:  # the GPU machines have no faiss
+    faiss = None
+
+WORKLOADS = {
+    "train": dict(shape=(16, 32, 65, 65), grid=(5, 5)),
+    "infer": dict(shape=(1, 32, 375, 500), grid=(12, 12)),
+}
+
+
+def _pixel_features(x):
+    """reference.py's features (normalised embeddings + coordinates), per image (P, D+2)."""
+    B, D, H, W = x.shape
+    ys = reference.pixel_coordinates(H, x.dtype, x.device).view(H, 1).expand(H, W).reshape(-1)
+    xs = reference.pixel_coordinates(W, x.dtype, x.device).view(1, W).expand(H, W).reshape(-1)
+    f = F.normalize(x.reshape(B, D, -1).transpose(1, 2), dim=2)
+    f = torch.cat([f, ys.expand(B, -1)[..., None], xs.expand(B, -1)[..., None]], 2)
+    return F.normalize(f, dim=2)
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+@pytest.mark.parametrize("impl", ["segsort_ext", "per_image_loop", "faiss_per_image"])
+def test_pixel_sorting(benchmark, device, workload, impl):
+    shape, grid = WORKLOADS[workload]["shape"], WORKLOADS[workload]["grid"]
+    benchmark.group = f"kmeans {workload} {device} B={shape[0]} D={shape[1]} {shape[2]}x{shape[3]} K={grid[0] * grid[1]}"
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    if impl == "segsort_ext":
+        fn = lambda: spherical_kmeans(x, grid, iters=10)  # noqa: E731
+    elif impl == "per_image_loop":
+        fn = lambda: reference.spherical_kmeans(x, grid, iters=10)  # noqa: E731
+    else:
+        if faiss is None or device != "cpu":
+            pytest.skip("faiss CPU comparison only")
+        features = _pixel_features(x).numpy()
+        K = grid[0] * grid[1]
+
+        def fn():
+            for image in features:
+                kmeans = faiss.Kmeans(image.shape[1], K, niter=10, spherical=True, seed=0,
+                                      max_points_per_centroid=image.shape[0])
+                kmeans.train(image)
+    run(benchmark, fn, device)
+
+
+POINTS = int(os.environ.get("SEGSORT_BENCH_POINTS", 1_000_000))
+
+
+@pytest.fixture(scope="module")
+def dataset_points():
+    g = torch.Generator().manual_seed(0)
+    centers = F.normalize(torch.randn(200, 128, generator=g), dim=1)
+    points = centers[torch.randint(0, 200, (POINTS,), generator=g)]
+    return F.normalize(points.add_(0.3 * torch.randn(POINTS, 128, generator=g)), dim=1)
+
+
+@pytest.mark.parametrize("K", [27, 100])
+@pytest.mark.parametrize("impl", ["segsort_ext", "faiss"])
+def test_dataset_fit(benchmark, device, dataset_points, K, impl):
+    benchmark.group = f"dataset kmeans {device} N={POINTS} D=128 K={K} 10 iters"
+    points = dataset_points.to(device)
+    if impl == "segsort_ext":
+        model = SphericalKMeans(K, max_iter=10, tol=-1.0, seed=0)
+        fn = lambda: model.fit(points)  # noqa: E731
+    else:
+        if faiss is None:
+            pytest.skip("faiss not installed")
+        gpu = device == "cuda" and faiss.get_num_gpus() > 0
+        if device == "cuda" and not gpu:
+            pytest.skip("faiss sees no GPU")
+        host = dataset_points.numpy()
+        # all points per iteration (faiss subsamples 256 per centroid by default)
+        model = faiss.Kmeans(128, K, niter=10, spherical=True, seed=0, gpu=gpu, max_points_per_centroid=POINTS)
+        fn = lambda: model.train(host)  # noqa: E731
+    benchmark.pedantic(fn, rounds=1, iterations=1, warmup_rounds=0)
+    centroids = model.centroids if impl == "segsort_ext" else torch.from_numpy(model.centroids).to(device)
+    scorer = SphericalKMeans(K)
+    scorer.centroids = F.normalize(centroids.float(), dim=1)
+    benchmark.extra_info["objective"] = scorer.objective(points)  # sum of 1 - cos, lower is better
