@@ -32,6 +32,16 @@ TORCH_LIBRARY(segsort_ext, m) {
   m.def(
       "spherical_kmeans(Tensor x, Tensor? mask, Tensor? init, int grid_h, int grid_w, int iters, "
       "float coord_weight, float tol) -> (Tensor, Tensor)");
+  // SegSort's vMF (nca = false, Eq. 8) and vMF-NCA (nca = true, Eq. 10) losses per pixel,
+  // with the log-sum-exps (lse_den, lse_num) the backward recomputes the softmax from.
+  m.def(
+      "vmf_loss_forward(Tensor embeddings, Tensor segment_ids, Tensor prototypes, "
+      "Tensor? prototype_labels, Tensor? memory, Tensor? memory_labels, float concentration, "
+      "bool nca) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "vmf_loss_backward(Tensor grad_loss, Tensor embeddings, Tensor segment_ids, Tensor prototypes, "
+      "Tensor? prototype_labels, Tensor? memory, Tensor? memory_labels, Tensor lse_den, "
+      "Tensor lse_num, float concentration, bool nca) -> (Tensor, Tensor)");
 }
 
 namespace {

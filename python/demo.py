@@ -1,7 +1,7 @@
 """End-to-end example on the embedded VOC image: pixel embeddings -> pixel sorting
-(spherical k-means whose M-step is segment_mean) -> aligned segments
-(segment_partition with labels, then 8-connected components) -> majority-label
-prototypes -> picture and numbers.
+(spherical_kmeans) -> aligned segments (segment_partition with labels, then
+8-connected components) -> prototypes (segment_mean) -> SegSort's vMF-NCA loss ->
+majority-label prototypes -> picture and numbers.
 
     python python/demo.py [--image IMG --label PNG] [--out out/demo.png]
 
@@ -48,22 +48,6 @@ def pixel_embeddings(image: torch.Tensor, dim: int, seed: int = 0) -> torch.Tens
     return F.normalize(torch.einsum("dc,bchw->bdhw", projection, features), dim=1)
 
 
-def spherical_kmeans(x: torch.Tensor, grid: int, iters: int, coord_weight: float) -> torch.Tensor:
-    """SegSort's pixel sorting on features [x, coord_weight * (y, x)]: grid init, then
-    M-step (segment_mean) / E-step (argmax). The fused op is issue 3's spherical_kmeans."""
-    B, D, H, W = x.shape
-    ys = torch.linspace(-0.5, 0.5, H).view(1, 1, H, 1).expand(B, 1, H, W)
-    xs = torch.linspace(-0.5, 0.5, W).view(1, 1, 1, W).expand(B, 1, H, W)
-    f = F.normalize(torch.cat([x, coord_weight * ys, coord_weight * xs], 1), dim=1)
-    cell_y = (torch.arange(H) * grid // H).view(H, 1)
-    cell_x = (torch.arange(W) * grid // W).view(1, W)
-    labels = (cell_y * grid + cell_x).expand(B, H, W).contiguous()
-    for _ in range(iters):
-        centroids = segsort_ext.segment_mean(f, labels, grid * grid)  # (K, D + 2)
-        labels = torch.einsum("bdhw,kd->bkhw", f, centroids).argmax(1)
-    return labels
-
-
 def colorize(ids: np.ndarray, seed: int = 1) -> np.ndarray:
     colors = np.random.default_rng(seed).integers(40, 255, size=(int(ids.max()) + 2, 3), dtype=np.uint8)
     out = colors[ids + 1]
@@ -106,11 +90,21 @@ def main(argv=None) -> None:
           f"cuda kernels={segsort_ext.has_cuda_kernels()}  image {W}x{H}")
 
     x = pixel_embeddings(image, args.dim)
-    clusters = spherical_kmeans(x, args.grid, args.iters, args.coord_weight)
+    clusters = segsort_ext.spherical_kmeans(x, (args.grid, args.grid), iters=args.iters,
+                                            coord_weight=args.coord_weight).labels
     aligned = segsort_ext.segment_partition(clusters, labels)
     components = segsort_ext.segment_partition(clusters, labels, connectivity=8)
     print(f"pixel sorting: K={args.grid ** 2} clusters -> {aligned.num_segments} aligned segments "
           f"-> {components.num_segments} connected segments")
+
+    # One SegSort training loss on these embeddings (Algorithm 1 without the network).
+    embeddings = x.requires_grad_()
+    pixels = embeddings.permute(0, 2, 3, 1).reshape(-1, args.dim)
+    prototypes = segsort_ext.segment_mean(embeddings, aligned.ids, aligned.num_segments)
+    loss = segsort_ext.vmf_nca_loss(pixels, aligned.ids.reshape(-1), prototypes, aligned.label, concentration=10.0)
+    loss.backward()
+    print(f"vMF-NCA loss {float(loss.detach()):.4f}, gradient norm {float(embeddings.grad.norm()):.4f}")
+    x = x.detach()
 
     # Oracle labelling: every pixel of a label-agnostic cluster takes the cluster's majority
     # label. It bounds what a kNN vote over such segments can reach with these embeddings.
@@ -126,7 +120,10 @@ def main(argv=None) -> None:
     t_ref = timed(lambda: reference.segment_partition(clusters, labels))
     t_mean = timed(lambda: segsort_ext.segment_mean(x, aligned.ids, aligned.num_segments))
     t_mean_ref = timed(lambda: reference.segment_mean(x, aligned.ids, aligned.num_segments))
-    print(f"CPU: segment_partition {t_ops:.2f} ms (torch.unique way {t_ref:.2f} ms), "
+    t_km = timed(lambda: segsort_ext.spherical_kmeans(x, (args.grid, args.grid), iters=args.iters))
+    t_km_ref = timed(lambda: reference.spherical_kmeans(x, (args.grid, args.grid), iters=args.iters))
+    print(f"CPU: spherical_kmeans {t_km:.2f} ms (per-image loop {t_km_ref:.2f} ms), "
+          f"segment_partition {t_ops:.2f} ms (torch.unique way {t_ref:.2f} ms), "
           f"segment_mean {t_mean:.2f} ms (index_add way {t_mean_ref:.2f} ms)")
 
     palette = voc_palette()

@@ -2,6 +2,7 @@
 from segsort_ext._ops import HAS_EXTENSION, has_cuda_kernels
 from segsort_ext.kmeans import KMeansResult, SphericalKMeans, spherical_kmeans
 from segsort_ext.retrieval import Neighbours, SegmentIndex, finch
+from segsort_ext.vmf import vmf_loss, vmf_nca_loss
 from segsort_ext.segments import (
     Segments,
     segment_label_histogram,
@@ -26,4 +27,6 @@ __all__ = [
     "SegmentIndex",
     "Neighbours",
     "finch",
+    "vmf_loss",
+    "vmf_nca_loss",
 ]

@@ -190,11 +190,9 @@ class SphericalKMeans:
             raise ValueError(f"data has {n} points, fewer than num_clusters = {self.num_clusters}")
         sample_size = min(n, self.init_sample)
         rows = torch.randperm(n, generator=generator)[:sample_size].sort().values
-        sample = torch.nn.functional.normalize(torch.as_tensor(data[rows.numpy()] if not isinstance(data, torch.Tensor)
-                                                               else data[rows]).to(device).double(), dim=1, eps=1e-12)
+        sample = torch.nn.functional.normalize(data[rows].to(device).double(), dim=1, eps=1e-12)
         if self.init == "random":
-            return sample[:self.num_clusters].clone() if sample_size == self.num_clusters else \
-                sample[torch.randperm(sample_size, generator=generator)[:self.num_clusters].to(device)]
+            return sample[torch.randperm(sample_size, generator=generator)[:self.num_clusters].to(device)]
         # k-means++ with the cosine distance 1 - cos: each next seed is drawn with
         # probability proportional to its squared distance to the nearest chosen seed.
         first = int(torch.randint(sample_size, (1,), generator=generator))

@@ -136,3 +136,44 @@ def spherical_kmeans(x, grid=(5, 5), *, iters=10, coord_weight=1.0, mask=None, i
         return (torch.empty(0, H, W, dtype=torch.int64, device=x.device),
                 torch.zeros(0, K, D + 2, dtype=x.dtype, device=x.device))
     return torch.stack(all_labels), torch.stack(all_centroids)
+
+
+def _vmf_logits(embeddings, prototypes, concentration, memory):
+    """Dense (N, S + M) logits, as the official TF code and SPML compute them."""
+    logits = concentration * embeddings @ prototypes.t()
+    if memory is not None:
+        logits = torch.cat([logits, concentration * embeddings @ memory[0].detach().t()], 1)
+    return logits
+
+
+def vmf_loss(embeddings, segment_ids, prototypes, *, concentration=10.0, memory=None):
+    """Eq. 8 of SegSort: -log softmax of the own segment over all batch and memory
+    prototypes, mean over pixels with segment_ids >= 0."""
+    valid = segment_ids >= 0
+    if not bool(valid.any()):
+        return embeddings.sum() * 0 + prototypes.sum() * 0
+    logits = _vmf_logits(embeddings[valid], prototypes, concentration, memory)
+    own = segment_ids[valid]
+    return (torch.logsumexp(logits, 1) - logits.gather(1, own[:, None]).squeeze(1)).mean()
+
+
+def vmf_nca_loss(embeddings, segment_ids, prototypes, prototype_labels, *, concentration=10.0, memory=None):
+    """Eq. 10 of SegSort: -log(sum over same-label prototypes other than the own segment /
+    sum over all prototypes other than the own segment), batch and memory; pixels with no
+    such positive fall back to Eq. 8. Prototype labels < 0 are never positives."""
+    valid = segment_ids >= 0
+    if not bool(valid.any()):
+        return embeddings.sum() * 0 + prototypes.sum() * 0
+    logits = _vmf_logits(embeddings[valid], prototypes, concentration, memory)
+    own = segment_ids[valid]
+    labels = prototype_labels if memory is None else torch.cat([prototype_labels, memory[1]])
+    own_label = prototype_labels[own]
+    is_own = torch.zeros_like(logits, dtype=torch.bool)
+    is_own[torch.arange(len(own), device=own.device), own] = True
+    positive = (labels[None, :] == own_label[:, None]) & (own_label[:, None] >= 0) & ~is_own
+    neg_inf = torch.finfo(logits.dtype).min
+    denominator = torch.logsumexp(logits.masked_fill(is_own, neg_inf), 1)
+    numerator = torch.logsumexp(logits.masked_fill(~positive, neg_inf), 1)
+    nca = denominator - numerator
+    fallback = torch.logsumexp(logits, 1) - logits.gather(1, own[:, None]).squeeze(1)
+    return torch.where(positive.any(1), nca, fallback).mean()

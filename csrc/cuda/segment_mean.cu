@@ -102,18 +102,13 @@ __global__ void segment_mean_finalize_kernel(const acc_t* __restrict__ sums,
 std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cuda(const at::Tensor& x,
                                                              const at::Tensor& ids,
                                                              int64_t num_segments, bool normalize) {
-  check_floating(x, "x");
-  check_int64(ids, "ids");
-  check_same_device(x, "x", ids, "ids");
-  check_pixel_shapes(x, ids);
-  SEGSORT_CHECK_ARG(num_segments >= 0, "num_segments must be >= 0, got ", num_segments);
   const c10::cuda::CUDAGuard guard(x.device());
+  check_segment_mean_forward(x, ids, num_segments);
   const int64_t D = x.size(1);
   auto out = at::zeros({num_segments, D}, x.options());
   auto denom = at::zeros({num_segments}, x.options());
-  const auto ids_c = ids.contiguous();
-  check_ids_below(ids_c, num_segments);
   if (num_segments == 0 || x.numel() == 0) return {out, denom};
+  const auto ids_c = ids.contiguous();
   const auto x_bdp = pixels_bdp(x);
   const PixelView v = pixel_view(x_bdp);
   const int64_t total = v.B * v.D * v.P;
@@ -199,23 +194,12 @@ at::Tensor segment_mean_backward_cuda(const at::Tensor& grad_out, const at::Tens
                                       const at::Tensor& denom, const at::Tensor& ids,
                                       c10::SymIntArrayRef x_shape_sym, bool normalize) {
   const auto x_shape = C10_AS_INTARRAYREF_SLOW(x_shape_sym);
-  check_floating(grad_out, "grad_out");
-  check_int64(ids, "ids");
-  check_same_device(grad_out, "grad_out", ids, "ids");
-  SEGSORT_CHECK_ARG(grad_out.sizes() == out.sizes() && out.dim() == 2,
-                    "grad_out must have the shape of out (S, D), got ", grad_out.sizes(),
-                    " and ", out.sizes());
-  SEGSORT_CHECK_ARG(denom.dim() == 1 && denom.size(0) == out.size(0),
-                    "denom must have shape (S,), got ", denom.sizes());
   const c10::cuda::CUDAGuard guard(grad_out.device());
+  check_segment_mean_backward(grad_out, out, denom, ids, x_shape);
   auto grad_x = at::empty(x_shape, grad_out.options());
-  check_pixel_shapes(grad_x, ids);
-  SEGSORT_CHECK_ARG(grad_x.size(1) == out.size(1), "x_shape must have D = ", out.size(1),
-                    " channels, got ", x_shape);
   const int64_t S = out.size(0), D = out.size(1);
   if (grad_x.numel() == 0) return grad_x;
   const auto ids_c = ids.contiguous();
-  check_ids_below(ids_c, S);
   const auto grad_c = grad_out.contiguous(), out_c = out.contiguous(), denom_c = denom.contiguous();
   const auto gx_bdp = pixels_bdp(grad_x);
   const PixelView v = pixel_view(gx_bdp);

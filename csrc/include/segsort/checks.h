@@ -36,17 +36,44 @@ inline void check_ids_below(const at::Tensor& ids, int64_t num_segments) {
 }
 
 // Checks that ids matches x: x (B, D, H, W) with ids (B, H, W), or x (N, D) with ids (N,).
-inline void check_pixel_shapes(const at::Tensor& x, const at::Tensor& ids) {
-  if (x.dim() == 4) {
-    SEGSORT_CHECK_ARG(ids.dim() == 3 && ids.size(0) == x.size(0) && ids.size(1) == x.size(2) &&
-                          ids.size(2) == x.size(3),
-                      "ids must have shape (B, H, W) = (", x.size(0), ", ", x.size(2), ", ",
-                      x.size(3), ") to match x of shape ", x.sizes(), ", got ", ids.sizes());
+inline void check_pixel_shapes(at::IntArrayRef x, at::IntArrayRef ids) {
+  if (x.size() == 4) {
+    SEGSORT_CHECK_ARG(ids.size() == 3 && ids[0] == x[0] && ids[1] == x[2] && ids[2] == x[3],
+                      "ids must have shape (B, H, W) = (", x[0], ", ", x[2], ", ", x[3],
+                      ") to match x of shape ", x, ", got ", ids);
     return;
   }
-  SEGSORT_CHECK_ARG(x.dim() == 2, "x must have shape (B, D, H, W) or (N, D), got ", x.sizes());
-  SEGSORT_CHECK_ARG(ids.dim() == 1 && ids.size(0) == x.size(0), "ids must have shape (N,) = (",
-                    x.size(0), ",) to match x of shape ", x.sizes(), ", got ", ids.sizes());
+  SEGSORT_CHECK_ARG(x.size() == 2, "x must have shape (B, D, H, W) or (N, D), got ", x);
+  SEGSORT_CHECK_ARG(ids.size() == 1 && ids[0] == x[0], "ids must have shape (N,) = (", x[0],
+                    ",) to match x of shape ", x, ", got ", ids);
+}
+
+// segment_mean_forward's inputs. Afterwards every id is < num_segments.
+inline void check_segment_mean_forward(const at::Tensor& x, const at::Tensor& ids, int64_t num_segments) {
+  check_floating(x, "x");
+  check_int64(ids, "ids");
+  check_same_device(x, "x", ids, "ids");
+  check_pixel_shapes(x.sizes(), ids.sizes());
+  SEGSORT_CHECK_ARG(num_segments >= 0, "num_segments must be >= 0, got ", num_segments);
+  check_ids_below(ids, num_segments);
+}
+
+// segment_mean_backward's inputs: grad_out and out (S, D), denom (S,), ids matching x_shape.
+inline void check_segment_mean_backward(const at::Tensor& grad_out, const at::Tensor& out,
+                                        const at::Tensor& denom, const at::Tensor& ids,
+                                        at::IntArrayRef x_shape) {
+  check_floating(grad_out, "grad_out");
+  check_int64(ids, "ids");
+  check_same_device(grad_out, "grad_out", ids, "ids");
+  SEGSORT_CHECK_ARG(grad_out.sizes() == out.sizes() && out.dim() == 2,
+                    "grad_out must have the shape of out (S, D), got ", grad_out.sizes(), " and ",
+                    out.sizes());
+  SEGSORT_CHECK_ARG(denom.dim() == 1 && denom.size(0) == out.size(0),
+                    "denom must have shape (S,), got ", denom.sizes());
+  check_pixel_shapes(x_shape, ids.sizes());
+  SEGSORT_CHECK_ARG(x_shape[1] == out.size(1), "x_shape must have D = ", out.size(1),
+                    " channels, got ", x_shape);
+  check_ids_below(ids, out.size(0));
 }
 
 // Pixel features as a (B, D, P) tensor, a view whenever strides allow (no copy for

@@ -1,0 +1,87 @@
+"""vMF-NCA loss with a prototype memory, fused (segsort_ext.vmf) vs the dense way of the
+official TF code and SPML (reference.py: the full (N, S + M) logits and masks), forward +
+backward. Workload (issue 4): N = 4 x 128 x 128 pixels, S = 800, M = 1600, D = 64.
+Peak memory goes into each benchmark's extra_info (CUDA: max_memory_allocated; CPU: the
+peak RSS of a fresh process running one step, minus the same process before the step).
+
+    pytest benchmarks/bench_vmf_loss.py --benchmark-group-by=group
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segsort_ext import reference
+from segsort_ext.vmf import vmf_nca_loss
+
+from conftest import run
+
+N, S, M, D = 4 * 128 * 128, 800, 1600, 64
+IMPLS = {"segsort_ext": vmf_nca_loss, "dense": reference.vmf_nca_loss}
+
+
+def _problem(device, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    e = F.normalize(torch.randn(N, D, generator=g), dim=1).to(device, dtype).requires_grad_()
+    ids = torch.randint(0, S, (N,), generator=g).to(device)
+    p = F.normalize(torch.randn(S, D, generator=g), dim=1).to(device, dtype).requires_grad_()
+    labels = torch.randint(0, 21, (S,), generator=g).to(device)
+    memory = (F.normalize(torch.randn(M, D, generator=g), dim=1).to(device, dtype),
+              torch.randint(0, 21, (M,), generator=g).to(device))
+    return e, ids, p, labels, memory
+
+
+def _step(impl, e, ids, p, labels, memory):
+    loss = IMPLS[impl](e, ids, p, labels, concentration=10.0, memory=memory)
+    loss.backward()
+    e.grad = p.grad = None
+    return loss
+
+
+_CPU_PEAK = """
+import json, resource, sys
+sys.path.insert(0, {bench!r})
+import bench_vmf_loss as b
+problem = b._problem("cpu")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+b._step({impl!r}, *problem)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps((after - before) / 1024))
+"""
+
+
+def _peak_mib(impl, device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        _step(impl, *_problem(device))
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - start) / 2**20
+    script = _CPU_PEAK.format(bench=str(__import__("pathlib").Path(__file__).parent), impl=impl)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+def test_vmf_nca_forward_backward(benchmark, device, impl):
+    benchmark.group = f"vmf-nca fwd+bwd {device} N={N} S={S} M={M} D={D}"
+    problem = _problem(device)
+    benchmark.extra_info["peak_mib"] = _peak_mib(impl, device)
+    run(benchmark, lambda: _step(impl, *problem), device)
+
+
+@pytest.mark.parametrize("impl", ["segsort_ext", "dense"])
+def test_bfloat16_stability(benchmark, device, impl):
+    """bfloat16 / float16 at kappa = 16: the fused path stays finite; the dense one is
+    recorded as it is (finite or not) in extra_info."""
+    benchmark.group = f"vmf-nca half precision {device}"
+    if device == "cpu" and impl == "dense":
+        pytest.skip("dense half precision on CPU: not what users run")
+    e, ids, p, labels, memory = _problem(device, torch.bfloat16 if device == "cpu" else torch.float16)
+    loss = IMPLS[impl](e, ids, p, labels, concentration=16.0, memory=memory)
+    benchmark.extra_info["finite"] = bool(torch.isfinite(loss))
+    run(benchmark, lambda: _step(impl, e, ids, p, labels, memory), device)

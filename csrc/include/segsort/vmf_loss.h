@@ -1,0 +1,138 @@
+// vmf_loss / vmf_nca_loss, both backends: pixels are processed in blocks; a block's
+// logits kappa * e . mu against the whole bank (batch prototypes, then memory) come
+// from one GEMM, a backend row kernel reduces them (log-sum-exp forward, softmax
+// coefficients backward), and the block is dropped. Memory is O(block * (S + M)),
+// never O(N * (S + M)); the backward recomputes the logits instead of storing them.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "segsort/checks.h"
+
+namespace segsort {
+
+struct VmfBank {
+  at::Tensor vectors;  // (S + M, D): batch prototypes, then memory prototypes
+  at::Tensor labels;   // (S + M,) labels for vMF-NCA, undefined for vMF
+  int64_t num_batch;   // S: columns that are batch prototypes (and may be a pixel's own)
+};
+
+inline VmfBank check_vmf_inputs(const at::Tensor& embeddings, const at::Tensor& segment_ids,
+                                const at::Tensor& prototypes,
+                                const c10::optional<at::Tensor>& prototype_labels,
+                                const c10::optional<at::Tensor>& memory,
+                                const c10::optional<at::Tensor>& memory_labels, bool nca) {
+  check_floating(embeddings, "embeddings");
+  check_floating(prototypes, "prototypes");
+  check_int64(segment_ids, "segment_ids");
+  check_same_device(embeddings, "embeddings", segment_ids, "segment_ids");
+  check_same_device(embeddings, "embeddings", prototypes, "prototypes");
+  SEGSORT_CHECK_ARG(embeddings.dim() == 2, "embeddings must have shape (N, D), got ", embeddings.sizes());
+  SEGSORT_CHECK_ARG(segment_ids.dim() == 1 && segment_ids.size(0) == embeddings.size(0),
+                    "segment_ids must have shape (N,) = (", embeddings.size(0), ",), got ",
+                    segment_ids.sizes());
+  SEGSORT_CHECK_ARG(prototypes.dim() == 2 && prototypes.size(1) == embeddings.size(1),
+                    "prototypes must have shape (S, D) with D = ", embeddings.size(1), ", got ",
+                    prototypes.sizes());
+  SEGSORT_CHECK_ARG(prototypes.scalar_type() == embeddings.scalar_type(),
+                    "prototypes must have the dtype of embeddings (", embeddings.scalar_type(),
+                    "), got ", prototypes.scalar_type());
+  check_ids_below(segment_ids, prototypes.size(0));
+  VmfBank bank{prototypes, at::Tensor(), prototypes.size(0)};
+  if (nca) {
+    SEGSORT_CHECK_ARG(prototype_labels.has_value(), "prototype_labels are required for vmf_nca_loss");
+    check_int64(*prototype_labels, "prototype_labels");
+    check_same_device(prototypes, "prototypes", *prototype_labels, "prototype_labels");
+    SEGSORT_CHECK_ARG(prototype_labels->dim() == 1 && prototype_labels->size(0) == prototypes.size(0),
+                      "prototype_labels must have shape (S,) = (", prototypes.size(0), ",), got ",
+                      prototype_labels->sizes());
+    bank.labels = *prototype_labels;
+  }
+  if (memory.has_value()) {
+    check_same_device(prototypes, "prototypes", *memory, "memory prototypes");
+    SEGSORT_CHECK_ARG(memory->dim() == 2 && memory->size(1) == embeddings.size(1),
+                      "memory prototypes must have shape (M, D) with D = ", embeddings.size(1),
+                      ", got ", memory->sizes());
+    SEGSORT_CHECK_ARG(memory->scalar_type() == embeddings.scalar_type(),
+                      "memory prototypes must have the dtype of embeddings (", embeddings.scalar_type(),
+                      "), got ", memory->scalar_type());
+    bank.vectors = at::cat({prototypes, *memory});
+    if (nca) {
+      SEGSORT_CHECK_ARG(memory_labels.has_value(), "memory labels are required for vmf_nca_loss");
+      check_int64(*memory_labels, "memory labels");
+      check_same_device(prototypes, "prototypes", *memory_labels, "memory labels");
+      SEGSORT_CHECK_ARG(memory_labels->dim() == 1 && memory_labels->size(0) == memory->size(0),
+                        "memory labels must have shape (M,) = (", memory->size(0), ",), got ",
+                        memory_labels->sizes());
+      bank.labels = at::cat({*prototype_labels, *memory_labels});
+    }
+  }
+  return bank;
+}
+
+// Float32 for half/bfloat16 (accumulation type), else the input dtype.
+inline at::ScalarType vmf_compute_type(const at::Tensor& t) {
+  return (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) ? at::kFloat : t.scalar_type();
+}
+
+inline int64_t vmf_block_rows(int64_t n, int64_t bank_size, int64_t budget_elements) {
+  return std::max<int64_t>(1, std::min<int64_t>(n, budget_elements / std::max<int64_t>(bank_size, 1)));
+}
+
+// Forward: per-pixel loss (N,), and the log-sum-exps the backward needs: lse_den (the
+// denominator set) and lse_num (the numerator set; -inf marks a vMF-NCA pixel without
+// positives, which falls back to Eq. 8). RowsForward(logits, ids, bank, nca, loss,
+// lse_den, lse_num) fills one block.
+template <typename RowsForward>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_blocked(
+    const at::Tensor& embeddings, const at::Tensor& segment_ids, const VmfBank& bank,
+    double concentration, bool nca, int64_t budget_elements, RowsForward rows_forward) {
+  const int64_t N = embeddings.size(0);
+  const auto type = vmf_compute_type(embeddings);
+  const auto opts = embeddings.options().dtype(type);
+  auto loss = at::zeros({N}, opts), lse_den = at::zeros({N}, opts), lse_num = at::zeros({N}, opts);
+  if (N == 0 || bank.vectors.size(0) == 0) return {loss, lse_den, lse_num};
+  const auto vectors = bank.vectors.to(type);
+  const auto ids = segment_ids.contiguous();
+  const int64_t block = vmf_block_rows(N, vectors.size(0), budget_elements);
+  for (int64_t start = 0; start < N; start += block) {
+    const int64_t end = std::min(N, start + block);
+    const auto logits = at::mm(embeddings.slice(0, start, end).to(type), vectors.t()).mul_(concentration);
+    rows_forward(logits, ids.slice(0, start, end), bank, nca, loss.slice(0, start, end),
+                 lse_den.slice(0, start, end), lse_num.slice(0, start, end));
+  }
+  return {loss, lse_den, lse_num};
+}
+
+// Backward: RowsBackward(logits, ids, bank, nca, lse_den, lse_num, grad_loss) turns a
+// block's logits into dloss/dlogits (scaled by grad_loss) in place; the GEMMs then give
+// the embeddings' and batch prototypes' gradients (memory gets none). Blocks run in
+// order: deterministic.
+template <typename RowsBackward>
+std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_blocked(
+    const at::Tensor& grad_loss, const at::Tensor& embeddings, const at::Tensor& segment_ids,
+    const VmfBank& bank, const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration,
+    bool nca, int64_t budget_elements, RowsBackward rows_backward) {
+  const int64_t N = embeddings.size(0), S = bank.num_batch;
+  const auto type = vmf_compute_type(embeddings);
+  auto grad_embeddings = at::zeros(embeddings.sizes(), embeddings.options().dtype(type));
+  auto grad_prototypes = at::zeros({S, embeddings.size(1)}, embeddings.options().dtype(type));
+  if (N > 0 && bank.vectors.size(0) > 0) {
+    const auto vectors = bank.vectors.to(type);
+    const auto ids = segment_ids.contiguous();
+    const auto grad = grad_loss.to(type).contiguous();
+    const int64_t block = vmf_block_rows(N, vectors.size(0), budget_elements);
+    for (int64_t start = 0; start < N; start += block) {
+      const int64_t end = std::min(N, start + block);
+      const auto e = embeddings.slice(0, start, end).to(type);
+      auto coeff = at::mm(e, vectors.t()).mul_(concentration);
+      rows_backward(coeff, ids.slice(0, start, end), bank, nca, lse_den.slice(0, start, end),
+                    lse_num.slice(0, start, end), grad.slice(0, start, end));
+      grad_embeddings.slice(0, start, end).copy_(at::mm(coeff, vectors).mul_(concentration));
+      grad_prototypes.add_(at::mm(coeff.slice(1, 0, S).t(), e), concentration);
+    }
+  }
+  return {grad_embeddings.to(embeddings.scalar_type()), grad_prototypes.to(embeddings.scalar_type())};
+}
+
+}  // namespace segsort
