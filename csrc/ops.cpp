@@ -42,6 +42,13 @@ TORCH_LIBRARY(segsort_ext, m) {
       "vmf_loss_backward(Tensor grad_loss, Tensor embeddings, Tensor segment_ids, Tensor prototypes, "
       "Tensor? prototype_labels, Tensor? memory, Tensor? memory_labels, Tensor lse_den, "
       "Tensor lse_num, float concentration, bool nca) -> (Tensor, Tensor)");
+  // One step of vMF blurring mean shift on unit points x (B, N, D), lengths (B,) valid
+  // points per image: out (B, N, D) and |y| (B, N) for the backward.
+  m.def(
+      "mean_shift_step_forward(Tensor x, Tensor lengths, float bandwidth, float eta) -> (Tensor, Tensor)");
+  m.def(
+      "mean_shift_step_backward(Tensor grad_out, Tensor x, Tensor out, Tensor norms, Tensor lengths, "
+      "float bandwidth, float eta) -> Tensor");
 }
 
 namespace {

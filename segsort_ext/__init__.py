@@ -1,6 +1,16 @@
 """segsort_ext: fused CPU/CUDA kernels for segmentation by pixel embeddings."""
 from segsort_ext._ops import HAS_EXTENSION, has_cuda_kernels
 from segsort_ext.kmeans import KMeansResult, SphericalKMeans, spherical_kmeans
+from segsort_ext.losses import (
+    PiCIEClustering,
+    SegSortLoss,
+    pairwise_margin_loss,
+    picie_loss,
+    soft_segmentation_features,
+    soft_segmentation_loss,
+)
+from segsort_ext.memory import PrototypeMemory
+from segsort_ext.meanshift import bandwidth_from_margin, blurring_mean_shift
 from segsort_ext.retrieval import Neighbours, SegmentIndex, finch
 from segsort_ext.vmf import vmf_loss, vmf_nca_loss
 from segsort_ext.segments import (
@@ -29,4 +39,13 @@ __all__ = [
     "finch",
     "vmf_loss",
     "vmf_nca_loss",
+    "blurring_mean_shift",
+    "bandwidth_from_margin",
+    "PrototypeMemory",
+    "SegSortLoss",
+    "pairwise_margin_loss",
+    "soft_segmentation_loss",
+    "soft_segmentation_features",
+    "picie_loss",
+    "PiCIEClustering",
 ]

@@ -177,3 +177,21 @@ def vmf_nca_loss(embeddings, segment_ids, prototypes, prototype_labels, *, conce
     nca = denominator - numerator
     fallback = torch.logsumexp(logits, 1) - logits.gather(1, own[:, None]).squeeze(1)
     return torch.where(positive.any(1), nca, fallback).mean()
+
+
+def blurring_mean_shift(x, *, bandwidth, iters=10, eta=1.0, lengths=None, return_all=False):
+    """The dense way (Kong & Fowlkes' MatConvNet code, PyTorch ports): the full
+    (B, N, N) kernel every iteration."""
+    B, N, _ = x.shape
+    if lengths is None:
+        lengths = torch.full((B,), N, dtype=torch.int64, device=x.device)
+    valid = torch.arange(N, device=x.device)[None, :] < lengths[:, None]
+    current = F.normalize(x, dim=2, eps=NORM_EPS)
+    iterates = [current]
+    for _ in range(iters):
+        logits = bandwidth * current @ current.transpose(1, 2)
+        logits = logits.masked_fill(~valid[:, None, :], torch.finfo(logits.dtype).min)
+        shifted = (1 - eta) * current + eta * torch.softmax(logits, 2) @ current
+        current = torch.where(valid[..., None], F.normalize(shifted, dim=2, eps=NORM_EPS), current)
+        iterates.append(current)
+    return iterates if return_all else current

@@ -1,0 +1,92 @@
+"""Recurrent blurring mean shift, T = 10 iterations forward + backward, D = 64: fused
+(segsort_ext.meanshift) vs the dense PyTorch loop (reference.py: the N x N kernel every
+iteration) vs torch.nn.functional.scaled_dot_product_attention doing the same math
+(eta = 1: softmax(bandwidth X X^T) X, then normalize). extra_info holds the achieved
+TFLOP/s for the attention work, counted as 4 N^2 D forward + 10 N^2 D backward per
+iteration (the flash-attention convention, backward = 2.5 x forward), and peak memory.
+
+CPU: N = 2048 (and a one-off N = 20000, D = 32, T = 2 peak-memory run); CUDA: N = 4096,
+16384, 65536 (dense skipped where its N x N kernels cannot fit).
+
+    pytest benchmarks/bench_mean_shift.py --benchmark-group-by=group
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segsort_ext import reference
+from segsort_ext.meanshift import blurring_mean_shift
+
+from conftest import run
+
+D, T, BANDWIDTH = 64, 10, 6.0
+
+
+def _sdpa_mean_shift(x, bandwidth, iters):
+    x = F.normalize(x, dim=2)
+    for _ in range(iters):
+        x = F.normalize(F.scaled_dot_product_attention(x, x, x, scale=bandwidth), dim=2)
+    return x
+
+
+IMPLS = {
+    "segsort_ext": lambda x: blurring_mean_shift(x, bandwidth=BANDWIDTH, iters=T),
+    "dense": lambda x: reference.blurring_mean_shift(x, bandwidth=BANDWIDTH, iters=T),
+    "sdpa": lambda x: _sdpa_mean_shift(x, BANDWIDTH, T),
+}
+
+
+def _sizes():
+    return [("cpu", 2048)] + [("cuda", n) for n in (4096, 16384, 65536)]
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("size", _sizes(), ids=lambda s: f"{s[0]}-N{s[1]}")
+def test_mean_shift_forward_backward(benchmark, device, size, impl):
+    size_device, N = size
+    if size_device != device:
+        pytest.skip("size for the other device")
+    if impl == "dense" and N * N * 4 * T > 40 * 2**30:
+        pytest.skip("dense: T N x N kernels do not fit")
+    benchmark.group = f"mean shift fwd+bwd T={T} {device} N={N} D={D}"
+    x = torch.randn(1, N, D, device=device, generator=None).requires_grad_()
+
+    def step():
+        out = IMPLS[impl](x)
+        out.square().sum().backward()
+        x.grad = None
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = run(benchmark, step, device)
+    del result
+    if device == "cuda":
+        benchmark.extra_info["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    seconds = benchmark.stats.stats.median
+    benchmark.extra_info["tflops"] = 14 * N * N * D * T / seconds / 1e12
+
+
+_CPU_PEAK = """
+import resource, torch
+from segsort_ext.meanshift import blurring_mean_shift
+x = torch.randn(1, 20000, 32).requires_grad_()
+blurring_mean_shift(x, bandwidth=6.0, iters=2).square().sum().backward()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # the whole process, torch included
+"""
+
+
+def test_cpu_peak_memory_n20000(benchmark, device):
+    """The issue's CPU memory target: N = 20000, D = 32 forward + backward (T = 2); the
+    dense version would hold 2 x 1.6 GB of kernels plus their softmax and gradients."""
+    if device != "cpu":
+        pytest.skip("CPU target")
+    benchmark.group = "mean shift CPU memory N=20000 D=32 T=2"
+    out = benchmark.pedantic(lambda: subprocess.run([sys.executable, "-c", _CPU_PEAK], capture_output=True,
+                                                    text=True, check=True, cwd=Path(__file__).parent),
+                             rounds=1, iterations=1)
+    benchmark.extra_info["process_peak_mib"] = json.loads(out.stdout.strip().splitlines()[-1])
