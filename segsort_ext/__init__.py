@@ -1,5 +1,6 @@
 """segsort_ext: fused CPU/CUDA kernels for segmentation by pixel embeddings."""
 from segsort_ext._ops import HAS_EXTENSION, has_cuda_kernels
+from segsort_ext.inference import SegSortPredictor, add_training_segments
 from segsort_ext.kmeans import KMeansResult, SphericalKMeans, spherical_kmeans
 from segsort_ext.losses import (
     PiCIEClustering,
@@ -37,6 +38,8 @@ __all__ = [
     "SegmentIndex",
     "Neighbours",
     "finch",
+    "add_training_segments",
+    "SegSortPredictor",
     "vmf_loss",
     "vmf_nca_loss",
     "blurring_mean_shift",
