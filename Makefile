@@ -7,10 +7,11 @@ export CUDA_HOME ?= /usr/local/cuda
 export TORCH_CUDA_ARCH_LIST ?= 7.5;8.0;9.0+PTX
 export MAX_JOBS ?= 2
 
-.PHONY: help venv build demo test bench cmake buildinfo clean
+.PHONY: help venv build demo train test bench cmake buildinfo clean
 
 help:
 	@echo "make demo   - build, then run the end-to-end example (writes out/demo.png)"
+	@echo "make train  - build, then the SegSort recipe: train, bank, kNN inference, mIoU (out/train_segsort.png)"
 	@echo "make test   - build, then run the test suite"
 	@echo "make bench  - build, then run the benchmarks (pytest-benchmark)"
 	@echo "make cmake  - configure and build csrc/ with CMake (compile_commands.json)"
@@ -35,6 +36,9 @@ build: $(VENV)/.built
 
 demo: build
 	$(PY) python/demo.py
+
+train: build
+	$(PY) python/train_segsort.py $(if $(wildcard ../shared/data/voc2012),--data ../shared/data/voc2012,)
 
 test: build
 	$(PY) -m pytest tests -q
