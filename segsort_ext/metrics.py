@@ -1126,3 +1126,98 @@ def write_official_tables(result: Mapping, out_dir: Union[str, os.PathLike]) -> 
                 fh.write(" ".join(cells) + "\n")
         paths.append(path)
     return paths
+
+
+# ============================================================================================
+# Contracted entry points: hierarchies of label maps in, the benchmark's headline numbers out
+# ============================================================================================
+
+def _human_label_maps(ground_truth) -> List[np.ndarray]:
+    return _as_segmentation_list(ground_truth)
+
+
+def region_benchmark(candidates: Sequence[Sequence], ground_truths: Sequence) -> Dict[str, float]:
+    """BSDS500 region benchmark (covering, PRI, VOI) of segmentation hierarchies.
+
+    Args:
+        candidates: ``candidates[i][t]`` is the ``HxW`` label map of image i at level t.
+        ground_truths: ``ground_truths[i]`` is the list of human label maps of image i
+            (region ids 1..N; ground-truth dicts from ``segsort_ext.data`` work too).
+
+    Returns:
+        dict with covering_ods, covering_ois, covering_best, pri_ods, pri_ois, voi_ods,
+        voi_ois (the official regionBench definitions; ODS picks one level for the data
+        set, OIS the best level per image).
+    """
+    if len(candidates) != len(ground_truths):
+        raise ValueError(f"candidates ({len(candidates)} images) and ground_truths ({len(ground_truths)}) differ")
+    per_image = [evaluate_regions_image([to_numpy(c) for c in levels], _human_label_maps(gt), kind="segs")
+                 for levels, gt in zip(candidates, ground_truths)]
+    r = evaluate_regions(per_image)
+    return {"covering_ods": r["covering_ods"]["covering"], "covering_ois": r["covering_ois"],
+            "covering_best": r["covering_best"], "pri_ods": r["pri_ods"]["value"], "pri_ois": r["pri_ois"],
+            "voi_ods": r["voi_ods"]["value"], "voi_ois": r["voi_ois"]}
+
+
+def boundary_benchmark(candidates: Sequence[Sequence], ground_truths: Sequence,
+                       max_dist: float = 0.0075) -> Dict[str, float]:
+    """BSDS500 boundary benchmark of segmentation hierarchies: the boundaries of every
+    level (seg2bdry) matched to each human's boundaries by min-cost bipartite assignment
+    within ``max_dist`` of the image diagonal, after thinning.
+
+    Args as :func:`region_benchmark`; human boundaries are the thinned seg2bdry of the
+    human label maps (exactly how BSDS500's stored ``Boundaries`` were made: checked on
+    the shipped sample), or the ``'boundaries'`` of ground-truth dicts.
+
+    Returns:
+        dict with ods_f, ois_f, ap, ods_recall, ods_precision.
+    """
+    if len(candidates) != len(ground_truths):
+        raise ValueError(f"candidates ({len(candidates)} images) and ground_truths ({len(ground_truths)}) differ")
+    per_image = []
+    for levels, gt in zip(candidates, ground_truths):
+        humans = gt if isinstance(gt, Mapping) or (len(gt) and isinstance(gt[0], Mapping)) else \
+            [thin_boundaries(seg2bdry(seg)) for seg in _human_label_maps(gt)]
+        per_image.append(evaluate_boundaries_image([to_numpy(c) for c in levels], humans, kind="segs",
+                                                   max_dist=max_dist))
+    b = evaluate_boundaries(per_image)
+    return {"ods_f": b["ods"]["f"], "ois_f": b["ois"]["f"], "ap": b["ap"], "ods_recall": b["ods"]["recall"],
+            "ods_precision": b["ods"]["precision"]}
+
+
+def hungarian_match(pred, target, num_clusters: int, num_classes: int,
+                    ignore_index: Optional[int] = 255) -> Dict:
+    """Unsupervised evaluation (PiCIE): clusters are matched one-to-one to classes by the
+    assignment that maximises the matched pixels (scipy linear_sum_assignment); clusters
+    left without a class (num_clusters > num_classes) count as wrong.
+
+    Returns:
+        dict with ``mapping`` ((num_clusters,) class of each cluster, -1 if unmatched),
+        ``pixel_accuracy``, ``mean_iou``, ``iou`` after relabelling with the mapping.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    pred, target = to_numpy(pred).astype(np.int64), to_numpy(target).astype(np.int64)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
+    keep = target != ignore_index if ignore_index is not None else np.ones(target.shape, bool)
+    if ((pred[keep] < 0) | (pred[keep] >= num_clusters)).any():
+        raise ValueError(f"pred must hold cluster ids in [0, num_clusters = {num_clusters})")
+    if ((target[keep] < 0) | (target[keep] >= num_classes)).any():
+        raise ValueError(f"target must hold class ids in [0, num_classes = {num_classes}) or ignore_index")
+    table = np.zeros((num_clusters, num_classes), dtype=np.int64)
+    np.add.at(table, (pred[keep], target[keep]), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    mapping = np.full(num_clusters, -1, dtype=np.int64)
+    mapping[rows] = cols
+    relabelled = np.where(keep, mapping[np.clip(pred, 0, num_clusters - 1)], -1)
+    # Unmatched clusters predict "no class" (id C): false negatives of the true class.
+    conf = confusion_matrix(np.where(relabelled < 0, num_classes, relabelled)[keep], target[keep],
+                            num_classes + 1, ignore_index=None)
+    tp = np.diag(conf)[:num_classes].astype(np.float64)
+    fn = conf[:num_classes].sum(1) - tp
+    fp = conf[:, :num_classes].sum(0) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
+    return {"mapping": mapping, "pixel_accuracy": float(tp.sum()) / max(int(keep.sum()), 1),
+            "mean_iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"), "iou": iou}

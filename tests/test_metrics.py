@@ -306,3 +306,56 @@ def test_bsds_boundary_official_random_graph(bench, test):
     tables = official_tables(bench("segs", True, False, outlier_graph="official", seed=0))
     for name in BOUNDARY_FILES:
         assert np.abs(tables[name] - _reference(test, name)).max() <= OFFICIAL_GRAPH_TOLERANCE[name], name
+
+
+# --- contracted entry points -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def segs_inputs():
+    if not BENCH.is_dir():
+        pytest.skip(f"BSDS500 benchmark sample not found at {BENCH}")
+    import scipy.io
+
+    from segsort_ext.data import load_bsds_ground_truth
+
+    ids = sorted(p.stem for p in (BENCH / "images").glob("*.jpg"))
+    candidates = [list(scipy.io.loadmat(BENCH / "segs" / f"{i}.mat")["segs"][0]) for i in ids]
+    humans = [[gt["segmentation"] for gt in load_bsds_ground_truth(BENCH / "groundTruth" / f"{i}.mat")] for i in ids]
+    return candidates, humans
+
+
+def test_region_benchmark_reproduces_test_5(segs_inputs):
+    from segsort_ext.metrics import region_benchmark
+
+    result = region_benchmark(*segs_inputs)
+    cover = _reference("test_5", "eval_cover.txt")[0]  # bestT covering_ODS covering_OIS covering_best
+    ri_voi = _reference("test_5", "eval_RI_VOI.txt")[0]  # thr PRI_ODS PRI_OIS thr VOI_ODS VOI_OIS
+    expected = {"covering_ods": cover[1], "covering_ois": cover[2], "covering_best": cover[3],
+                "pri_ods": ri_voi[1], "pri_ois": ri_voi[2], "voi_ods": ri_voi[4], "voi_ois": ri_voi[5]}
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value, abs=1e-3), key
+
+
+def test_boundary_benchmark_reproduces_test_3(segs_inputs):
+    from segsort_ext.metrics import boundary_benchmark
+
+    result = boundary_benchmark(*segs_inputs)
+    bdry = _reference("test_3", "eval_bdry.txt")[0]  # bestT R P F (ODS) | R P F (OIS) | AP
+    assert result["ods_f"] == pytest.approx(bdry[3], abs=0.01)
+    assert result["ois_f"] == pytest.approx(bdry[6], abs=0.01)
+    assert result["ods_recall"] == pytest.approx(bdry[1], abs=0.01)
+    assert result["ods_precision"] == pytest.approx(bdry[2], abs=0.01)
+
+
+def test_hungarian_match():
+    from segsort_ext.metrics import hungarian_match
+
+    target = np.array([[0, 0, 1, 1], [2, 2, 255, 1]])
+    pred = np.array([[3, 3, 0, 0], [1, 1, 2, 2]])  # cluster 3 -> class 0, 0 -> 1, 1 -> 2; cluster 2 is spare
+    result = hungarian_match(pred, target, num_clusters=4, num_classes=3)
+    assert result["mapping"].tolist() == [1, 2, -1, 0]
+    # 6 of 7 labelled pixels right; the last (class 1, cluster 2 unmatched) is a false negative.
+    assert result["pixel_accuracy"] == pytest.approx(6 / 7)
+    np.testing.assert_allclose(result["iou"], [1.0, 2 / 3, 1.0])
+    with pytest.raises(ValueError, match="num_clusters"):
+        hungarian_match(pred + 5, target, num_clusters=4, num_classes=3)
