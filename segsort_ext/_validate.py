@@ -40,6 +40,13 @@ def nonnegative_int(value, name: str) -> int:
     return value
 
 
+def positive_int(value, name: str) -> int:
+    value = nonnegative_int(value, name)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
 def pixel_features(x: torch.Tensor, ids: torch.Tensor) -> None:
     """x (B, D, H, W) with ids (B, H, W), or x (N, D) with ids (N,)."""
     if x.dim() == 4:

@@ -86,8 +86,8 @@ class SegSortPredictor:
         if len(index) == 0:
             raise ValueError("index is empty: add training segments first")
         self.index = index
-        self.num_classes = check.nonnegative_int(num_classes, "num_classes")
-        self.k = check.nonnegative_int(k, "k")
+        self.num_classes = check.positive_int(num_classes, "num_classes")
+        self.k = check.positive_int(k, "k")
         self.grid, self.iters, self.coord_weight, self.weighting = grid, iters, coord_weight, weighting
 
     @torch.no_grad()

@@ -69,9 +69,7 @@ def spherical_kmeans(
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, D, H, W), got {tuple(x.shape)}")
     gh, gw = _grid(grid)
-    iters = check.nonnegative_int(iters, "iters")
-    if iters < 1:
-        raise ValueError(f"iters must be >= 1, got {iters}")
+    iters = check.positive_int(iters, "iters")
     map_shape = (x.shape[0], x.shape[2], x.shape[3])
     if mask is not None:
         check.tensor(mask, "mask")
@@ -136,15 +134,14 @@ class SphericalKMeans:
 
     def __init__(self, num_clusters: int, *, init: str = "k-means++", max_iter: int = 20, tol: float = 1e-6,
                  chunk_size: int = 1 << 20, seed: int = 0, device=None, init_sample: int = 100_000):
-        if check.nonnegative_int(num_clusters, "num_clusters") < 1:
-            raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
+        check.positive_int(num_clusters, "num_clusters")
         if init not in ("k-means++", "random"):
             raise ValueError(f"init must be 'k-means++' or 'random', got {init!r}")
         self.num_clusters = num_clusters
         self.init = init
         self.max_iter = check.nonnegative_int(max_iter, "max_iter")
         self.tol = float(tol)
-        self.chunk_size = max(1, check.nonnegative_int(chunk_size, "chunk_size"))
+        self.chunk_size = check.positive_int(chunk_size, "chunk_size")
         self.seed = seed
         self.device = torch.device(device) if device is not None else None
         self.init_sample = max(num_clusters, check.nonnegative_int(init_sample, "init_sample"))

@@ -24,6 +24,7 @@ from segsort_ext import _validate as check
 from segsort_ext.kmeans import _grid, spherical_kmeans
 from segsort_ext.memory import PrototypeMemory
 from segsort_ext.segments import segment_mean, segment_partition
+from segsort_ext.vmf import vmf_loss, vmf_nca_loss
 
 __all__ = [
     "SegSortLoss",
@@ -44,25 +45,9 @@ NORM_EPS = 1e-12
 PAIR_BLOCK_ELEMENTS = 1 << 22
 
 
-def _vmf_functions():
-    """The fused vMF losses where they are built, else the dense references."""
-    try:
-        from segsort_ext.vmf import vmf_loss, vmf_nca_loss
-    except ImportError:
-        from segsort_ext.reference import vmf_loss, vmf_nca_loss
-    return vmf_loss, vmf_nca_loss
-
-
 # -- small argument checks -----------------------------------------------------------
-def _positive_int(value, name: str) -> int:
-    value = check.nonnegative_int(value, name)
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
 def _optional_positive_int(value, name: str) -> Optional[int]:
-    return None if value is None else _positive_int(value, name)
+    return None if value is None else check.positive_int(value, name)
 
 
 def _number(value, name: str) -> float:
@@ -147,7 +132,7 @@ class SegSortLoss(nn.Module):
         super().__init__()
         self.concentration = _number(concentration, "concentration")
         self.grid = _grid(grid)
-        self.kmeans_iters = _positive_int(kmeans_iters, "kmeans_iters")
+        self.kmeans_iters = check.positive_int(kmeans_iters, "kmeans_iters")
         self.coord_weight = _number(coord_weight, "coord_weight")
         if loss not in ("auto", "vmf", "vmf_nca"):
             raise ValueError(f"loss must be 'auto', 'vmf' or 'vmf_nca', got {loss!r}")
@@ -233,7 +218,6 @@ class SegSortLoss(nn.Module):
         memory = self.memory.tensors() if self.memory is not None else None
         if memory is not None:
             memory = (memory[0].to(embeddings.dtype), memory[1])
-        vmf_loss, vmf_nca_loss = _vmf_functions()
         if pixel_segments.numel() == 0:
             loss = embeddings.sum() * 0.0
         elif loss_type == "vmf_nca":
@@ -622,7 +606,7 @@ def guided_filter(guide_image: torch.Tensor, features: torch.Tensor, radius: int
     eps = _number(eps, "eps")
     if eps <= 0:
         raise ValueError(f"eps must be > 0, got {eps}")
-    channel_chunk = _positive_int(channel_chunk, "channel_chunk")
+    channel_chunk = check.positive_int(channel_chunk, "channel_chunk")
 
     mean_guide = box_filter(guide_image, radius)  # (B, G, H, W)
     outer = (guide_image.unsqueeze(2) * guide_image.unsqueeze(1)).reshape(B, G * G, H, W)
@@ -669,7 +653,7 @@ def pca_project(features: torch.Tensor, dims: int = 3) -> torch.Tensor:
     if features.dim() != 4:
         raise ValueError(f"features must have shape (B, C, H, W), got {tuple(features.shape)}")
     B, C, H, W = features.shape
-    dims = _positive_int(dims, "dims")
+    dims = check.positive_int(dims, "dims")
     if dims > C:
         raise ValueError(f"dims must be <= the number of channels C = {C}, got {dims}")
     pixels = features.reshape(B, C, H * W).transpose(1, 2)

@@ -191,13 +191,6 @@ def _exact_search_torch(queries: torch.Tensor, bank: torch.Tensor, k: int,
 # argument checks
 # --------------------------------------------------------------------------------------
 
-def _positive_int(value, name: str) -> int:
-    value = check.nonnegative_int(value, name)
-    if value == 0:
-        raise ValueError(f"{name} must be >= 1, got 0")
-    return value
-
-
 def _rows(x, name: str, dim: int) -> torch.Tensor:
     check.float_tensor(x, name)
     if x.dim() != 2:
@@ -264,7 +257,7 @@ class SegmentIndex:
     def __init__(self, dim: int, *, metric: str = "ip", device: Union[str, torch.device, None] = None,
                  backend: str = "auto", ivf_nlist: Optional[int] = None, ivf_nprobe: int = 16,
                  search_block: Optional[Sequence[int]] = None):
-        self._dim = _positive_int(dim, "dim")
+        self._dim = check.positive_int(dim, "dim")
         if metric not in ("ip", "cosine"):
             raise ValueError(f"metric must be 'ip' or 'cosine', got {metric!r}")
         if backend not in ("auto", "faiss", "torch"):
@@ -272,17 +265,17 @@ class SegmentIndex:
         if backend == "faiss" and _faiss() is None:
             raise ImportError("backend='faiss' needs the faiss package (pip install faiss-gpu or faiss-cpu)")
         if ivf_nlist is not None:
-            ivf_nlist = _positive_int(ivf_nlist, "ivf_nlist")
+            ivf_nlist = check.positive_int(ivf_nlist, "ivf_nlist")
             if backend == "torch":
                 raise ValueError("ivf_nlist needs a faiss backend; backend='torch' is exact search only")
             if _faiss() is None:
                 raise ImportError("ivf_nlist (an IndexIVFFlat) needs the faiss package")
-        ivf_nprobe = _positive_int(ivf_nprobe, "ivf_nprobe")
+        ivf_nprobe = check.positive_int(ivf_nprobe, "ivf_nprobe")
         if search_block is not None:
             if len(search_block) != 2:
                 raise ValueError(f"search_block must be (query rows, bank rows), got {search_block!r}")
-            search_block = (_positive_int(search_block[0], "search_block[0]"),
-                            _positive_int(search_block[1], "search_block[1]"))
+            search_block = (check.positive_int(search_block[0], "search_block[0]"),
+                            check.positive_int(search_block[1], "search_block[1]"))
         self._metric = metric
         self._backend_request = backend
         self._ivf_nlist = ivf_nlist
@@ -336,7 +329,7 @@ class SegmentIndex:
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
-        self._ivf_nprobe = _positive_int(value, "nprobe")
+        self._ivf_nprobe = check.positive_int(value, "nprobe")
         self._apply_nprobe()
 
     @property
@@ -525,7 +518,7 @@ class SegmentIndex:
             -inf.
         """
         _rows(queries, "queries", self._dim)
-        k = _positive_int(k, "k")
+        k = check.positive_int(k, "k")
         if self._size == 0:
             raise ValueError("search on an empty SegmentIndex: add() prototypes first")
         if k > self._size:
@@ -592,7 +585,7 @@ class SegmentIndex:
         if num_classes is None:
             num_classes = self._max_label + 1
         else:
-            num_classes = _positive_int(num_classes, "num_classes")
+            num_classes = check.positive_int(num_classes, "num_classes")
             if num_classes <= self._max_label:
                 raise ValueError(f"num_classes = {num_classes} but the index holds label {self._max_label}")
         scores, ids = self.search(queries, k)
@@ -797,7 +790,7 @@ def finch(x: torch.Tensor, *, metric: str = "cosine", max_levels: Optional[int] 
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
     if max_levels is not None:
-        max_levels = _positive_int(max_levels, "max_levels")
+        max_levels = check.positive_int(max_levels, "max_levels")
     if backend not in ("auto", "faiss", "torch"):
         raise ValueError(f"backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
     num_rows = x.shape[0]

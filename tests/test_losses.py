@@ -126,13 +126,6 @@ def test_segsort_pixel_sampling(generator):
     torch.testing.assert_close(everything, SegSortLoss(grid=(2, 3), kmeans_iters=4)(x, labels), rtol=1e-12, atol=0)
 
 
-def test_vmf_falls_back_to_the_reference_without_the_fused_module(monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "segsort_ext.vmf", None)  # the import now fails
-    assert losses._vmf_functions() == (reference.vmf_loss, reference.vmf_nca_loss)
-
-
 def test_segsort_float32_with_float64_memory(generator):
     x1, x2 = _embeddings(generator).float(), _embeddings(generator).float()
     labels = random_labels(2, 9, 10, 3, generator=generator)

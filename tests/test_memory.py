@@ -125,9 +125,8 @@ def test_empty_memory_is_accepted_by_the_vmf_losses(generator):
     embeddings = torch.nn.functional.normalize(torch.randn(6, 3, dtype=torch.float64, generator=generator), dim=1)
     prototypes = torch.nn.functional.normalize(torch.randn(2, 3, dtype=torch.float64, generator=generator), dim=1)
     ids = torch.tensor([0, 1, 1, 0, -1, 0])
-    from segsort_ext.losses import _vmf_functions
+    from segsort_ext.vmf import vmf_loss, vmf_nca_loss
 
-    vmf_loss, vmf_nca_loss = _vmf_functions()
     torch.testing.assert_close(vmf_loss(embeddings, ids, prototypes, memory=memory.tensors()),
                                reference.vmf_loss(embeddings, ids, prototypes))
     labels = torch.tensor([0, 0])
