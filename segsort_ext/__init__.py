@@ -11,7 +11,24 @@ from segsort_ext.losses import (
     soft_segmentation_loss,
 )
 from segsort_ext.memory import PrototypeMemory
-from segsort_ext.meanshift import bandwidth_from_margin, blurring_mean_shift
+from segsort_ext.meanshift import (
+    Instances,
+    Proposals,
+    bandwidth_from_margin,
+    blurring_mean_shift,
+    cosine_threshold_from_margin,
+    extract_instances,
+    instance_proposals,
+)
+from segsort_ext.pseudo_segments import (
+    contour_ucm,
+    edge_strength,
+    felzenszwalb_segments,
+    image_ucm,
+    pseudo_segments,
+    slic_segments,
+    ucm_to_labels,
+)
 from segsort_ext.retrieval import Neighbours, SegmentIndex, finch
 from segsort_ext.vmf import vmf_loss, vmf_nca_loss
 from segsort_ext.segments import (
@@ -44,6 +61,18 @@ __all__ = [
     "vmf_nca_loss",
     "blurring_mean_shift",
     "bandwidth_from_margin",
+    "cosine_threshold_from_margin",
+    "extract_instances",
+    "Instances",
+    "instance_proposals",
+    "Proposals",
+    "pseudo_segments",
+    "slic_segments",
+    "felzenszwalb_segments",
+    "edge_strength",
+    "contour_ucm",
+    "image_ucm",
+    "ucm_to_labels",
     "PrototypeMemory",
     "SegSortLoss",
     "pairwise_margin_loss",

@@ -3,7 +3,9 @@
 Everything here is plain numpy/scipy (no compiled extension); inputs may be numpy arrays or
 torch tensors (they are converted with :func:`to_numpy`).
 
-Two families of metrics are provided.
+Four families of metrics are provided: VOC mIoU, the BSDS500 benchmark, SegSort's semantic
+boundary F-measure (:class:`SemanticBoundaryF`) and Kong & Fowlkes' instance-proposal scores
+(:class:`InstanceEvaluator`: average recall over IoU 0.5:0.05:0.95 and AP at IoU 0.5).
 
 **Semantic segmentation (PASCAL VOC)** -- :class:`ConfusionMatrix`, :func:`confusion_matrix`
 and :func:`mean_iou`: a ``num_classes x num_classes`` confusion matrix (rows = ground truth,
@@ -81,6 +83,20 @@ __all__ = [
     "bsds_benchmark",
     "official_tables",
     "write_official_tables",
+    "regions_from_ucm2",
+    # contracted entry points
+    "region_benchmark",
+    "boundary_benchmark",
+    "hungarian_match",
+    # semantic boundaries (SegSort)
+    "semantic_boundary_counts",
+    "SemanticBoundaryF",
+    "semantic_boundary_f",
+    # instance proposals (Kong & Fowlkes)
+    "AR_IOU_THRESHOLDS",
+    "instance_ious",
+    "InstanceEvaluator",
+    "average_recall",
 ]
 
 def to_numpy(x) -> np.ndarray:
@@ -1221,3 +1237,412 @@ def hungarian_match(pred, target, num_clusters: int, num_classes: int,
         iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
     return {"mapping": mapping, "pixel_accuracy": float(tp.sum()) / max(int(keep.sum()), 1),
             "mean_iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"), "iou": iou}
+
+
+# ============================================================================================
+# Semantic boundary F-measure (SegSort's boundary evaluation)
+# ============================================================================================
+
+def _class_boundary(mask: np.ndarray, thin: bool) -> np.ndarray:
+    """Boundary pixels of one binary (or label) map, on the BSDS pixel grid (seg2bdry)."""
+    bdry = seg2bdry(mask, "imageSize")
+    return thin_boundaries(bdry) if thin else bdry
+
+
+def semantic_boundary_counts(pred, target, num_classes: int, *, ignore_index: Optional[int] = 255,
+                             max_dist: float = 0.01, class_agnostic: bool = False,
+                             thin: bool = True) -> Dict[str, np.ndarray]:
+    """Per-class boundary match counts of one prediction (see :class:`SemanticBoundaryF`).
+
+    Args:
+        pred, target: ``HxW`` class maps (or ``BxHxW`` batches, counts summed).
+        num_classes: ``C``; non-ignored pixels of both maps must hold ids in ``[0, C)``.
+        ignore_index: target value of unlabelled pixels (``None``: none).
+        max_dist: matching tolerance as a fraction of the image diagonal.
+        class_agnostic: one boundary map of all label changes instead of one per class.
+        thin: thin both boundary maps (``bwmorph 'thin'``) before matching, as BSDS does.
+
+    Returns:
+        dict of ``(C,)`` int64 arrays (``(1,)`` when ``class_agnostic``): ``cnt_recall``
+        (matched ground-truth boundary pixels), ``sum_recall`` (ground-truth boundary
+        pixels), ``cnt_precision`` (matched predicted boundary pixels), ``sum_precision``
+        (predicted boundary pixels).
+    """
+    pred = to_numpy(pred)
+    target = to_numpy(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    if not (isinstance(max_dist, (int, float)) and 0 < max_dist < 1):
+        raise ValueError(f"max_dist must be a fraction of the diagonal in (0, 1), got {max_dist!r}")
+    for name, arr in (("pred", pred), ("target", target)):
+        if arr.dtype.kind not in "iub":
+            raise TypeError(f"{name} must be an integer class map, got dtype {arr.dtype}")
+    if pred.ndim == 3:
+        total = None
+        for p, t in zip(pred, target):
+            counts = semantic_boundary_counts(p, t, num_classes, ignore_index=ignore_index, max_dist=max_dist,
+                                              class_agnostic=class_agnostic, thin=thin)
+            total = counts if total is None else {k: total[k] + v for k, v in counts.items()}
+        if total is None:
+            size = 1 if class_agnostic else num_classes
+            total = {k: np.zeros(size, np.int64) for k in SemanticBoundaryF._KEYS}
+        return total
+    if pred.ndim != 2:
+        raise ValueError(f"pred and target must be HxW or BxHxW class maps, got shape {pred.shape}")
+    pred = pred.astype(np.int64)
+    target = target.astype(np.int64)
+    valid = target != ignore_index if ignore_index is not None else np.ones(target.shape, bool)
+    for name, arr in (("target", target), ("pred", pred)):
+        ids = arr[valid]
+        if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+            raise ValueError(f"{name} contains class ids outside [0, num_classes = {num_classes}) at labelled pixels")
+    size = 1 if class_agnostic else num_classes
+    out = {k: np.zeros(size, np.int64) for k in SemanticBoundaryF._KEYS}
+    # Ignored pixels are cut out of both maps (one shared void label, as DAVIS does with its
+    # void masks): neither side has a boundary inside them, and the edge of the void region is
+    # a boundary of both, so a prediction is judged on the labelled pixels only.
+    if class_agnostic:
+        pairs = [(0, np.where(valid, pred, -1), np.where(valid, target, -1))]
+    else:
+        present = np.union1d(np.unique(pred[valid]), np.unique(target[valid]))
+        pairs = [(int(c), (pred == c) & valid, (target == c) & valid) for c in present]
+    for index, p_map, t_map in pairs:
+        b_pred = _class_boundary(p_map, thin)
+        b_true = _class_boundary(t_map, thin)
+        n_pred, n_true = int(b_pred.sum()), int(b_true.sum())
+        matched_pred = matched_true = 0
+        if n_pred and n_true:
+            m_pred, m_true = correspond_pixels(b_pred, b_true, max_dist)
+            matched_pred, matched_true = int((m_pred > 0).sum()), int((m_true > 0).sum())
+        out["cnt_recall"][index] += matched_true
+        out["sum_recall"][index] += n_true
+        out["cnt_precision"][index] += matched_pred
+        out["sum_precision"][index] += n_pred
+    return out
+
+
+class SemanticBoundaryF:
+    """Dataset-level semantic boundary precision / recall / F-measure.
+
+    The boundary counterpart of mIoU that SegSort reports next to it (the "semantic
+    contours" protocol of Hariharan et al., ICCV 2011, with the BSDS matcher):
+
+    * for every class ``c``, the boundary of the prediction's mask ``pred == c`` and of the
+      ground truth's mask ``target == c`` (``seg2bdry`` of the binary mask, thinned) -- the
+      pixels where the class starts or stops;
+    * pixels whose target is ``ignore_index`` are removed from both masks first, so no
+      boundary lies inside an unlabelled region and its edge counts for both sides alike
+      (a prediction is judged on the labelled pixels only);
+    * predicted and true boundary pixels of the same class are paired one-to-one by the
+      minimum-cost bipartite matching of the BSDS benchmark (:func:`correspond_pixels`),
+      only within ``max_dist`` (default 0.01) of the image diagonal;
+    * counts -- matched / total true pixels (recall) and matched / total predicted pixels
+      (precision) -- are summed over the data set per class, and the ratios are taken at
+      the end (never averaged over images).  ``F = 2PR / (P + R)``.
+
+    ``compute()`` reports the class-pooled (micro) ``precision``, ``recall``, ``f`` and, per
+    class, ``class_precision`` / ``class_recall`` / ``class_f`` with their mean ``mean_f``
+    over the classes that have a boundary pixel on either side (NaN for absent classes).
+    ``class_agnostic=True`` instead matches one map of all label changes (plus the void
+    edges) per image: the BSDS-style boundary F of a semantic segmentation.
+    """
+
+    _KEYS = ("cnt_recall", "sum_recall", "cnt_precision", "sum_precision")
+
+    def __init__(self, num_classes: int, *, ignore_index: Optional[int] = 255, max_dist: float = 0.01,
+                 class_agnostic: bool = False, thin: bool = True):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        if not (isinstance(max_dist, (int, float)) and 0 < max_dist < 1):
+            raise ValueError(f"max_dist must be a fraction of the diagonal in (0, 1), got {max_dist!r}")
+        self.num_classes = int(num_classes)
+        self.ignore_index = ignore_index
+        self.max_dist = float(max_dist)
+        self.class_agnostic = bool(class_agnostic)
+        self.thin = bool(thin)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything accumulated so far."""
+        size = 1 if self.class_agnostic else self.num_classes
+        self.counts = {k: np.zeros(size, np.int64) for k in self._KEYS}
+
+    def update(self, pred, target) -> "SemanticBoundaryF":
+        """Add one ``HxW`` prediction/target pair, or a ``BxHxW`` batch."""
+        counts = semantic_boundary_counts(pred, target, self.num_classes, ignore_index=self.ignore_index,
+                                          max_dist=self.max_dist, class_agnostic=self.class_agnostic,
+                                          thin=self.thin)
+        for k in self._KEYS:
+            self.counts[k] += counts[k]
+        return self
+
+    def compute(self) -> Dict:
+        """Scores of everything accumulated (see the class docstring)."""
+        c = {k: v.astype(np.float64) for k, v in self.counts.items()}
+        recall = float(_ratio(c["cnt_recall"].sum(), c["sum_recall"].sum()))
+        precision = float(_ratio(c["cnt_precision"].sum(), c["sum_precision"].sum()))
+        present = (c["sum_recall"] + c["sum_precision"]) > 0
+        class_recall = np.where(present, _ratio(c["cnt_recall"], c["sum_recall"]), np.nan)
+        class_precision = np.where(present, _ratio(c["cnt_precision"], c["sum_precision"]), np.nan)
+        class_f = np.where(present, _fmeasure(np.nan_to_num(class_recall), np.nan_to_num(class_precision)), np.nan)
+        return {
+            "precision": precision,
+            "recall": recall,
+            "f": float(_fmeasure(recall, precision)),
+            "class_precision": class_precision,
+            "class_recall": class_recall,
+            "class_f": class_f,
+            "mean_f": float(np.nanmean(class_f)) if present.any() else float("nan"),
+            "present": present,
+            "counts": {k: v.copy() for k, v in self.counts.items()},
+        }
+
+
+def semantic_boundary_f(preds: Sequence, targets: Sequence, num_classes: int, **options) -> Dict:
+    """:class:`SemanticBoundaryF` over paired sequences of class maps (``options`` as its
+    constructor: ``ignore_index``, ``max_dist``, ``class_agnostic``, ``thin``)."""
+    if len(preds) != len(targets):
+        raise ValueError(f"preds ({len(preds)}) and targets ({len(targets)}) must pair up")
+    metric = SemanticBoundaryF(num_classes, **options)
+    for pred, target in zip(preds, targets):
+        metric.update(pred, target)
+    return metric.compute()
+
+
+# ============================================================================================
+# Instance proposals: average recall and AP (Kong & Fowlkes' grouping evaluation)
+# ============================================================================================
+
+#: IoU thresholds 0.5:0.05:0.95 of the average-recall protocol (rounded: exact decimals).
+AR_IOU_THRESHOLDS = np.round(np.arange(10) * 0.05 + 0.5, 2)
+
+
+def _instance_sets(masks, name: str, *, ignore_index: Optional[int], background: Optional[int],
+                   shape: Optional[Tuple[int, int]] = None):
+    """Masks or a label map -> (K x pixels sparse 0/1 matrix, void pixels or None, shape).
+
+    A 2-D integer array is a label map: every value other than ``background``,
+    ``ignore_index`` and negatives is one instance (ascending order); its ``ignore_index``
+    pixels are void.  A 2-D bool array is one mask; a 3-D array or a list are ``K`` masks.
+    """
+    if isinstance(masks, (list, tuple)):
+        if not masks:
+            if shape is None:
+                raise ValueError(f"{name} is an empty list and the image size is unknown")
+            return sparse.csr_matrix((0, shape[0] * shape[1])), None, shape
+        masks = np.stack([to_numpy(m) for m in masks])
+    arr = to_numpy(masks)
+    if arr.dtype.kind not in "iub":
+        raise TypeError(f"{name} must be a label map or boolean masks, got dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.dtype.kind != "b":
+        labels = arr.astype(np.int64)
+        void = labels == ignore_index if ignore_index is not None else None
+        keep = labels >= 0
+        if ignore_index is not None:
+            keep &= labels != ignore_index
+        if background is not None:
+            keep &= labels != background
+        ids, inverse = np.unique(labels[keep], return_inverse=True)
+        rows = inverse.ravel()
+        cols = np.flatnonzero(keep)
+        matrix = sparse.csr_matrix((np.ones(rows.size, np.float64), (rows, cols)),
+                                   shape=(ids.size, labels.size))
+        return matrix, void, labels.shape
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"{name} must be an HxW label map or KxHxW masks, got shape {arr.shape}")
+    if arr.dtype.kind != "b" and arr.size and not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name} masks must be boolean or 0/1")
+    # reshape(K, H*W), not (K, -1): -1 is ambiguous when K = 0 (an image without proposals).
+    matrix = sparse.csr_matrix(arr.reshape(arr.shape[0], arr.shape[1] * arr.shape[2]).astype(bool).astype(np.float64))
+    return matrix, None, arr.shape[1:]
+
+
+def instance_ious(proposals, gt, *, ignore=None, ignore_index: Optional[int] = 255,
+                  background: Optional[int] = 0) -> np.ndarray:
+    """Intersection-over-union of every proposal with every ground-truth instance.
+
+    Args:
+        proposals: an ``HxW`` integer id map (every id >= 0 is one proposal, ascending order;
+            negative = no proposal -- the layout of ``extract_instances``), or ``P`` boolean
+            masks (``PxHxW`` array or a list; they may overlap).
+        gt: an ``HxW`` instance id map (every value other than ``background``, ``ignore_index``
+            and negatives is one instance, ascending order: VOC's ``SegmentationObject``
+            layout) or ``G`` boolean masks.
+        ignore: optional ``HxW`` boolean map of void pixels, added to the ``ignore_index``
+            pixels of an id map; void pixels are removed from every mask before the IoU.
+        ignore_index, background: the special values of id maps (``None`` disables one).
+
+    Returns:
+        float64 ``(P, G)``; ground-truth instances left empty by the void pixels are dropped.
+    """
+    g_matrix, g_void, g_shape = _instance_sets(gt, "gt", ignore_index=ignore_index, background=background)
+    p_matrix, _, p_shape = _instance_sets(proposals, "proposals", ignore_index=None, background=None,
+                                          shape=g_shape)
+    if tuple(p_shape) != tuple(g_shape):
+        raise ValueError(f"proposals cover {tuple(p_shape)} pixels but gt covers {tuple(g_shape)}")
+    void = np.zeros(g_shape, bool) if g_void is None else g_void.copy()
+    if ignore is not None:
+        ignore = to_numpy(ignore)
+        if ignore.shape != tuple(g_shape):
+            raise ValueError(f"ignore must have the image shape {tuple(g_shape)}, got {ignore.shape}")
+        void |= ignore.astype(bool)
+    if void.any():
+        keep = sparse.diags((~void).ravel().astype(np.float64))
+        p_matrix = p_matrix @ keep
+        g_matrix = g_matrix @ keep
+    g_area = np.asarray(g_matrix.sum(axis=1)).ravel()
+    g_matrix = g_matrix[g_area > 0]
+    g_area = g_area[g_area > 0]
+    p_area = np.asarray(p_matrix.sum(axis=1)).ravel()
+    inter = (p_matrix @ g_matrix.T).toarray() if p_matrix.shape[0] and g_matrix.shape[0] else \
+        np.zeros((p_matrix.shape[0], g_matrix.shape[0]))
+    union = p_area[:, None] + g_area[None, :] - inter
+    return inter / np.where(union > 0, union, 1.0)
+
+
+def _voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """Area under the precision envelope (VOC 2010-2012 ``VOCap``)."""
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    steps = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+
+
+class InstanceEvaluator:
+    """Dataset-level evaluation of instance proposals as Kong & Fowlkes report grouping.
+
+    * **Average recall** (Hosang et al.'s AR): every ground-truth instance is credited with
+      its best IoU over the image's proposals; recall at IoU ``t`` is the fraction of all
+      instances of the data set with best IoU ``>= t``; AR is its mean over ``t`` in
+      0.5:0.05:0.95.  ``max_proposals`` keeps only the first ``k`` proposals of each image
+      (highest score first when scores are given), for AR@k.
+    * **AP at IoU** ``ap_iou`` (0.5, "AP^r") for scored proposals, VOC style: proposals of
+      the whole data set in descending score order; each is matched to the ground-truth
+      instance of its image it overlaps most; it is a true positive if that IoU is
+      ``>= ap_iou`` and the instance is not matched yet (each instance at most once), a false
+      positive otherwise; AP is the area under the precision envelope (VOC 2010-2012).
+      Ties in score keep image order, then proposal order.
+
+    Void pixels (``ignore_index`` of a ground-truth id map, or an explicit ``ignore`` map)
+    are removed from every mask before the IoU.  Class-agnostic: pass one class's
+    proposals and instances per evaluator for per-class AP.
+    """
+
+    def __init__(self, *, iou_thresholds: Sequence[float] = AR_IOU_THRESHOLDS, ap_iou: float = 0.5,
+                 max_proposals: Optional[int] = None, ignore_index: Optional[int] = 255,
+                 background: Optional[int] = 0):
+        thresholds = np.asarray(iou_thresholds, dtype=np.float64).ravel()
+        if thresholds.size == 0 or (thresholds <= 0).any() or (thresholds > 1).any():
+            raise ValueError(f"iou_thresholds must be a non-empty list of numbers in (0, 1], got {iou_thresholds!r}")
+        if not (isinstance(ap_iou, (int, float)) and 0 < ap_iou <= 1):
+            raise ValueError(f"ap_iou must be a number in (0, 1], got {ap_iou!r}")
+        if max_proposals is not None and (isinstance(max_proposals, bool) or not isinstance(max_proposals, int)
+                                          or max_proposals < 1):
+            raise ValueError(f"max_proposals must be None or an int >= 1, got {max_proposals!r}")
+        self.iou_thresholds = thresholds
+        self.ap_iou = float(ap_iou)
+        self.max_proposals = max_proposals
+        self.ignore_index = ignore_index
+        self.background = background
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything accumulated so far."""
+        self.best_ious: List[np.ndarray] = []  # per image: best IoU of each GT instance
+        self.scores: List[np.ndarray] = []  # per image: scores of its proposals
+        self.true_positive: List[np.ndarray] = []  # per image: VOC match of each proposal
+        self.num_proposals = 0
+        self.scored = True
+
+    def update(self, proposals, gt, scores=None, ignore=None) -> "InstanceEvaluator":
+        """Add one image: proposals and ground truth as in :func:`instance_ious`; ``scores``
+        one number per proposal (same order), required for AP."""
+        ious = instance_ious(proposals, gt, ignore=ignore, ignore_index=self.ignore_index,
+                             background=self.background)
+        num = ious.shape[0]
+        if scores is not None:
+            scores = to_numpy(scores).astype(np.float64).ravel()
+            if scores.shape != (num,):
+                raise ValueError(f"scores must have one entry per proposal ({num}), got shape {scores.shape}")
+            if not np.isfinite(scores).all():
+                raise ValueError("scores must be finite")
+            order = np.argsort(-scores, kind="stable")
+        else:
+            self.scored = False
+            scores = np.zeros(num)
+            order = np.arange(num)
+        if self.max_proposals is not None:
+            order = order[: self.max_proposals]
+        ious, scores = ious[order], scores[order]
+        best = ious.max(axis=0) if ious.shape[0] else np.zeros(ious.shape[1])
+        # VOC matching inside the image; it only depends on the higher-scored proposals of
+        # the same image, so it can be done per image and the lists merged at the end.
+        matched = np.zeros(ious.shape[1], bool)
+        tp = np.zeros(ious.shape[0], bool)
+        if ious.shape[1]:
+            for i, j in enumerate(ious.argmax(axis=1)):
+                if ious[i, j] >= self.ap_iou and not matched[j]:
+                    matched[j] = tp[i] = True
+        self.best_ious.append(best)
+        self.scores.append(scores)
+        self.true_positive.append(tp)
+        self.num_proposals += ious.shape[0]
+        return self
+
+    def compute(self) -> Dict:
+        """Returns ``average_recall``, ``recall`` (per threshold), ``iou_thresholds``, ``ap``
+        (NaN unless every image had scores), ``num_instances``, ``num_proposals``,
+        ``best_ious`` (all instances, image order)."""
+        best = np.concatenate(self.best_ious) if self.best_ious else np.zeros(0)
+        num_instances = best.size
+        if num_instances:
+            recall = (best[None, :] >= self.iou_thresholds[:, None] - 1e-12).mean(axis=1)
+        else:
+            recall = np.full(self.iou_thresholds.shape, np.nan)
+        ap = float("nan")
+        if self.scored and num_instances:
+            scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
+            tp = np.concatenate(self.true_positive) if self.true_positive else np.zeros(0, bool)
+            order = np.argsort(-scores, kind="stable")
+            tp = tp[order].astype(np.float64)
+            cum_tp = np.cumsum(tp)
+            cum_fp = np.cumsum(1.0 - tp)
+            ap = _voc_ap(cum_tp / num_instances, cum_tp / np.maximum(cum_tp + cum_fp, np.finfo(float).eps))
+        return {
+            "average_recall": float(np.mean(recall)),
+            "recall": recall,
+            "iou_thresholds": self.iou_thresholds.copy(),
+            "ap": ap,
+            "num_instances": int(num_instances),
+            "num_proposals": int(self.num_proposals),
+            "best_ious": best,
+        }
+
+
+def average_recall(proposals: Sequence, gts: Sequence, *, max_proposals: Optional[int] = None,
+                   scores: Optional[Sequence] = None, **options) -> Dict:
+    """:class:`InstanceEvaluator` over paired sequences (one entry per image); ``options``
+    as its constructor.  Returns its ``compute()`` (``average_recall``, ``recall``, ``ap``...)."""
+    if len(proposals) != len(gts):
+        raise ValueError(f"proposals ({len(proposals)} images) and gts ({len(gts)}) must pair up")
+    if scores is not None and len(scores) != len(gts):
+        raise ValueError(f"scores ({len(scores)} images) and gts ({len(gts)}) must pair up")
+    evaluator = InstanceEvaluator(max_proposals=max_proposals, **options)
+    for i, (p, g) in enumerate(zip(proposals, gts)):
+        evaluator.update(p, g, None if scores is None else scores[i])
+    return evaluator.compute()
+
+
+def regions_from_ucm2(ucm2, threshold: float) -> np.ndarray:
+    """Regions of a ``(2H+1)x(2W+1)`` ultrametric contour map at ``threshold``: the
+    8-connected components of ``ucm2 <= threshold`` at the pixel centres, labelled 1..N
+    (the official ``bwlabel`` step of the region benchmark)."""
+    ucm2 = _soft_map(ucm2)
+    if ucm2.ndim != 2 or ucm2.shape[0] % 2 == 0 or ucm2.shape[1] % 2 == 0:
+        raise ValueError(f"ucm2 must be a (2H+1)x(2W+1) map, got shape {ucm2.shape}")
+    return _regions_from_ucm2(ucm2, threshold).astype(np.int64)

@@ -1,0 +1,371 @@
+"""Unsupervised segmentation of BSDS500 images, benchmarked side by side.
+
+Methods (each gives a few segmentations per image -- the "levels" that the BSDS benchmark
+sweeps as thresholds):
+
+* ``pixel-sorting``: SegSort's pixel sorting, ``segsort_ext.spherical_kmeans`` on colour
+  (CIE Lab or RGB) lifted onto the sphere plus position, one level per k-means grid;
+* ``mean-shift``: Kong & Fowlkes' grouping, ``segsort_ext.blurring_mean_shift`` on the same
+  colour + position features at one bandwidth per level, then
+  ``segsort_ext.meanshift.extract_instances`` (bandwidth and threshold both derived from a
+  margin alpha: ``bandwidth_from_margin`` / ``cosine_threshold_from_margin``);
+* ``embedding``: with ``--embedding-checkpoint``, pixel sorting of a learned embedding;
+* scikit-image's ``felzenszwalb``, ``slic`` and ``quickshift`` at several scales;
+* ``gPb-owt-ucm``: the dataset's own ucm2 results (``--ucm-dir``, or ``<data-root>/ucm2``),
+  when every evaluated image has one.
+
+Images are downscaled to ``--max-side`` (mean shift, O(N^2) per iteration, to
+``--ms-max-side``), segmented, mapped back to full size by nearest upsampling and scored
+with ``segsort_ext.metrics.region_benchmark`` (covering, PRI, VOI) and
+``boundary_benchmark`` (boundary F, 0.0075 of the diagonal, thinned). "seconds" is the
+segmentation time summed over the images (features included; loading and benchmarking
+excluded; for gPb-owt-ucm only the thresholding of the precomputed maps).
+
+    python python/eval_bsds.py [--data-root ../shared/data/bsds500] [--split val]
+        [--limit 5] [--max-side 160] [--out results.md|results.json]
+
+Data layout: ``<root>/images/<split>/<id>.jpg`` + ``<root>/groundTruth/<split>/<id>.mat``
+(the BSR release), or the same without the ``<split>`` level (the benchmark sample's
+``bench/`` folder, whose ``ucm2/`` is then used automatically).
+
+``--embedding-checkpoint`` expects a TorchScript file (``torch.jit.save``) of a module
+mapping a float32 ``(1, 3, H, W)`` RGB image in [0, 1] to ``(1, D, h, w)`` pixel
+embeddings (any h, w: they are resized bilinearly to the image); any normalisation of
+the input belongs inside the module.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import scipy.io
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import segsort_ext
+from segsort_ext.data import load_bsds_ground_truth
+from segsort_ext.meanshift import bandwidth_from_margin, cosine_threshold_from_margin, extract_instances
+from segsort_ext.metrics import boundary_benchmark, region_benchmark, regions_from_ucm2
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "bsds500"
+COLUMNS = ("method", "levels", "cov_ods", "cov_ois", "pri_ods", "voi_ods", "bdry_ods_f", "bdry_ois_f", "seconds")
+HEADERS = ("method", "levels", "Cov ODS", "Cov OIS", "PRI ODS", "VOI ODS", "Bdry ODS F", "Bdry OIS F", "seconds")
+ALL_METHODS = ("pixel-sorting", "mean-shift", "embedding", "felzenszwalb", "slic", "quickshift", "gPb-owt-ucm")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+def find_images(root: Path, split: str) -> List[Dict]:
+    """(id, image path, ground-truth path) of every image with a ground-truth file, by id."""
+    root = Path(root)
+    for images, truths in ((root / "images" / split, root / "groundTruth" / split),
+                           (root / "images", root / "groundTruth")):
+        if images.is_dir() and truths.is_dir():
+            items = [{"id": p.stem, "image": p, "gt": truths / f"{p.stem}.mat"}
+                     for p in sorted(images.glob("*.jpg")) if (truths / f"{p.stem}.mat").is_file()]
+            if items:
+                return items
+    raise FileNotFoundError(f"{root} has no images/{split}/*.jpg with groundTruth/{split}/*.mat "
+                            f"(nor images/*.jpg with groundTruth/*.mat)")
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def downscale(image: np.ndarray, max_side: Optional[int]) -> np.ndarray:
+    """uint8 HxWx3 -> float32 hxwx3 in [0, 1] with max(h, w) <= max_side (area-averaged)."""
+    h, w = image.shape[:2]
+    if max_side and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+    return image.astype(np.float32) / 255.0
+
+
+def upsample_labels(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Nearest-neighbour upsampling of an hxw label map to ``shape`` (pixel centres)."""
+    h, w = labels.shape
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(np.int64), w - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def relabel(labels: np.ndarray) -> np.ndarray:
+    """Compact labels 1..K (the benchmark's region label 0 means "no region")."""
+    _, inverse = np.unique(labels, return_inverse=True)
+    return inverse.reshape(labels.shape).astype(np.int64) + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Features
+# ---------------------------------------------------------------------------------------------
+
+def colour_features(image: np.ndarray, space: str, scale: float) -> np.ndarray:
+    """hxwx3 in [0, 1] -> hxwx4 unit vectors: the centred colour c lifted onto the sphere as
+    normalize([scale * c, 1]). Normalising c itself would throw its length (brightness,
+    saturation) away; the lift keeps it, and colour distance ~1/scale maps to ~45 degrees."""
+    if space == "lab":
+        from skimage.color import rgb2lab
+
+        lab = rgb2lab(image)
+        colour = np.stack([(lab[..., 0] - 50.0) / 50.0, lab[..., 1] / 50.0, lab[..., 2] / 50.0], -1)
+    else:
+        colour = (image - 0.5) * 2.0
+    lifted = np.concatenate([scale * colour, np.ones(colour.shape[:2] + (1,))], -1)
+    return (lifted / np.linalg.norm(lifted, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def positions(h: int, w: int) -> np.ndarray:
+    """hxwx2 (y, x) running linearly over [-0.5, 0.5] (spherical_kmeans' convention)."""
+    ys = np.linspace(-0.5, 0.5, h) if h > 1 else np.zeros(1)
+    xs = np.linspace(-0.5, 0.5, w) if w > 1 else np.zeros(1)
+    return np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).astype(np.float32)
+
+
+def grid_for(level: int, h: int, w: int):
+    """A k-means grid with about ``level`` cells along the longer side, square cells."""
+    longer = max(h, w)
+    return max(1, round(level * h / longer)), max(1, round(level * w / longer))
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods: image (hxwx3 float in [0, 1]) -> list of hxw label maps
+# ---------------------------------------------------------------------------------------------
+
+def pixel_sorting(features: torch.Tensor, grids: Sequence[int], coord_weight: float, iters: int) -> List[np.ndarray]:
+    """spherical_kmeans of (1, D, h, w) features, one segmentation per grid."""
+    h, w = features.shape[2:]
+    out = []
+    for level in grids:
+        result = segsort_ext.spherical_kmeans(features, grid_for(level, h, w), iters=iters, coord_weight=coord_weight)
+        out.append(result.labels[0].cpu().numpy())
+    return out
+
+
+def mean_shift_grouping(image: np.ndarray, args, device) -> List[np.ndarray]:
+    """blurring_mean_shift + extract_instances at one bandwidth per margin."""
+    small = downscale((image * 255).round().astype(np.uint8), args.ms_max_side)
+    h, w = small.shape[:2]
+    feats = np.concatenate([colour_features(small, args.colour_space, args.colour_scale),
+                            args.ms_coord_weight * positions(h, w)], -1)
+    x = torch.from_numpy(feats.reshape(1, h * w, -1)).to(device)
+    out = []
+    for alpha in args.margins:
+        shifted = segsort_ext.blurring_mean_shift(x, bandwidth=bandwidth_from_margin(alpha), iters=args.ms_iters)
+        found = extract_instances(shifted, cosine_threshold_from_margin(alpha), min_size=args.ms_min_size)
+        ids = found.ids[0]
+        if found.size.numel() and bool((ids < 0).any()):
+            # Points of instances below min_size join the instance of closest mean embedding.
+            nearest = (shifted[0] @ found.embeddings.t()).argmax(1)
+            ids = torch.where(ids >= 0, ids, nearest)
+        labels = ids.view(h, w).cpu().numpy()
+        out.append(upsample_labels(labels, image.shape[:2]))
+    return out
+
+
+def learned_embedding(image: np.ndarray, module, args, device) -> List[np.ndarray]:
+    rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
+    with torch.no_grad():
+        emb = module(rgb)
+    if not isinstance(emb, torch.Tensor) or emb.dim() != 4 or emb.shape[0] != 1:
+        raise ValueError(f"the embedding module must return a (1, D, h, w) tensor, got "
+                         f"{type(emb).__name__} {tuple(getattr(emb, 'shape', ()))}")
+    emb = F.interpolate(emb.float(), size=image.shape[:2], mode="bilinear", align_corners=False)
+    return pixel_sorting(emb, args.grids, args.embedding_coord_weight, args.kmeans_iters)
+
+
+def skimage_method(name: str, image: np.ndarray, scales: Sequence[float]) -> List[np.ndarray]:
+    from skimage import segmentation
+
+    out = []
+    for s in scales:
+        if name == "felzenszwalb":
+            labels = segmentation.felzenszwalb(image, scale=s, sigma=0.8, min_size=max(5, int(s / 4)))
+        elif name == "slic":
+            labels = segmentation.slic(image, n_segments=int(s), compactness=10, start_label=1, channel_axis=-1)
+        else:
+            labels = segmentation.quickshift(image.astype(np.float64), kernel_size=s, max_dist=4 * s, ratio=0.5,
+                                             rng=0)
+        out.append(labels)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+def _floats(text: str) -> List[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _ints(text: str) -> List[int]:
+    values = _floats(text)
+    if any(v != int(v) or v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return [int(v) for v in values]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    p.add_argument("--split", default="val")
+    p.add_argument("--limit", type=int, default=5, help="first N images (by id); 0 = all")
+    p.add_argument("--max-side", type=int, default=160, help="working resolution (0 = full size)")
+    p.add_argument("--methods", default=",".join(ALL_METHODS),
+                   help=f"comma-separated subset of {','.join(ALL_METHODS)}")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: seconds comparable with single-threaded scikit-image; 0: torch default)")
+    p.add_argument("--colour-space", choices=("lab", "rgb"), default="lab")
+    p.add_argument("--colour-scale", type=float, default=2.0, help="colour lift: distance 1/scale ~ 45 degrees")
+    # pixel sorting
+    p.add_argument("--grids", type=_ints, default=[2, 3, 4, 6, 8, 12], help="k-means cells along the longer side")
+    p.add_argument("--coord-weight", type=float, default=1.0, help="spherical_kmeans coord_weight")
+    p.add_argument("--kmeans-iters", type=int, default=10)
+    # mean shift
+    p.add_argument("--margins", type=_floats, default=[0.8, 0.9, 0.95, 0.98],
+                   help="alpha per level: bandwidth 3/(1-alpha), threshold cos >= alpha")
+    p.add_argument("--ms-max-side", type=int, default=48, help="mean-shift resolution (O(N^2) per iteration)")
+    p.add_argument("--ms-iters", type=int, default=10)
+    p.add_argument("--ms-coord-weight", type=float, default=1.0)
+    p.add_argument("--ms-min-size", type=int, default=4, help="smaller groups join the nearest instance")
+    # learned embedding
+    p.add_argument("--embedding-checkpoint", type=Path, default=None,
+                   help="TorchScript module (1,3,H,W) RGB in [0,1] -> (1,D,h,w)")
+    p.add_argument("--embedding-coord-weight", type=float, default=0.5)
+    # baselines
+    p.add_argument("--felzenszwalb-scales", type=_floats, default=[25, 50, 100, 200, 400, 800])
+    p.add_argument("--slic-segments", type=_floats, default=[400, 200, 100, 50, 25, 12])
+    p.add_argument("--quickshift-kernels", type=_floats, default=[2, 3, 5, 8])
+    p.add_argument("--ucm-dir", type=Path, default=None, help="folder of <id>.mat ucm2 files (default <root>/ucm2)")
+    p.add_argument("--ucm-levels", type=int, default=9, help="ucm2 thresholds k/(n+1), k = 1..n")
+    p.add_argument("--out", type=Path, default=None, help="also write the table (.json or .md)")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(args.methods) - set(ALL_METHODS))
+    if unknown:
+        p.error(f"--methods: unknown {unknown}; choose from {list(ALL_METHODS)}")
+    if args.limit < 0 or args.max_side < 0 or args.threads < 0 or args.ms_max_side < 1 or args.ucm_levels < 1:
+        p.error("--limit, --max-side, --threads must be >= 0 and --ms-max-side, --ucm-levels >= 1")
+    if any(not 0 <= a < 1 for a in args.margins):
+        p.error("--margins must lie in [0, 1)")
+    if args.out is not None and args.out.suffix not in (".json", ".md"):
+        p.error("--out must end in .json or .md")
+    if args.embedding_checkpoint is not None and not args.embedding_checkpoint.is_file():
+        p.error(f"--embedding-checkpoint {args.embedding_checkpoint} does not exist")
+    return args
+
+
+def format_table(rows: Sequence[Dict]) -> str:
+    """Markdown table of the result rows."""
+    def cell(value):
+        if isinstance(value, float):
+            return "nan" if math.isnan(value) else f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> List[Dict]:
+    args = parse_args(argv)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    items = find_images(args.data_root, args.split)
+    if args.limit:
+        items = items[: args.limit]
+    images = [load_rgb(item["image"]) for item in items]
+    truths = [load_bsds_ground_truth(item["gt"]) for item in items]
+    humans = [[gt["segmentation"] for gt in truth] for truth in truths]
+
+    ucm_dir = args.ucm_dir if args.ucm_dir is not None else Path(args.data_root) / "ucm2"
+    methods = list(args.methods)
+    if "embedding" in methods and args.embedding_checkpoint is None:
+        methods.remove("embedding")
+    if "gPb-owt-ucm" in methods:
+        missing = [item["id"] for item in items if not (ucm_dir / f"{item['id']}.mat").is_file()]
+        if missing:
+            say(f"gPb-owt-ucm skipped: no ucm2 in {ucm_dir} for {len(missing)} of {len(items)} images")
+            methods.remove("gPb-owt-ucm")
+    module = None
+    if "embedding" in methods:
+        with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.11 but still the format asked for
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(args.embedding_checkpoint), map_location=device).eval()
+
+    def colour_sorting(image):
+        feats = colour_features(image, args.colour_space, args.colour_scale)
+        x = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1)))[None].to(device)
+        return pixel_sorting(x, args.grids, args.coord_weight, args.kmeans_iters)
+
+    def ucm_levels(index):
+        ucm2 = scipy.io.loadmat(ucm_dir / f"{items[index]['id']}.mat")["ucm2"]
+        thresholds = np.arange(1, args.ucm_levels + 1) / (args.ucm_levels + 1)
+        return [regions_from_ucm2(ucm2, t) for t in thresholds]
+
+    runners: Dict[str, Callable[[int, np.ndarray], List[np.ndarray]]] = {
+        "pixel-sorting": lambda i, small: colour_sorting(small),
+        "mean-shift": lambda i, small: mean_shift_grouping(small, args, device),
+        "embedding": lambda i, small: learned_embedding(small, module, args, device),
+        "felzenszwalb": lambda i, small: skimage_method("felzenszwalb", small, args.felzenszwalb_scales),
+        "slic": lambda i, small: skimage_method("slic", small, args.slic_segments),
+        "quickshift": lambda i, small: skimage_method("quickshift", small, args.quickshift_kernels),
+        "gPb-owt-ucm": lambda i, small: ucm_levels(i),
+    }
+    smalls = [downscale(image, args.max_side) for image in images]
+    say(f"{len(items)} images from {args.data_root} ({args.split}), working size "
+        f"{smalls[0].shape[1]}x{smalls[0].shape[0]} for the first; device {device}")
+
+    rows = []
+    for name in methods:
+        start = time.perf_counter()
+        candidates = []
+        for i, (image, small) in enumerate(zip(images, smalls)):
+            levels = runners[name](i, small)
+            candidates.append([relabel(upsample_labels(np.asarray(l), image.shape[:2])) for l in levels])
+        seconds = time.perf_counter() - start
+        region = region_benchmark(candidates, humans)
+        boundary = boundary_benchmark(candidates, truths)
+        rows.append({"method": name, "levels": len(candidates[0]), "cov_ods": float(region["covering_ods"]),
+                     "cov_ois": float(region["covering_ois"]), "pri_ods": float(region["pri_ods"]),
+                     "voi_ods": float(region["voi_ods"]), "bdry_ods_f": float(boundary["ods_f"]),
+                     "bdry_ois_f": float(boundary["ois_f"]), "seconds": float(seconds)})
+        say(f"  {name}: done ({seconds:.1f} s)")
+    table = format_table(rows)
+    say(table)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.out.suffix == ".json":
+            meta = {"data_root": str(args.data_root), "split": args.split, "images": [it["id"] for it in items],
+                    "max_side": args.max_side, "device": str(device)}
+            args.out.write_text(json.dumps({"settings": meta, "rows": rows}, indent=2) + "\n")
+        else:
+            args.out.write_text(table + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
