@@ -112,7 +112,7 @@ class TextureMosaics(_Scenes):
     Args:
         split: 'train' or 'test' (disjoint parts of the source textures).
         num_images: how many scenes.
-        size: scene size, an int or (H, W); at most 128 (the test textures' width).
+        size: scene size, an int or (H, W), in [8, 96] (the test textures are 102 px wide).
         regions: (min, max) number of regions per scene; regions of one scene get
             distinct classes.
         seed: the scenes are a function of (split, num_images, size, regions, seed).
@@ -127,8 +127,8 @@ class TextureMosaics(_Scenes):
     def __init__(self, split: str = "train", num_images: int = 200, size=64, regions: Tuple[int, int] = (2, 5),
                  seed: int = 0):
         H, W = _check_common(split, num_images, size)
-        if not (8 <= min(H, W) and max(H, W) <= 128):
-            raise ValueError(f"size must lie in [8, 128], got {(H, W)}")
+        if not (8 <= min(H, W) and max(H, W) <= 96):
+            raise ValueError(f"size must lie in [8, 96], got {(H, W)}")
         lo, hi = regions
         if not 1 <= lo <= hi <= len(TEXTURE_CLASSES):
             raise ValueError(f"regions must be (min, max) with 1 <= min <= max <= {len(TEXTURE_CLASSES)}, "

@@ -26,12 +26,13 @@ struct RowBlock {
   int64_t image, start, end;
 };
 
-// Row blocks of every image: at most kBlockElements kernel values each, and small enough
-// that there are about 4 blocks per thread (so one large image still uses every thread).
+// Row blocks of every image: at most kBlockElements kernel values each, and about 64
+// blocks in all (so one large image still uses every thread; a fixed count, not one per
+// thread, so results do not depend on the thread count).
 std::vector<RowBlock> row_blocks(const std::vector<int64_t>& valid) {
   int64_t total = 0;
   for (const int64_t L : valid) total += L;
-  const int64_t target = std::max<int64_t>(16, (total + 4 * at::get_num_threads() - 1) / (4 * at::get_num_threads()));
+  const int64_t target = std::max<int64_t>(16, (total + 63) / 64);
   std::vector<RowBlock> blocks;
   for (int64_t b = 0; b < static_cast<int64_t>(valid.size()); ++b) {
     const int64_t L = valid[b];

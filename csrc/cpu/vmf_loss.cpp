@@ -1,4 +1,8 @@
 // vmf_loss / vmf_nca_loss on CPU: blocked GEMM logits (vmf_loss.h) reduced row by row.
+// Every row block is one task of a single at::parallel_for (its GEMM and row loop run
+// single-threaded inside the worker): one thread barrier per call instead of a few per
+// block, which on a loaded machine (DataLoader workers, other jobs) is what keeps two
+// threads faster than one (see blurring_mean_shift.cpp).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -70,14 +74,47 @@ void rows_backward_cpu(at::Tensor& logits, const at::Tensor& ids, const VmfBank&
   });
 }
 
+// Rows are split into a fixed number of contiguous groups (the parallel tasks; fixed, not
+// per thread, so results do not depend on the thread count), each walked in blocks of at
+// most kBlockElements logits.
+constexpr int64_t kGroups = 64;
+
+template <typename F>
+void for_each_row_block(int64_t N, int64_t bank_size, const F& body) {
+  const int64_t block = vmf_block_rows(N, bank_size, kBlockElements);
+  const int64_t groups = std::min<int64_t>(kGroups, (N + 15) / 16);
+  const int64_t group_rows = (N + groups - 1) / groups;
+  at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
+    at::NoGradGuard no_grad;  // worker threads: the ATen calls must record no graph
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t group_end = std::min(N, (g + 1) * group_rows);
+      for (int64_t start = g * group_rows; start < group_end; start += block) {
+        body(g, start, std::min(group_end, start + block));
+      }
+    }
+  });
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_cpu(
     const at::Tensor& embeddings, const at::Tensor& segment_ids, const at::Tensor& prototypes,
     const c10::optional<at::Tensor>& prototype_labels, const c10::optional<at::Tensor>& memory,
     const c10::optional<at::Tensor>& memory_labels, double concentration, bool nca) {
   const VmfBank bank = check_vmf_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
                                         memory_labels, nca);
-  return vmf_loss_forward_blocked(embeddings, segment_ids, bank, concentration, nca, kBlockElements,
-                                  rows_forward_cpu);
+  const int64_t N = embeddings.size(0);
+  const auto type = vmf_compute_type(embeddings);
+  const auto opts = embeddings.options().dtype(type);
+  auto loss = at::zeros({N}, opts), lse_den = at::zeros({N}, opts), lse_num = at::zeros({N}, opts);
+  if (N == 0 || bank.vectors.size(0) == 0) return {loss, lse_den, lse_num};
+  const auto vectors = bank.vectors.to(type).detach();
+  const auto e_all = embeddings.to(type).detach();
+  const auto ids = segment_ids.contiguous();
+  for_each_row_block(N, vectors.size(0), [&](int64_t, int64_t start, int64_t end) {
+    const auto logits = at::mm(e_all.slice(0, start, end), vectors.t()).mul_(concentration);
+    rows_forward_cpu(logits, ids.slice(0, start, end), bank, nca, loss.slice(0, start, end),
+                     lse_den.slice(0, start, end), lse_num.slice(0, start, end));
+  });
+  return {loss, lse_den, lse_num};
 }
 
 std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cpu(
@@ -87,8 +124,30 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cpu(
     const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration, bool nca) {
   const VmfBank bank = check_vmf_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
                                         memory_labels, nca);
-  return vmf_loss_backward_blocked(grad_loss, embeddings, segment_ids, bank, lse_den, lse_num,
-                                   concentration, nca, kBlockElements, rows_backward_cpu);
+  const int64_t N = embeddings.size(0), S = bank.num_batch, D = embeddings.size(1);
+  const auto type = vmf_compute_type(embeddings);
+  auto grad_embeddings = at::zeros(embeddings.sizes(), embeddings.options().dtype(type));
+  if (N == 0 || bank.vectors.size(0) == 0) {
+    return {grad_embeddings.to(embeddings.scalar_type()),
+            at::zeros({S, D}, embeddings.options())};
+  }
+  const auto vectors = bank.vectors.to(type).detach();
+  const auto e_all = embeddings.to(type).detach();
+  const auto ids = segment_ids.contiguous();
+  const auto grad = grad_loss.to(type).contiguous();
+  // One (S, D) partial prototype gradient per row group, summed in group order: deterministic.
+  const int64_t groups = std::min<int64_t>(kGroups, (N + 15) / 16);
+  auto partial = at::zeros({groups, S, D}, grad_embeddings.options());
+  for_each_row_block(N, vectors.size(0), [&](int64_t g, int64_t start, int64_t end) {
+    const auto e = e_all.slice(0, start, end);
+    auto coeff = at::mm(e, vectors.t()).mul_(concentration);
+    rows_backward_cpu(coeff, ids.slice(0, start, end), bank, nca, lse_den.slice(0, start, end),
+                      lse_num.slice(0, start, end), grad.slice(0, start, end));
+    grad_embeddings.slice(0, start, end).copy_(at::mm(coeff, vectors).mul_(concentration));
+    if (S > 0) partial[g].add_(at::mm(coeff.slice(1, 0, S).t(), e), concentration);
+  });
+  auto grad_prototypes = partial.sum(0);
+  return {grad_embeddings.to(embeddings.scalar_type()), grad_prototypes.to(embeddings.scalar_type())};
 }
 
 }  // namespace
