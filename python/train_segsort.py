@@ -1,148 +1,151 @@
-"""SegSort recipe, end to end on a CPU in minutes: train a small embedding network with
-SegSortLoss (pixel sorting -> aligned segments -> vMF-NCA with a 2-batch prototype
-memory), build the training-set segment bank, label held-out images by kNN voting
-(SegSortPredictor) and score them (mIoU). Writes a picture of the predictions.
+"""Supervised SegSort recipe (Hwang et al., ICCV 2019): train an embedding network with
+SegSortLoss (pixel sorting -> aligned segments -> vMF-NCA with a prototype memory of the
+last batches), build the training-set segment bank, label held-out images by kNN voting
+(SegSortPredictor, flip-averaged) and score them: mIoU, pixel accuracy and the semantic
+boundary F-measure.
 
-    python python/train_segsort.py [--data ../shared/data/voc2012] [--steps 60]
+    python python/train_segsort.py                                   # VOC sample / embedded mosaics
+    python python/train_segsort.py --data /data/VOCdevkit/VOC2012 --dataset voc-aug --steps 20000
+    python python/train_segsort.py --data /data/cityscapes --dataset cityscapes --scale 0.25
+    python python/train_segsort.py --out runs/a --steps 600 --resume  # continue runs/a
 
-With no --data (or a missing folder) it trains and tests on the embedded VOC image.
-The network is deliberately tiny (a few dilated convolutions); the recipe, not the
-network, is the point: swap in a real backbone for real numbers.
+Without --data it uses the VOC sample in ../shared/data when present, else the embedded
+texture mosaics. --out is the run folder (config.json, log.jsonl, checkpoint.pt,
+metrics.json, predictions.png); a path ending in .png or .jpg (the original interface)
+names the picture, and the run folder is that path without its suffix. The network is
+deliberately tiny (see recipe_utils.BACKBONES to plug in a real one): the recipe, not the
+network, is the point.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from PIL import Image
 
-import segsort_ext
-from segsort_ext.data import VOCSegmentation, random_crop, random_hflip
-from segsort_ext.metrics import ConfusionMatrix
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import recipe_utils as ru  # noqa: E402
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-NUM_CLASSES = 21
+import segsort_ext  # noqa: E402
+from segsort_ext import viz  # noqa: E402
 
-
-class EmbeddingNet(nn.Module):
-    """Dilated convolutions to a (B, dim, H, W) unit embedding map at input resolution."""
-
-    def __init__(self, dim: int = 32, width: int = 48):
-        super().__init__()
-        layers, channels = [], 3
-        for dilation in (1, 2, 4, 8, 1):
-            layers += [nn.Conv2d(channels, width, 3, padding=dilation, dilation=dilation), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True)]
-            channels = width
-        layers.append(nn.Conv2d(width, dim, 1))
-        self.body = nn.Sequential(*layers)
-
-    def forward(self, image):
-        return F.normalize(self.body(image - 0.5), dim=1)
+# Arguments that define the training run: --resume refuses to continue with others.
+FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
+         "batch_size", "lr", "backbone", "seed", "dim", "concentration", "grid", "kmeans_iters", "memory_batches",
+         "aug_scale")
 
 
-def load_images(data: str | None, scale: float):
-    """(images, labels, ids) lists at the given scale; the embedded image without data."""
-    if data and Path(data).is_dir():
-        dataset = VOCSegmentation(data)
-        items = [dataset[i] for i in range(len(dataset))]
-    else:
-        image = torch.from_numpy(np.array(Image.open(ASSETS / "voc_2007_000170.jpg").convert("RGB"))).permute(2, 0, 1)
-        label = torch.from_numpy(np.array(Image.open(ASSETS / "voc_2007_000170.png")).astype(np.int64))
-        items = [(image.float() / 255, label, "voc_2007_000170")]
-        scale *= 2  # the embedded image is already half size
-    images, labels, ids = [], [], []
-    for image, label, name in items:
-        size = (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[2] * scale)))
-        images.append(F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0])
-        labels.append(F.interpolate(label[None, None].float(), size=size, mode="nearest")[0, 0].long())
-        ids.append(name)
-    return images, labels, ids
-
-
-def sample_batch(images, labels, batch_size, crop, generator):
-    picks = torch.randint(len(images), (batch_size,), generator=generator).tolist()
-    crops = [random_hflip(*random_crop(images[i], labels[i], crop, generator=generator), generator=generator)
-             for i in picks]
-    return torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops])
-
-
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=None, help="a VOC 2012 folder (JPEGImages/, SegmentationClass/)")
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--crop", type=int, default=96)
-    parser.add_argument("--scale", type=float, default=0.5, help="image downscaling before everything")
-    parser.add_argument("--dim", type=int, default=32)
-    parser.add_argument("--test-images", type=int, default=6, help="held-out images (the last ones)")
-    parser.add_argument("--out", default="out/train_segsort.png")
-    parser.add_argument("--seed", type=int, default=0)
+    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="out/train_segsort.png",
+                            default_steps=60, default_batch=4, default_test_images=6)
+    group = parser.add_argument_group("SegSort")
+    group.add_argument("--dim", type=int, default=32, help="embedding dimension")
+    group.add_argument("--concentration", type=float, default=10.0, help="vMF kappa")
+    group.add_argument("--grid", type=ru.parse_grid, default=(4, 4), help="k-means grid of a training crop")
+    group.add_argument("--kmeans-iters", type=int, default=10)
+    group.add_argument("--memory-batches", type=int, default=2, help="batches in the prototype memory (0: none)")
+    group.add_argument("--aug-scale", type=float, nargs=2, default=(0.75, 1.25), metavar=("MIN", "MAX"),
+                       help="random rescaling of training images before cropping")
+    group = parser.add_argument_group("evaluation")
+    group.add_argument("--knn", type=int, default=21, help="neighbours voting for each test segment")
+    group.add_argument("--bank-grid", type=ru.parse_grid, default=None,
+                       help="k-means grid of a training image for the bank (default 6, 4 for mosaics)")
+    group.add_argument("--test-grid", type=ru.parse_grid, default=None,
+                       help="k-means grid of a test image (default 8, 4 for mosaics)")
+    group.add_argument("--bank-images", type=int, default=0, help="training images in the bank (0: all)")
+    return parser
+
+
+def run_paths(out: str):
+    """(run folder, picture path) of --out (a .png/.jpg --out is the original interface)."""
+    path = Path(out)
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        return path.with_suffix(""), path
+    return path, path / "predictions.png"
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
-    torch.manual_seed(args.seed)
+    ru.check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration"),
+                       nonnegative=("memory_batches", "bank_images"))
+    if not 0 < args.aug_scale[0] <= args.aug_scale[1]:
+        parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {args.aug_scale}")
+    out, picture = run_paths(args.out)
+    ru.seed_everything(args.seed)
+    try:
+        data = ru.load_data(args, "semantic")
+    except (ValueError, FileNotFoundError) as error:
+        ru.fail(str(error))
+    args.resolved_dataset, args.data_root = data.kind, data.root
+    crop = args.crop or data.default_crop
+    steps = ru.total_steps(args, len(data.train))
+    run = ru.Run(args, "train_segsort", out, FIXED)
+    device = run.device
+    print(f"{data.describe()}; {steps} steps of {args.batch_size} x {crop}x{crop} crops on {device}")
+
+    net = ru.build_backbone(args.backbone, args.dim).to(device)
+    grid = tuple(args.grid)
+    memory = None
+    if args.memory_batches:
+        # A k-means cluster may split into several aligned segments (one per label): 4 is ample.
+        memory = segsort_ext.PrototypeMemory.last_batches(args.dim, num_batches=args.memory_batches,
+                                                          max_per_batch=args.batch_size * grid[0] * grid[1] * 4)
+    criterion = segsort_ext.SegSortLoss(concentration=args.concentration, grid=grid, kmeans_iters=args.kmeans_iters,
+                                        memory=memory).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    scheduler = ru.poly_schedule(optimizer, steps)
     generator = torch.Generator().manual_seed(args.seed)
+    run.track(model=net, optimizer=optimizer, scheduler=scheduler, loss=criterion,
+              data_generator=ru.GeneratorState(generator))
+    try:
+        start = run.start()
+    except (ValueError, FileNotFoundError) as error:
+        ru.fail(str(error))
 
-    images, labels, ids = load_images(args.data, args.scale)
-    held_out = min(args.test_images, len(images) - 1) if len(images) > 1 else 0
-    train_idx = list(range(len(images) - held_out)) or [0]
-    test_idx = list(range(len(images) - held_out, len(images))) or [0]
-    print(f"{len(images)} images ({'VOC sample' if len(images) > 1 else 'embedded image'}): "
-          f"train {len(train_idx)}, test {len(test_idx)}; {args.steps} steps of {args.batch_size} x "
-          f"{args.crop}x{args.crop} crops")
-
-    net = EmbeddingNet(args.dim)
-    grid = (4, 4)
-    memory = segsort_ext.PrototypeMemory.last_batches(args.dim, num_batches=2,
-                                                      max_per_batch=args.batch_size * grid[0] * grid[1] * 4)
-    criterion = segsort_ext.SegSortLoss(concentration=10.0, grid=grid, kmeans_iters=10, memory=memory)
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    start = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        batch_images, batch_labels = sample_batch([images[i] for i in train_idx], [labels[i] for i in train_idx],
-                                                  args.batch_size, (args.crop, args.crop), generator)
-        loss = criterion(net(batch_images), batch_labels)
-        optimizer.zero_grad()
+    def step_fn(step: int) -> dict:
+        net.train()
+        criterion.train()
+        picks = torch.randint(len(data.train), (args.batch_size,), generator=generator)
+        images, labels, _ = ru.sample_crops(data.train, picks.tolist(), crop, generator, tuple(args.aug_scale))
+        loss = criterion(net(images.to(device)), labels.to(device), image_ids=picks.to(device))
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step == 1 or step % max(1, args.steps // 6) == 0 or step == args.steps:
-            print(f"step {step:4d}  loss {float(loss.detach()):.4f}  memory {len(memory)} prototypes  "
-                  f"{time.perf_counter() - start:.1f} s")
+        scheduler.step()
+        return {"loss": float(loss.detach()), "lr": lr, "memory": 0 if memory is None else len(memory)}
 
-    net.eval()
-    index = segsort_ext.SegmentIndex(args.dim)
-    with torch.no_grad():
-        for i in train_idx:
-            segsort_ext.add_training_segments(index, net(images[i][None]), labels[i][None], num_classes=NUM_CLASSES,
-                                              image_ids=torch.tensor([i]), grid=(6, 6))
-        predictor = segsort_ext.SegSortPredictor(index, NUM_CLASSES, k=min(21, len(index)), grid=(8, 8))
-        confusion = ConfusionMatrix(NUM_CLASSES)
-        predictions = []
-        for i in test_idx:
-            image = images[i][None]
-            predicted = predictor.predict([(net(image), False), (net(image.flip(-1)), True)])[0]
-            confusion.update(predicted.numpy(), labels[i].numpy())
-            predictions.append(predicted)
-    scores = confusion.compute()
-    print(f"bank: {len(index)} training segments; held-out mIoU {scores['mean_iou']:.3f}, "
-          f"pixel accuracy {scores['pixel_accuracy']:.3f}"
-          + ("  (tested on the training image: no held-out data)" if held_out == 0 else ""))
+    train_start = time.perf_counter()
+    if not run.train(step_fn, start, steps) or args.skip_eval:
+        return None
+    train_seconds = time.perf_counter() - train_start
 
-    from demo import voc_palette  # the same colours as the demo
-
-    palette = voc_palette()
-    rows = [np.concatenate([(images[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8), palette[labels[i].numpy()],
-                            palette[p.numpy()]], 1) for i, p in zip(test_idx[:4], predictions[:4])]
-    width = max(r.shape[1] for r in rows)
-    canvas = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(out)
-    print(f"wrote {out} (rows: image | ground truth | prediction)")
+    eval_start = time.perf_counter()
+    scores, bank_size, predictions = ru.knn_scores(net, data, device, dim=args.dim, knn=args.knn,
+                                                   bank_grid=args.bank_grid, test_grid=args.test_grid,
+                                                   bank_images=args.bank_images)
+    if scores is None:
+        print(f"bank: {bank_size} training segments; no labelled held-out pixels: nothing to score")
+    else:
+        print(f"bank: {bank_size} training segments; held-out mIoU {scores['mean_iou']:.3f}, pixel accuracy "
+              f"{scores['pixel_accuracy']:.3f}, boundary F {scores['boundary_f']:.3f}"
+              + ("  (tested on the training image: no held-out data)" if len(data.train) == 1 else ""))
+    rows = []
+    for i, predicted in list(enumerate(predictions))[:4]:
+        image, label = data.test[i]
+        rows.append([viz.to_uint8(image), ru.class_colours(label, data.num_classes, data.kind),
+                     ru.class_colours(predicted, data.num_classes, data.kind)])
+    ru.save_panels(picture, rows)
+    if rows:
+        print(f"wrote {picture} (rows: image | ground truth | prediction)")
+    return run.finish({"dataset": data.describe(), "steps": steps, "bank_size": bank_size,
+                       "train_seconds": round(train_seconds, 2),
+                       "eval_seconds": round(time.perf_counter() - eval_start, 2),
+                       "final_loss": run.last_logged().get("loss"), "eval": scores})
 
 
 if __name__ == "__main__":

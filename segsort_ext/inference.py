@@ -83,7 +83,9 @@ class SegSortPredictor:
 
     def __init__(self, index: SegmentIndex, num_classes: int, *, k: int = 21, grid=(12, 12), iters: int = 10,
                  coord_weight: float = 1.0, weighting: str = "uniform"):
-        if len(index) == 0:
+        # A sharded index (distributed=True) may hold no rows on this rank; its search
+        # raises on every rank alike when all shards are empty.
+        if len(index) == 0 and not index.is_sharded:
             raise ValueError("index is empty: add training segments first")
         self.index = index
         self.num_classes = check.positive_int(num_classes, "num_classes")

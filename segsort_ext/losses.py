@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segsort_ext import _validate as check
+from segsort_ext import distributed as dist_utils
 from segsort_ext.kmeans import _grid, spherical_kmeans
 from segsort_ext.memory import PrototypeMemory
 from segsort_ext.segments import segment_mean, segment_partition
@@ -120,6 +121,33 @@ class SegSortLoss(nn.Module):
         memory: an optional :class:`PrototypeMemory` (a submodule: saved with this
             module's state_dict, moved by ``.to``), e.g.
             ``PrototypeMemory.last_batches(D, num_batches=2, max_per_batch=...)``.
+        distributed: under torch.distributed, gather the prototypes (with gradient),
+            labels and provenance of all ranks, so each rank's pixels are contrasted with
+            the segments of the whole global batch (see below). Without an initialised
+            process group this is the single-process loss. Default False: each rank's
+            loss sees only its own batch (and the memory).
+        process_group: the group to gather over (None: the default group).
+
+    Distributed (``distributed=True``, all ranks call forward and backward together):
+    the global batch is the rank-order concatenation of the ranks' batches. Each rank
+    computes its own segments and prototypes, offsets its segment ids by the segments of
+    the ranks before it (and, without ``image_ids``, its image indices by their images),
+    and all-gathers the prototypes, so every pixel term is the one a single process
+    computes on the concatenated batch. Loss and gradient convention:
+
+    - the returned value is the *global* mean over the valid pixels of all ranks (the
+      same on every rank, equal to the single-process loss on the concatenated batch);
+    - its gradient is ``world_size`` times the gradient of the single-process loss with
+      respect to this rank's embeddings (prototype gradients from other ranks' pixels
+      come back through the all-gather's backward). DDP *averages* parameter gradients
+      over ranks, so after DDP's all-reduce the parameter gradients equal the
+      single-process gradients exactly (up to summation order). Code that *sums*
+      gradients over ranks instead must divide by ``world_size``.
+
+    With a memory that gathers over the same group (the default), the gathered batch
+    prototypes are written to it directly (no second all-gather): every rank's memory
+    equals the single-process memory. ``max_pixels_per_image`` samples with each rank's
+    own generator, so only unsampled losses match a single process draw for draw.
 
     Call: ``loss = module(embeddings, labels=None, *, image_ids=None, generator=None,
     return_diagnostics=False)``; see :meth:`forward`.
@@ -128,8 +156,13 @@ class SegSortLoss(nn.Module):
     def __init__(self, *, concentration: float = 10.0, grid=(5, 5), kmeans_iters: int = 10,
                  coord_weight: float = 1.0, loss: str = "auto", ignore_index: int = 255,
                  connectivity: Optional[int] = None, max_pixels_per_image: Optional[int] = None,
-                 memory: Optional[PrototypeMemory] = None):
+                 memory: Optional[PrototypeMemory] = None, distributed: bool = False, process_group=None):
         super().__init__()
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be a bool, got {type(distributed).__name__}")
+        dist_utils.check_process_group(process_group)
+        self.distributed = distributed
+        self.process_group = process_group
         self.concentration = _number(concentration, "concentration")
         self.grid = _grid(grid)
         self.kmeans_iters = check.positive_int(kmeans_iters, "kmeans_iters")
@@ -151,7 +184,8 @@ class SegSortLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"concentration={self.concentration}, grid={self.grid}, kmeans_iters={self.kmeans_iters}, "
                 f"coord_weight={self.coord_weight}, loss={self.loss!r}, ignore_index={self.ignore_index}, "
-                f"connectivity={self.connectivity}, max_pixels_per_image={self.max_pixels_per_image}")
+                f"connectivity={self.connectivity}, max_pixels_per_image={self.max_pixels_per_image}"
+                + (", distributed=True" if self.distributed else ""))
 
     def forward(self, embeddings: torch.Tensor, labels: Optional[torch.Tensor] = None, *,
                 image_ids: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
@@ -171,7 +205,10 @@ class SegSortLoss(nn.Module):
             ``(loss, diagnostics)`` with keys ``loss_type`` ('vmf' or 'vmf_nca'),
             ``num_segments`` (S), ``num_pixels`` (loss terms), ``memory_rows`` (memory
             prototypes used), ``clusters`` ((B, H, W) k-means labels), ``segments``
-            (:class:`~segsort_ext.Segments`) and ``prototypes`` ((S, D), detached).
+            (:class:`~segsort_ext.Segments`) and ``prototypes`` ((S, D), detached): all
+            of this rank's batch. Distributed, also ``world_size``, ``segment_offset``
+            and ``image_offset`` (where this rank's segments and images start in the
+            global batch), ``global_num_segments`` and ``global_num_pixels``.
         """
         check.float_tensor(embeddings, "embeddings")
         if embeddings.dim() != 4:
@@ -218,18 +255,17 @@ class SegSortLoss(nn.Module):
         memory = self.memory.tensors() if self.memory is not None else None
         if memory is not None:
             memory = (memory[0].to(embeddings.dtype), memory[1])
-        if pixel_segments.numel() == 0:
-            loss = embeddings.sum() * 0.0
-        elif loss_type == "vmf_nca":
-            loss = vmf_nca_loss(pixels, pixel_segments, prototypes, segments.label,
-                                concentration=self.concentration, memory=memory)
+        origin = segments.batch if image_ids is None else image_ids[segments.batch]
+        group = dist_utils.resolve_group(self.distributed, self.process_group)
+        if group is None:
+            loss = self._loss(loss_type, embeddings, pixels, pixel_segments, prototypes, segments.label, memory)
+            if self.memory is not None and self.training:
+                self.memory.push(prototypes.detach(), segments.label, origin,
+                                 torch.arange(num_segments, device=prototypes.device))
+            extra = {}
         else:
-            loss = vmf_loss(pixels, pixel_segments, prototypes, concentration=self.concentration, memory=memory)
-
-        if self.memory is not None and self.training:
-            origin = segments.batch if image_ids is None else image_ids[segments.batch]
-            self.memory.push(prototypes.detach(), segments.label, origin,
-                             torch.arange(num_segments, device=prototypes.device))
+            loss, extra = self._distributed_loss(group, loss_type, embeddings, pixels, pixel_segments, prototypes,
+                                                 segments, origin, image_ids is None, memory)
         if not return_diagnostics:
             return loss
         diagnostics = {
@@ -240,8 +276,67 @@ class SegSortLoss(nn.Module):
             "clusters": clusters,
             "segments": segments,
             "prototypes": prototypes.detach(),
+            **extra,
         }
         return loss, diagnostics
+
+    def _loss(self, loss_type, embeddings, pixels, pixel_segments, prototypes, prototype_labels, memory):
+        """Mean vMF / vMF-NCA loss of the given pixels (0 with a zero gradient without any)."""
+        if pixel_segments.numel() == 0:
+            return embeddings.sum() * 0.0
+        if loss_type == "vmf_nca":
+            return vmf_nca_loss(pixels, pixel_segments, prototypes, prototype_labels,
+                                concentration=self.concentration, memory=memory)
+        return vmf_loss(pixels, pixel_segments, prototypes, concentration=self.concentration, memory=memory)
+
+    def _distributed_loss(self, group, loss_type, embeddings, pixels, pixel_segments, prototypes, segments, origin,
+                          local_origin: bool, memory):
+        """The loss of this rank's pixels against the prototypes of all ranks (see the
+        class docstring for the value and gradient convention) and the memory push."""
+        num_segments, num_images, num_pixels = segments.num_segments, embeddings.shape[0], pixel_segments.numel()
+        # One exchange of the sizes: segment and image offsets, the global pixel count.
+        table = dist_utils.all_gather_counts([num_segments, num_images, num_pixels], group, embeddings.device)
+        segment_counts = table[:, 0]
+        segment_offset, image_offset, _ = dist_utils.rank_offsets(table)[group.rank].tolist()
+        total_pixels = int(table[:, 2].sum())
+        if local_origin:  # image index within the batch -> within the global batch
+            origin = origin + image_offset
+        all_prototypes, _ = dist_utils.all_gather_rows_with_grad(prototypes, group, segment_counts)
+        (ints,), _ = dist_utils.all_gather_rows([torch.stack([segments.label, origin], 1)], group, segment_counts)
+        # contiguous: the fused vMF-NCA kernel reads prototype_labels as contiguous memory
+        # (a strided view gives wrong positives).
+        all_labels, all_origins = (column.contiguous() for column in ints.unbind(1))
+
+        local_mean = self._loss(loss_type, embeddings, pixels, pixel_segments + segment_offset, all_prototypes,
+                                all_labels, memory)
+        if num_pixels == 0:
+            # The backward of the all-gather is a collective: every rank must reach it,
+            # also one whose own pixels give no loss term.
+            local_mean = local_mean + all_prototypes.sum() * 0.0
+        # This rank's share of the global mean: its pixel sum over all ranks' pixels.
+        share = local_mean * (num_pixels / max(total_pixels, 1))
+        value = dist_utils.all_reduce_sum(share.detach(), group)
+        # Gradient of world_size * share (DDP averages it back to the global mean's
+        # gradient), value of the global mean.
+        scaled = share * group.world_size
+        loss = scaled + (value - scaled).detach()
+
+        if self.memory is not None and self.training:
+            segment_ids = torch.arange(all_labels.shape[0], device=prototypes.device)
+            if self.memory._gathers_over(group):
+                self.memory._write_gathered(all_prototypes.detach(), all_labels, all_origins, segment_ids,
+                                            segment_counts)
+            else:
+                self.memory.push(prototypes.detach(), segments.label, origin,
+                                 torch.arange(num_segments, device=prototypes.device) + segment_offset)
+        extra = {
+            "world_size": group.world_size,
+            "segment_offset": segment_offset,
+            "image_offset": image_offset,
+            "global_num_segments": int(segment_counts.sum()),
+            "global_num_pixels": total_pixels,
+        }
+        return loss, extra
 
 
 # ==================================================================================

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from segsort_ext import _validate as check
+from segsort_ext import distributed as dist_utils
 
 __all__ = ["PrototypeMemory", "MemoryProvenance"]
 
@@ -21,36 +22,6 @@ class MemoryProvenance(NamedTuple):
     segment_ids: torch.Tensor  # (M,) int64 segment id given to push (default: row within its push)
     ranks: torch.Tensor  # (M,) int64 distributed rank that pushed the row (0 without distributed)
     batches: torch.Tensor  # (M,) int64 push number (1 = first push since construction or clear())
-
-
-def _distributed() -> bool:
-    """True when a default torch.distributed process group is initialised."""
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _all_gather_rows(rows: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """All-gathers tensors that share their first dimension n (which may differ between
-    ranks). Returns the concatenations in rank order and the (world,) row counts."""
-    distributed = torch.distributed
-    world = distributed.get_world_size()
-    device = rows[0].device
-    # gloo has no all_gather for CUDA tensors: go through the host for it.
-    if device.type == "cuda" and distributed.get_backend() == "gloo":
-        gathered, counts = _all_gather_rows([r.cpu() for r in rows])
-        return [g.to(device) for g in gathered], counts.to(device)
-    n = torch.tensor([rows[0].shape[0]], dtype=torch.int64, device=device)
-    all_n = [torch.zeros_like(n) for _ in range(world)]
-    distributed.all_gather(all_n, n)
-    counts = torch.cat(all_n)
-    longest = int(counts.max())  # one sync: all_gather needs equal shapes, so pad to the longest
-    gathered = []
-    for tensor in rows:
-        padded = tensor.new_zeros((longest, *tensor.shape[1:]))
-        padded[:tensor.shape[0]] = tensor
-        parts = [torch.empty_like(padded) for _ in range(world)]
-        distributed.all_gather(parts, padded.contiguous())
-        gathered.append(torch.cat([part[:int(c)] for part, c in zip(parts, counts.tolist())]))
-    return gathered, counts
 
 
 class PrototypeMemory(nn.Module):
@@ -65,7 +36,9 @@ class PrototypeMemory(nn.Module):
 
     Under ``torch.distributed`` (when a default process group is initialised) every push
     is a collective: it all-gathers the pushed rows of all ranks (in rank order) so every
-    rank holds the same memory. All ranks must call push together.
+    rank holds the same memory, in the order a single process pushing the concatenated
+    batch would hold it. All ranks must call push together. ``ranks`` in
+    :meth:`provenance` records which rank pushed each row.
 
     All state is in buffers (``prototypes``, ``labels``, ``image_ids``, ``segment_ids``,
     ``ranks``, ``batches``, ``write_position``, ``num_filled``, ``num_pushes``), so
@@ -81,11 +54,14 @@ class PrototypeMemory(nn.Module):
         device: where the buffers live.
         gather_distributed: False keeps each rank's pushes local even under
             torch.distributed.
+        process_group: the group to gather over (None: the default group). Not part of
+            the state_dict (a runtime setting).
     """
 
     def __init__(self, size: int, dim: int, *, max_batches: Optional[int] = None, dtype: torch.dtype = torch.float32,
-                 device=None, gather_distributed: bool = True):
+                 device=None, gather_distributed: bool = True, process_group=None):
         super().__init__()
+        dist_utils.check_process_group(process_group)
         size = check.nonnegative_int(size, "size")
         dim = check.nonnegative_int(dim, "dim")
         if size < 1:
@@ -100,6 +76,7 @@ class PrototypeMemory(nn.Module):
         self.dim = dim
         self.max_batches = max_batches
         self.gather_distributed = bool(gather_distributed)
+        self.process_group = process_group
         index = dict(dtype=torch.int64, device=device)
         self.register_buffer("prototypes", torch.zeros(size, dim, dtype=dtype, device=device))
         self.register_buffer("labels", torch.full((size,), -1, **index))
@@ -217,15 +194,34 @@ class PrototypeMemory(nn.Module):
             segment_ids = torch.arange(n, dtype=torch.int64, device=device)
         rows = prototypes.detach().to(self.prototypes.dtype)
         # Gathers even with world size 1 (one code path for every world size).
-        if _distributed() and self.gather_distributed:
+        group = self._group()
+        if group is not None and self.gather_distributed:
             ints = torch.stack([labels, image_ids, segment_ids], 1)
-            (rows, ints), counts = _all_gather_rows([rows, ints])
-            labels, image_ids, segment_ids = ints.unbind(1)
-            ranks = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
-        else:
-            rank = torch.distributed.get_rank() if _distributed() else 0
-            ranks = torch.full((n,), rank, dtype=torch.int64, device=device)
+            (rows, ints), counts = dist_utils.all_gather_rows([rows, ints], group)
+            labels, image_ids, segment_ids = (column.contiguous() for column in ints.unbind(1))
+            self._write_gathered(rows, labels, image_ids, segment_ids, counts)
+            return
+        rank = group.rank if group is not None else 0
+        ranks = torch.full((n,), rank, dtype=torch.int64, device=device)
         self._write(rows, labels, image_ids, segment_ids, ranks)
+
+    def _group(self) -> Optional[dist_utils.Group]:
+        """The resolved process group, or None without torch.distributed."""
+        return dist_utils.resolve_group(True, self.process_group)
+
+    def _gathers_over(self, group: Optional[dist_utils.Group]) -> bool:
+        """True when a push would all-gather over exactly `group` (SegSortLoss then
+        writes its already gathered prototypes instead of gathering them again)."""
+        return (group is not None and self.gather_distributed and dist_utils.is_initialized()
+                and self.process_group is group.group)
+
+    @torch.no_grad()
+    def _write_gathered(self, rows, labels, image_ids, segment_ids, counts) -> None:
+        """Writes rows already all-gathered in rank order; counts (world,) rows per rank."""
+        device = self.prototypes.device
+        ranks = torch.repeat_interleave(torch.arange(len(counts)), counts.cpu()).to(device)
+        self._write(rows.detach().to(device, self.prototypes.dtype), labels.to(device), image_ids.to(device),
+                    segment_ids.to(device), ranks)
 
     def _write(self, rows, labels, image_ids, segment_ids, ranks) -> None:
         self._num_pushes += 1

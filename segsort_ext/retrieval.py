@@ -15,6 +15,11 @@ three exact backends that return the same neighbours:
 and, optionally, an approximate faiss ``IndexIVFFlat`` (``ivf_nlist``) for banks too large
 to scan exhaustively.
 
+With ``distributed=True`` under torch.distributed the index is sharded: each rank adds
+its own rows, and search / explain / vote are collectives that search every shard and
+merge the per-shard top-k, giving the neighbours one index over the rank-order
+concatenation of the shards would give.
+
 Neighbour order (all exact backends): by score descending, then by row id ascending. The
 torch backend selects and orders exact ties by that rule. faiss orders ties as it pleases
 (faiss CPU lists equal scores by descending id, and when a group of equal scores straddles
@@ -34,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from segsort_ext import _validate as check
+from segsort_ext import distributed as dist_utils
 
 __all__ = ["SegmentIndex", "Neighbours", "finch"]
 
@@ -239,6 +245,24 @@ class SegmentIndex:
             :attr:`nprobe`). Default 16 (capped at ivf_nlist).
         search_block: (query rows, bank rows) of one score block of the torch backend;
             None picks (1024, 16384) on CPU and blocks of up to 2**26 scores on CUDA.
+        distributed: shard the index over the ranks of torch.distributed (see below).
+            Without an initialised process group this is the single-process index.
+        process_group: the group the shards live in (None: the default group).
+
+    Sharded (``distributed=True``): :meth:`add`, ``len()``, :attr:`labels` and the other
+    row attributes, :meth:`save` and :meth:`load` are per shard (local rows, local ids,
+    no communication). :meth:`search`, :meth:`explain` and :meth:`vote` are collectives:
+    every rank passes its own queries (any number, also none, of one dtype on all
+    ranks); the queries of all ranks are all-gathered, each rank searches its shard for
+    all of them, the per-shard top-k lists (scores, ids, labels, provenance) are
+    all-gathered, and each rank merges the lists of its own queries by the same rule
+    (score descending, id ascending). Returned ids are *global*: a row's id is its local
+    id plus the number of rows of the ranks before it, i.e. its row in the rank-order
+    concatenation of the shards, so the results equal those of one index holding that
+    concatenation (same caveat on faiss' choice among exact ties at the k-th place).
+    k is bounded by the total number of rows; ``vote``'s default ``num_classes`` is
+    1 + the largest label of any shard. Shards must use the same metric and backend.
+    Communication per search: O(world * Q_total * k) for the lists, plus the queries.
 
     Rows are numbered in insertion order across ``add`` calls; ``ids`` returned by
     :meth:`search` index that order, as do :attr:`labels`, :attr:`image_ids` and
@@ -256,8 +280,13 @@ class SegmentIndex:
 
     def __init__(self, dim: int, *, metric: str = "ip", device: Union[str, torch.device, None] = None,
                  backend: str = "auto", ivf_nlist: Optional[int] = None, ivf_nprobe: int = 16,
-                 search_block: Optional[Sequence[int]] = None):
+                 search_block: Optional[Sequence[int]] = None, distributed: bool = False, process_group=None):
         self._dim = check.positive_int(dim, "dim")
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be a bool, got {type(distributed).__name__}")
+        dist_utils.check_process_group(process_group)
+        self._distributed = distributed
+        self._process_group = process_group
         if metric not in ("ip", "cosine"):
             raise ValueError(f"metric must be 'ip' or 'cosine', got {metric!r}")
         if backend not in ("auto", "faiss", "torch"):
@@ -351,12 +380,20 @@ class SegmentIndex:
         return self._segment_ids
 
     def __len__(self) -> int:
+        """Rows of this index (of this rank's shard when sharded)."""
         return self._size
+
+    @property
+    def is_sharded(self) -> bool:
+        """True when searches are collectives over the shards of a process group
+        (``distributed=True`` with torch.distributed initialised)."""
+        return self._group() is not None
 
     def __repr__(self) -> str:
         ivf = f", ivf_nlist={self._ivf_nlist}, nprobe={self._ivf_nprobe}" if self._ivf_nlist else ""
         return (f"SegmentIndex(dim={self._dim}, metric={self._metric!r}, size={self._size}, "
-                f"backend={self._kind or self._backend_request!r}, device={self._device}{ivf})")
+                f"backend={self._kind or self._backend_request!r}, device={self._device}{ivf}"
+                + (", distributed=True" if self._distributed else "") + ")")
 
     # ---- backend set-up ---------------------------------------------------------------
 
@@ -509,40 +546,117 @@ class SegmentIndex:
 
         Args:
             queries: (Q, D) float, any device (copied to the index device if elsewhere).
-            k: 1 <= k <= len(self).
+            k: 1 <= k <= len(self) (sharded: the rows of all shards).
 
         Returns:
             scores (Q, k) float (float32; float64 for a float64 torch bank) and ids (Q, k)
             int64, best first: score descending, then row id ascending. On the device of
             the queries. An IVF index may find fewer than k: those places hold id -1, score
-            -inf.
+            -inf. Sharded: a collective; ids are global (see the class docstring).
         """
         _rows(queries, "queries", self._dim)
         k = check.positive_int(k, "k")
+        group = self._group()
+        if group is not None:
+            neighbours, _ = self._search_sharded(queries, k, group)
+            return neighbours.scores, neighbours.ids
         if self._size == 0:
             raise ValueError("search on an empty SegmentIndex: add() prototypes first")
         if k > self._size:
             raise ValueError(f"k = {k} is larger than the number of indexed prototypes ({self._size})")
         if self._kind == "faiss-gpu" and k > _FAISS_GPU_MAX_K:
             raise ValueError(f"k = {k} exceeds faiss' GPU limit of {_FAISS_GPU_MAX_K}; use backend='torch'")
+        scores, ids = self._search_shard(queries, k)
+        return scores.to(queries.device), ids.to(queries.device)
+
+    def _group(self) -> Optional[dist_utils.Group]:
+        return dist_utils.resolve_group(self._distributed, self._process_group)
+
+    def _score_dtype(self) -> torch.dtype:
+        return self._dtype if self._kind == "torch" else torch.float32
+
+    def _search_shard(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k over this index's own rows (1 <= k <= len(self)), on the index device."""
         self._consolidate()
-        out_device = queries.device
         queries = self._prepare(queries)
         if queries.shape[0] == 0:
-            dtype = self._dtype if self._kind == "torch" else torch.float32
-            return (torch.empty(0, k, dtype=dtype, device=out_device),
-                    torch.empty(0, k, dtype=torch.int64, device=out_device))
+            return (torch.empty(0, k, dtype=self._score_dtype(), device=self._device),
+                    torch.empty(0, k, dtype=torch.int64, device=self._device))
         if self._kind == "torch":
-            scores, ids = _exact_search_torch(queries.to(self._device, self._dtype).contiguous(), self._vectors,
-                                              k, self._search_block)
-        else:
-            with self._on_faiss_gpu():
-                scores, ids = self._faiss_index.search(self._to_faiss(queries), k)
-            scores, ids = torch.as_tensor(scores), torch.as_tensor(ids)
-            if self._ivf_nlist is not None:  # faiss pads missing neighbours with id -1
-                scores = scores.masked_fill(ids < 0, float("-inf"))
-            scores, ids = _canonical_order(scores, ids)
-        return scores.to(out_device), ids.to(out_device)
+            return _exact_search_torch(queries.to(self._device, self._dtype).contiguous(), self._vectors, k,
+                                       self._search_block)
+        with self._on_faiss_gpu():
+            scores, ids = self._faiss_index.search(self._to_faiss(queries), k)
+        scores, ids = torch.as_tensor(scores), torch.as_tensor(ids)
+        if self._ivf_nlist is not None:  # faiss pads missing neighbours with id -1
+            scores = scores.masked_fill(ids < 0, float("-inf"))
+        return _canonical_order(scores, ids)
+
+    def _search_sharded(self, queries: torch.Tensor, k: int,
+                        group: dist_utils.Group) -> tuple[Neighbours, int]:
+        """Neighbours of this rank's queries over all shards (a collective) and the
+        largest label of any shard."""
+        dtypes = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+        if queries.dtype not in dtypes:
+            raise TypeError(f"queries must be float16, bfloat16, float32 or float64, got {queries.dtype}")
+        self._consolidate()
+        local_k = min(k, self._size)
+        too_large_for_gpu = self._kind == "faiss-gpu" and local_k > _FAISS_GPU_MAX_K
+        # One exchange of everything every rank must agree on before searching, so that
+        # a bad request fails on every rank alike (never one rank alone, which would hang).
+        table = dist_utils.all_gather_counts(
+            [self._size, self._max_label, queries.shape[0], dtypes.index(queries.dtype),
+             int(self._score_dtype() == torch.float64), int(too_large_for_gpu)], group)
+        sizes, total = table[:, 0], int(table[:, 0].sum())
+        if total == 0:
+            raise ValueError("search on an empty SegmentIndex: no shard holds prototypes, add() them first")
+        if k > total:
+            raise ValueError(f"k = {k} is larger than the number of indexed prototypes of all shards ({total})")
+        if bool((table[:, 3] != table[0, 3]).any()):
+            raise TypeError(f"queries must have one dtype on all ranks, got {[dtypes[i] for i in table[:, 3]]}")
+        if bool(table[:, 5].any()):
+            raise ValueError(f"k = {k} exceeds faiss' GPU limit of {_FAISS_GPU_MAX_K} on some shard; "
+                             f"use backend='torch'")
+        max_label = int(table[:, 1].max())
+        score_dtype = torch.float64 if bool(table[:, 4].any()) else torch.float32
+        query_counts = table[:, 2]
+        out_device = queries.device
+        work_device = self._device or out_device
+
+        (all_queries,), _ = dist_utils.all_gather_rows([queries.detach()], group, query_counts)
+        num_all = all_queries.shape[0]
+        # This shard's candidates for every rank's queries, padded to k columns.
+        scores = torch.full((num_all, k), float("-inf"), dtype=torch.float64, device=work_device)
+        fields = torch.full((num_all, k, 4), -1, dtype=torch.int64, device=work_device)
+        if local_k > 0 and num_all > 0:
+            shard_scores, shard_ids = self._search_shard(all_queries, local_k)
+            shard_ids = shard_ids.to(work_device)
+            found = shard_ids >= 0
+            offset = int(dist_utils.rank_offsets(sizes)[group.rank])
+            scores[:, :local_k] = shard_scores.to(work_device, torch.float64)  # exact for float32 scores
+            fields[:, :local_k, 0] = torch.where(found, shard_ids + offset, -1)
+            for column, values in enumerate((self._labels, self._image_ids, self._segment_ids), 1):
+                fields[:, :local_k, column] = self._gather(values, shard_ids)
+        (all_scores, all_fields), _ = dist_utils.all_gather_rows(
+            [scores, fields], group, torch.full((group.world_size,), num_all, dtype=torch.int64))
+        # (world * num_all, ...) -> this rank's queries, every shard's k candidates in a row.
+        start = int(dist_utils.rank_offsets(query_counts)[group.rank])
+        mine = slice(start, start + queries.shape[0])
+        candidate_scores = all_scores.view(group.world_size, num_all, k)[:, mine].permute(1, 0, 2)
+        candidate_fields = all_fields.view(group.world_size, num_all, k, 4)[:, mine].permute(1, 0, 2, 3)
+        candidate_scores = candidate_scores.reshape(queries.shape[0], group.world_size * k)
+        candidate_fields = candidate_fields.reshape(queries.shape[0], group.world_size * k, 4)
+        # Merge: score descending, then global id ascending (padding, id -1, goes last).
+        ids = candidate_fields[..., 0]
+        key = torch.where(ids < 0, torch.iinfo(torch.int64).max, ids)
+        order = key.argsort(dim=1, stable=True)
+        order = order.gather(1, candidate_scores.gather(1, order).argsort(dim=1, descending=True, stable=True))
+        order = order[:, :k]
+        merged_scores = candidate_scores.gather(1, order).to(score_dtype)
+        merged = candidate_fields.gather(1, order.unsqueeze(2).expand(-1, -1, 4))
+        neighbours = Neighbours(merged_scores.to(out_device),
+                                *(merged[..., c].contiguous().to(out_device) for c in range(4)))
+        return neighbours, max_label
 
     def _gather(self, values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """values[ids] with -1 where ids is -1 (on the device of ids)."""
@@ -550,14 +664,22 @@ class SegmentIndex:
         gathered = values[ids_here.clamp_min(0)].masked_fill(ids_here < 0, -1)
         return gathered.to(ids.device)
 
-    def explain(self, queries: torch.Tensor, k: int) -> Neighbours:
-        """:meth:`search` plus each neighbour's label and provenance: a :class:`Neighbours`
-        of (Q, k) tensors (scores, ids, labels, image_ids, segment_ids) on the device of
-        the queries."""
+    def _neighbours(self, queries: torch.Tensor, k: int) -> tuple[Neighbours, int]:
+        """Neighbours with labels and provenance, and the largest label (all shards)."""
+        group = self._group()
+        if group is not None:
+            _rows(queries, "queries", self._dim)
+            return self._search_sharded(queries, check.positive_int(k, "k"), group)
         scores, ids = self.search(queries, k)
         self._consolidate()
         return Neighbours(scores, ids, self._gather(self._labels, ids), self._gather(self._image_ids, ids),
-                          self._gather(self._segment_ids, ids))
+                          self._gather(self._segment_ids, ids)), self._max_label
+
+    def explain(self, queries: torch.Tensor, k: int) -> Neighbours:
+        """:meth:`search` plus each neighbour's label and provenance: a :class:`Neighbours`
+        of (Q, k) tensors (scores, ids, labels, image_ids, segment_ids) on the device of
+        the queries. Sharded: a collective, with global ids."""
+        return self._neighbours(queries, k)[0]
 
     def vote(self, queries: torch.Tensor, k: int = 21, *, weighting: str = "uniform",
              num_classes: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -566,11 +688,11 @@ class SegmentIndex:
 
         Args:
             queries: (Q, D) float.
-            k: neighbours per query (1 <= k <= len(self)).
+            k: neighbours per query (1 <= k <= len(self); sharded: the total rows).
             weighting: ``'uniform'``: each neighbour adds 1 to its label's vote.
                 ``'similarity'``: each adds its score (the inner product; with unit vectors
                 in [-1, 1], so a dissimilar neighbour can lower its label's vote).
-            num_classes: C; None: 1 + the largest label in the index.
+            num_classes: C; None: 1 + the largest label in the index (all shards).
 
         Returns:
             labels (Q,) int64: the label with the largest vote among the labels that occur
@@ -582,14 +704,18 @@ class SegmentIndex:
         """
         if weighting not in ("uniform", "similarity"):
             raise ValueError(f"weighting must be 'uniform' or 'similarity', got {weighting!r}")
-        if num_classes is None:
-            num_classes = self._max_label + 1
-        else:
+        if num_classes is not None:
             num_classes = check.positive_int(num_classes, "num_classes")
-            if num_classes <= self._max_label:
-                raise ValueError(f"num_classes = {num_classes} but the index holds label {self._max_label}")
-        scores, ids = self.search(queries, k)
-        neighbour_labels = self._gather(self.labels, ids)
+        if self._group() is None and num_classes is not None and num_classes <= self._max_label:
+            raise ValueError(f"num_classes = {num_classes} but the index holds label {self._max_label}")
+        neighbours, max_label = self._neighbours(queries, k)
+        # Sharded, the largest label is only known after the (collective) search; the
+        # check then fails on every rank alike.
+        if num_classes is None:
+            num_classes = max_label + 1
+        elif num_classes <= max_label:
+            raise ValueError(f"num_classes = {num_classes} but the index holds label {max_label}")
+        scores, neighbour_labels = neighbours.scores, neighbours.labels
         found = neighbour_labels >= 0
         weights = scores if weighting == "similarity" else torch.ones_like(scores)
         weights = weights.masked_fill(~found, 0)
@@ -654,11 +780,12 @@ class SegmentIndex:
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, device: Union[str, torch.device, None] = None,
-             backend: Optional[str] = None) -> "SegmentIndex":
+             backend: Optional[str] = None, distributed: bool = False, process_group=None) -> "SegmentIndex":
         """Reads an index written by :meth:`save`. ``device`` (default: the saved one) and
         ``backend`` (default: the saved request, e.g. 'auto') pick where and how it runs;
         an exact index loaded with the same backend on the same kind of device returns the
-        same search results, bit for bit."""
+        same search results, bit for bit. A sharded index saves and loads one shard per
+        rank: pass ``distributed=True`` (and the group) to load a shard as such."""
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != _SAVE_FORMAT:
             raise ValueError(f"{path} is not a SegmentIndex file")
@@ -669,7 +796,7 @@ class SegmentIndex:
             device = state["device"]
         index = cls(state["dim"], metric=state["metric"], device=device, backend=backend or state["backend"],
                     ivf_nlist=state["ivf_nlist"], ivf_nprobe=state["ivf_nprobe"],
-                    search_block=state["search_block"])
+                    search_block=state["search_block"], distributed=distributed, process_group=process_group)
         if state["device"] is None:  # saved before the first add: nothing more to restore
             return index
         index._open(index._requested_device)
@@ -799,6 +926,8 @@ def finch(x: torch.Tensor, *, metric: str = "cosine", max_levels: Optional[int] 
             raise TypeError(f"index must be a SegmentIndex, got {type(index).__name__}")
         if metric != "cosine":
             raise ValueError("index can only serve metric='cosine' (it searches by inner product)")
+        if index._group() is not None:
+            raise ValueError("index must not be a sharded (distributed) SegmentIndex: finch runs on one process")
         if index.dim != x.shape[1] or len(index) != num_rows:
             raise ValueError(f"index must hold exactly the rows of x ({num_rows} x {x.shape[1]}), "
                              f"holds {len(index)} x {index.dim}")

@@ -174,3 +174,18 @@ def test_cuda_matches_cpu():
         losses.append((loss.detach().cpu(), ed.grad.cpu(), pd.grad.cpu()))
     for a, b in zip(*losses):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_memory", [False, True])
+def test_strided_inputs(device, with_memory):
+    # Views with strides (every other row/label of a bigger tensor, a transposed matrix)
+    # give the result of their contiguous copies.
+    e, ids, p, labels, memory = _problem(device)
+    memory = memory if with_memory else None
+    wide_labels = torch.stack([labels, labels.flip(0)], 1)[:, 0]  # stride 2
+    wide_ids = torch.stack([ids, ids.flip(0)], 1)[:, 0]
+    e_t = e.t().contiguous().t()  # column-major (N, D)
+    assert not wide_labels.is_contiguous() and not wide_ids.is_contiguous() and not e_t.is_contiguous()
+    strided = vmf_nca_loss(e_t, wide_ids, p, wide_labels, concentration=10.0, memory=memory)
+    plain = vmf_nca_loss(e, ids, p, labels, concentration=10.0, memory=memory)
+    torch.testing.assert_close(strided, plain, rtol=1e-12, atol=1e-12)

@@ -46,7 +46,7 @@ inline VmfBank check_vmf_inputs(const at::Tensor& embeddings, const at::Tensor& 
     SEGSORT_CHECK_ARG(prototype_labels->dim() == 1 && prototype_labels->size(0) == prototypes.size(0),
                       "prototype_labels must have shape (S,) = (", prototypes.size(0), ",), got ",
                       prototype_labels->sizes());
-    bank.labels = *prototype_labels;
+    bank.labels = prototype_labels->contiguous();  // the row kernels index it as a flat array
   }
   if (memory.has_value()) {
     check_same_device(prototypes, "prototypes", *memory, "memory prototypes");

@@ -1,0 +1,199 @@
+"""Unsupervised SegSort recipe (Hwang et al., ICCV 2019, Sec. 3.4): no labels in
+training. Every step computes pseudo segments of the training crops (SLIC superpixels
+or Felzenszwalb's graph segmentation, stand-ins for the paper's HED-owt-ucm regions),
+and SegSortLoss(loss='vmf') pulls each pixel toward the prototype of its aligned segment
+(k-means cluster x pseudo segment) and away from all other segments of the batch and of a
+prototype memory of the last batches.
+
+Evaluation (labels are used only here):
+
+* kNN: the segments of an annotated subset of the training images (majority-label
+  prototypes in a SegmentIndex) label the held-out images (SegSortPredictor) -> mIoU,
+  pixel accuracy, boundary F, as the paper reports;
+* clustering: spherical k-means (K = number of classes) of the held-out images' pixel
+  embeddings, clusters matched to classes by the Hungarian algorithm -> accuracy and mIoU,
+  as PiCIE reports.
+
+    python python/train_unsupervised_segsort.py --steps 200 --out runs/unsup
+    python python/train_unsupervised_segsort.py --pseudo felzenszwalb --annotated-images 20
+
+Data, run folder, checkpoints and --resume as in recipe_utils (python/recipe_utils.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import recipe_utils as ru  # noqa: E402
+
+import segsort_ext  # noqa: E402
+from segsort_ext import viz  # noqa: E402
+from segsort_ext.pseudo_segments import pseudo_segments  # noqa: E402
+
+FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
+         "batch_size", "lr", "backbone", "seed", "dim", "concentration", "grid", "kmeans_iters", "memory_batches",
+         "aug_scale", "pseudo", "superpixels", "compactness", "fz_scale", "fz_min_size")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="out/train_unsupervised_segsort",
+                            default_steps=100, default_batch=4, default_test_images=6)
+    group = parser.add_argument_group("unsupervised SegSort")
+    group.add_argument("--dim", type=int, default=32, help="embedding dimension")
+    group.add_argument("--concentration", type=float, default=10.0, help="vMF kappa")
+    group.add_argument("--grid", type=ru.parse_grid, default=(4, 4), help="k-means grid of a training crop")
+    group.add_argument("--kmeans-iters", type=int, default=10)
+    group.add_argument("--memory-batches", type=int, default=2, help="batches in the prototype memory (0: none)")
+    group.add_argument("--aug-scale", type=float, nargs=2, default=(0.75, 1.25), metavar=("MIN", "MAX"))
+    group.add_argument("--pseudo", choices=("slic", "felzenszwalb"), default="slic", help="pseudo segments")
+    group.add_argument("--superpixels", type=int, default=24, help="SLIC superpixels per crop")
+    group.add_argument("--compactness", type=float, default=10.0, help="SLIC compactness")
+    group.add_argument("--fz-scale", type=float, default=100.0, help="Felzenszwalb scale")
+    group.add_argument("--fz-min-size", type=int, default=20, help="Felzenszwalb smallest segment (pixels)")
+    group = parser.add_argument_group("evaluation")
+    group.add_argument("--annotated-images", type=int, default=0,
+                       help="labelled training images in the kNN bank (the first N; 0: all)")
+    group.add_argument("--knn", type=int, default=21)
+    group.add_argument("--bank-grid", type=ru.parse_grid, default=None)
+    group.add_argument("--test-grid", type=ru.parse_grid, default=None)
+    group.add_argument("--clusters", type=int, default=0, help="k-means clusters for the Hungarian evaluation "
+                       "(0: the number of classes)")
+    group.add_argument("--cluster-pixels", type=int, default=2000, help="pixels per held-out image for k-means")
+    return parser
+
+
+def pseudo_options(args) -> dict:
+    if args.pseudo == "slic":
+        return {"n_segments": args.superpixels, "compactness": args.compactness}
+    return {"scale": args.fz_scale, "min_size": args.fz_min_size}
+
+
+@torch.no_grad()
+def cluster_scores(net, data, args, device):
+    """Spherical k-means of the held-out pixel embeddings, Hungarian-matched to classes."""
+    net.eval()
+    K = args.clusters or data.num_classes
+    generator = torch.Generator().manual_seed(args.seed)
+    embeddings, targets, rows = [], [], []
+    for i in range(len(data.test)):
+        image, label = data.test[i]
+        e = ru.embed(net, image, device)
+        embeddings.append(e)
+        targets.append(label)
+        rows.append(ru.sample_pixels(e, torch.ones(e.shape[0], *e.shape[2:], dtype=torch.bool),
+                                     args.cluster_pixels, generator))
+    points = torch.cat(rows)
+    if points.shape[0] < K:
+        return None, []
+    kmeans = segsort_ext.SphericalKMeans(K, seed=args.seed, device=device).fit(points.to(device))
+    maps = [kmeans.predict(e[0].flatten(1).t().to(device)).cpu().view(e.shape[2:]) for e in embeddings]
+    scores, relabelled = ru.hungarian_scores(maps, targets, K, data.num_classes, data.class_names)
+    if scores is not None:
+        scores["clusters"] = K
+    return scores, relabelled
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ru.check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration", "superpixels",
+                                               "compactness", "fz_scale", "fz_min_size", "cluster_pixels"),
+                       nonnegative=("memory_batches", "annotated_images", "clusters"))
+    if not 0 < args.aug_scale[0] <= args.aug_scale[1]:
+        parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {args.aug_scale}")
+    ru.seed_everything(args.seed)
+    try:
+        data = ru.load_data(args, "semantic")
+    except (ValueError, FileNotFoundError) as error:
+        ru.fail(str(error))
+    args.resolved_dataset, args.data_root = data.kind, data.root
+    crop = args.crop or data.default_crop
+    steps = ru.total_steps(args, len(data.train))
+    run = ru.Run(args, "train_unsupervised_segsort", Path(args.out), FIXED)
+    device = run.device
+    print(f"{data.describe()}; {steps} steps of {args.batch_size} x {crop}x{crop} crops with {args.pseudo} pseudo "
+          f"segments on {device} (training labels unused)")
+
+    net = ru.build_backbone(args.backbone, args.dim).to(device)
+    grid = tuple(args.grid)
+    memory = None
+    if args.memory_batches:
+        # Aligned segments = k-means clusters x pseudo segments: on VOC crops about 100 per
+        # crop for 16 clusters and 24 superpixels (more rows than this drop the oldest).
+        memory = segsort_ext.PrototypeMemory.last_batches(
+            args.dim, num_batches=args.memory_batches,
+            max_per_batch=args.batch_size * 4 * (grid[0] * grid[1] + args.superpixels))
+    # loss='vmf': every aligned segment is its own class; ignore_index=-1 because pseudo
+    # segment ids can exceed 255 and padding is -1.
+    criterion = segsort_ext.SegSortLoss(concentration=args.concentration, grid=grid, kmeans_iters=args.kmeans_iters,
+                                        loss="vmf", ignore_index=-1, memory=memory).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    scheduler = ru.poly_schedule(optimizer, steps)
+    generator = torch.Generator().manual_seed(args.seed)
+    run.track(model=net, optimizer=optimizer, scheduler=scheduler, loss=criterion,
+              data_generator=ru.GeneratorState(generator))
+    try:
+        start = run.start()
+    except (ValueError, FileNotFoundError) as error:
+        ru.fail(str(error))
+    options = pseudo_options(args)
+
+    def step_fn(step: int) -> dict:
+        net.train()
+        criterion.train()
+        picks = torch.randint(len(data.train), (args.batch_size,), generator=generator)
+        images, _, valid = ru.sample_crops(data.train, picks.tolist(), crop, generator, tuple(args.aug_scale))
+        segments = pseudo_segments(images, args.pseudo, valid=valid, **options)
+        loss, info = criterion(net(images.to(device)), segments.to(device), image_ids=picks.to(device),
+                               return_diagnostics=True)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return {"loss": float(loss.detach()), "lr": lr, "segments": info["num_segments"],
+                "pseudo_segments": int(segments.amax((1, 2)).add(1).sum()),
+                "memory": 0 if memory is None else len(memory)}
+
+    train_start = time.perf_counter()
+    if not run.train(step_fn, start, steps) or args.skip_eval:
+        return None
+    train_seconds = time.perf_counter() - train_start
+
+    eval_start = time.perf_counter()
+    knn, bank_size, predictions = ru.knn_scores(net, data, device, dim=args.dim, knn=args.knn,
+                                                bank_grid=args.bank_grid, test_grid=args.test_grid,
+                                                bank_images=args.annotated_images)
+    clusters, cluster_maps = cluster_scores(net, data, args, device)
+    if knn is None:
+        print("no labelled pixels: nothing to score")
+    else:
+        print(f"kNN ({bank_size} annotated segments): held-out mIoU {knn['mean_iou']:.3f}, pixel accuracy "
+              f"{knn['pixel_accuracy']:.3f}, boundary F {knn['boundary_f']:.3f}")
+    if clusters is not None:
+        print(f"k-means (K={clusters['clusters']}) + Hungarian: accuracy {clusters['pixel_accuracy']:.3f}, "
+              f"mIoU {clusters['mean_iou']:.3f}")
+    rows = []
+    for i in range(min(4, len(predictions))):
+        image, label = data.test[i]
+        row = [viz.to_uint8(image), ru.class_colours(label, data.num_classes, data.kind),
+               ru.class_colours(predictions[i], data.num_classes, data.kind)]
+        if cluster_maps:
+            row.append(ru.class_colours(cluster_maps[i], data.num_classes, data.kind))
+        rows.append(row)
+    ru.save_panels(run.out / "predictions.png", rows)
+    return run.finish({"dataset": data.describe(), "steps": steps, "pseudo": args.pseudo, "bank_size": bank_size,
+                       "train_seconds": round(train_seconds, 2),
+                       "eval_seconds": round(time.perf_counter() - eval_start, 2),
+                       "final_loss": run.last_logged().get("loss"),
+                       "eval": {"knn": knn, "kmeans_hungarian": clusters}})
+
+
+if __name__ == "__main__":
+    main()
