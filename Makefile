@@ -18,7 +18,7 @@ BUILT := $(VENV)/.built-$(BUILD_FLAVOUR)
 
 help:
 	@echo "make demo   - build, then the main job: SegSort vs softmax, kNN explanations, mean-shift grouping (outputs/demo/)"
-	@echo "make train  - build, then the SegSort recipe: train, bank, kNN inference, mIoU (out/train_segsort.png)"
+	@echo "make train  - build, then the SegSort recipe: train, bank, kNN inference, mIoU (outputs/train_segsort/)"
 	@echo "make test   - build, then run the test suite"
 	@echo "make bench  - build, then run the benchmarks (pytest-benchmark)"
 	@echo "make cmake  - configure and build csrc/ with CMake (compile_commands.json)"

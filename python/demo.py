@@ -350,7 +350,7 @@ def write_report(out: Path, metrics: dict, args) -> None:
         "## Instance grouping of digit scenes (Kong & Fowlkes)", "",
         f"{args.group_train_images} training and {args.test_images} held-out {args.group_size}x{args.group_size} "
         "scenes of 2-4 handwritten digits (scikit-learn's digit scans; test scenes use scans never seen in "
-        f"training). A {args.group_dim}-d embedding ConvNet (with coordinate channels) trained for "
+        f"training). An embedding ConvNet ({args.group_dim}-d with coordinate channels) trained for "
         f"{args.group_steps} steps through {args.group_iters} unrolled iterations of vMF blurring mean shift "
         f"(bandwidth {segsort_ext.bandwidth_from_margin(args.alpha):.0f} = 3 / (1 - alpha)) with the pairwise margin "
         f"loss (alpha {args.alpha}) at every iteration, on {args.group_pixels} random pixels per scene. At test "

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch.utils.data import Dataset, Subset
 
 from segsort_ext import data as sdata
@@ -742,17 +742,31 @@ def class_colours(labels: torch.Tensor, num_classes: int, kind: str) -> np.ndarr
     return viz.colorize(labels, num_classes)
 
 
-def save_panels(path: Path, rows: List[List[np.ndarray]]) -> None:
-    """Rows of (H, W, 3) uint8 panels side by side, rows stacked, white gaps."""
+def save_panels(path: Path, rows: List[List[np.ndarray]], titles: Sequence[str] = ()) -> None:
+    """Rows of (H, W, 3) uint8 panels side by side, rows stacked, white gaps; ``titles``
+    name the columns in a header line above the first row."""
     if not rows:
         return
+    # Small scenes (e.g. the 64 px mosaics) are enlarged, pixels kept sharp, so the panels
+    # are big enough to see and to carry their titles.
+    factor = max(1, -(-128 // min(p.shape[0] for row in rows for p in row)))
+    rows = [[p.repeat(factor, 0).repeat(factor, 1) for p in row] for row in rows]
     lines = [np.concatenate([np.pad(p, ((0, 0), (0, 4), (0, 0)), constant_values=255) for p in row], 1)
              for row in rows]
     width = max(line.shape[1] for line in lines)
     canvas = np.concatenate([np.pad(line, ((0, 4), (0, width - line.shape[1]), (0, 0)), constant_values=255)
                              for line in lines])
+    picture = Image.fromarray(canvas)
+    if titles:
+        header = Image.new("RGB", (canvas.shape[1], 22), "white")
+        draw = ImageDraw.Draw(header)
+        left = 0
+        for title, panel in zip(titles, rows[0]):
+            draw.text((left + 4, 5), title, fill="black")
+            left += panel.shape[1] + 4
+        picture = Image.fromarray(np.concatenate([np.asarray(header), canvas]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(path)
+    picture.save(path)
 
 
 def fail(message: str) -> None:

@@ -41,7 +41,7 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ru.add_common_arguments(parser, datasets=ru.INSTANCE_DATASETS, default_out="out/train_grouping",
+    ru.add_common_arguments(parser, datasets=ru.INSTANCE_DATASETS, default_out="outputs/train_grouping",
                             default_steps=150, default_batch=4, default_test_images=24, real_scale=0.25)
     group = parser.add_argument_group("grouping")
     group.add_argument("--dim", type=int, default=8, help="embedding dimension")
@@ -172,7 +172,7 @@ def main(argv=None):
     print(f"{result['num_instances']} instances in {len(data.test)} held-out images, "
           f"{scores['proposals_per_image']:.1f} proposals per image: average recall {scores['average_recall']:.3f}, "
           f"recall@0.5 {scores['recall_at_0.5']:.3f}, AP@0.5 {scores['ap_at_0.5']:.3f}")
-    ru.save_panels(run.out / "grouping.png", rows)
+    ru.save_panels(run.out / "grouping.png", rows, ("image", "true instances", "found instances"))
     return run.finish({"dataset": data.describe(), "steps": steps, "train_seconds": round(train_seconds, 2),
                        "eval_seconds": round(time.perf_counter() - eval_start, 2),
                        "final_loss": run.last_logged().get("loss"), "eval": scores})

@@ -48,7 +48,7 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="out/train_picie",
+    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="outputs/train_picie",
                             default_steps=0, default_batch=8, default_test_images=6, default_lr=1e-3,
                             steps_help="training steps (default: 4 epochs of --steps-per-epoch)")
     group = parser.add_argument_group("PiCIE")
@@ -247,7 +247,7 @@ def main(argv=None):
         image, label = data.test[i]
         rows.append([viz.to_uint8(image), ru.class_colours(label, data.num_classes, data.kind),
                      ru.class_colours(maps[i], data.num_classes, data.kind)])
-    ru.save_panels(run.out / "predictions.png", rows)
+    ru.save_panels(run.out / "predictions.png", rows, ("image", "ground truth", "clusters (Hungarian-matched)"))
     return run.finish({"dataset": data.describe(), "steps": steps, "steps_per_epoch": per_epoch,
                        "epochs": steps / per_epoch, "clusters": K, "overclusters": K2,
                        "train_seconds": round(train_seconds, 2),

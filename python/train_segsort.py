@@ -39,7 +39,7 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="out/train_segsort.png",
+    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="outputs/train_segsort.png",
                             default_steps=60, default_batch=4, default_test_images=6)
     group = parser.add_argument_group("SegSort")
     group.add_argument("--dim", type=int, default=32, help="embedding dimension")
@@ -139,7 +139,7 @@ def main(argv=None):
         image, label = data.test[i]
         rows.append([viz.to_uint8(image), ru.class_colours(label, data.num_classes, data.kind),
                      ru.class_colours(predicted, data.num_classes, data.kind)])
-    ru.save_panels(picture, rows)
+    ru.save_panels(picture, rows, ("image", "ground truth", "SegSort kNN prediction"))
     if rows:
         print(f"wrote {picture} (rows: image | ground truth | prediction)")
     return run.finish({"dataset": data.describe(), "steps": steps, "bank_size": bank_size,

@@ -42,7 +42,7 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="out/train_unsupervised_segsort",
+    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="outputs/train_unsupervised_segsort",
                             default_steps=100, default_batch=4, default_test_images=6)
     group = parser.add_argument_group("unsupervised SegSort")
     group.add_argument("--dim", type=int, default=32, help="embedding dimension")
@@ -187,7 +187,7 @@ def main(argv=None):
         if cluster_maps:
             row.append(ru.class_colours(cluster_maps[i], data.num_classes, data.kind))
         rows.append(row)
-    ru.save_panels(run.out / "predictions.png", rows)
+    ru.save_panels(run.out / "predictions.png", rows, ("image", "ground truth", "kNN prediction", "k-means + Hungarian"))
     return run.finish({"dataset": data.describe(), "steps": steps, "pseudo": args.pseudo, "bank_size": bank_size,
                        "train_seconds": round(train_seconds, 2),
                        "eval_seconds": round(time.perf_counter() - eval_start, 2),
