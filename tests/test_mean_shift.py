@@ -109,12 +109,15 @@ def test_opcheck(device):
 
 
 def test_many_blocks(device):
-    # N^2 above the CPU block budget (2^20 kernel values): several query blocks.
-    x = _points(device, B=1, N=1500, D=3)
+    # N^2 above the CPU block budget (2^20 kernel values): several row groups, each of
+    # several query blocks (3000 rows: 8 groups of 375 rows in blocks of <= 349), and a
+    # ragged second image.
+    x = _points(device, B=2, N=3000, D=3)
+    lengths = torch.tensor([3000, 700], device=device)
     xr = x.clone().requires_grad_()
     xf = x.clone().requires_grad_()
-    fused = blurring_mean_shift(xf, bandwidth=2.0, iters=1)
-    dense = reference.blurring_mean_shift(xr, bandwidth=2.0, iters=1)
+    fused = blurring_mean_shift(xf, bandwidth=2.0, iters=1, lengths=lengths)
+    dense = reference.blurring_mean_shift(xr, bandwidth=2.0, iters=1, lengths=lengths)
     torch.testing.assert_close(fused, dense, rtol=0, atol=1e-9)
     w = torch.randn_like(fused)
     (fused * w).sum().backward()

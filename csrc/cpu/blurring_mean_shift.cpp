@@ -1,13 +1,13 @@
-// blurring_mean_shift_step on CPU: the blocked algorithm of mean_shift.h, with every
-// (image, row block) task of a step inside ONE at::parallel_for. The per-op parallelism
-// of the shared driver puts ~10 thread barriers in every block; on a loaded machine
-// (DataLoader workers, other jobs) each barrier can wait out a scheduler time slice,
-// which measured 15x slower with 2 threads than with 1. Here the GEMMs and softmaxes of
-// a task run single-threaded inside its worker, so a step has 1 (forward) or 2
-// (backward) barriers. The backward is the two-pass flash-attention form: pass A over
-// query blocks (query-role gradient; saves each row's log-sum-exp and delta), pass B over
-// key blocks (key and value roles), so every task writes only its own rows: no atomics,
-// no per-thread buffers, deterministic.
+// blurring_mean_shift_step on CPU: the blocked algorithm of mean_shift.h, with all the
+// work of a step inside ONE at::parallel_for over (image, row group) tasks. The per-op
+// parallelism of the shared driver puts ~10 thread barriers in every block; on a loaded
+// machine (DataLoader workers, other jobs) each barrier can wait out a scheduler time
+// slice, which measured 15x slower with 2 threads than with 1. Here a task's GEMMs and
+// softmaxes run single-threaded inside its worker: one barrier per step and direction.
+// In the backward the key and value roles of a group's query rows touch every point, so
+// each task sums them into its own (L, D) buffer, and the buffers are added in task order
+// afterwards: deterministic, and independent of the thread count (the groups are fixed by
+// the sizes alone).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -21,33 +21,37 @@ namespace segsort {
 namespace {
 
 constexpr int64_t kBlockElements = 1 << 20;  // 8 MiB of double kernel values per block
+constexpr int64_t kMaxGroups = 8;            // row groups (tasks) per image
+constexpr int64_t kMinGroupRows = 128;       // keeps each GEMM large enough to be efficient
 
-struct RowBlock {
+struct RowGroup {
   int64_t image, start, end;
 };
 
-// Row blocks of every image: at most kBlockElements kernel values each, and about 64
-// blocks in all (so one large image still uses every thread; a fixed count, not one per
-// thread, so results do not depend on the thread count).
-std::vector<RowBlock> row_blocks(const std::vector<int64_t>& valid) {
-  int64_t total = 0;
-  for (const int64_t L : valid) total += L;
-  const int64_t target = std::max<int64_t>(16, (total + 63) / 64);
-  std::vector<RowBlock> blocks;
+// Up to kMaxGroups contiguous row groups per image, each of at least kMinGroupRows rows.
+std::vector<RowGroup> row_groups(const std::vector<int64_t>& valid) {
+  std::vector<RowGroup> groups;
   for (int64_t b = 0; b < static_cast<int64_t>(valid.size()); ++b) {
     const int64_t L = valid[b];
     if (L == 0) continue;
-    const int64_t block = std::max<int64_t>(1, std::min({L, kBlockElements / L, target}));
-    for (int64_t start = 0; start < L; start += block) blocks.push_back({b, start, std::min(L, start + block)});
+    const int64_t count = std::max<int64_t>(1, std::min(kMaxGroups, L / kMinGroupRows));
+    const int64_t rows = (L + count - 1) / count;
+    for (int64_t start = 0; start < L; start += rows) groups.push_back({b, start, std::min(L, start + rows)});
   }
-  return blocks;
+  return groups;
 }
 
+// body(group, task index, block start, block end) for every block of every group; the
+// groups run in parallel, the blocks of a group in order.
 template <typename F>
-void for_each_block(const std::vector<RowBlock>& blocks, const F& body) {
-  at::parallel_for(0, static_cast<int64_t>(blocks.size()), 1, [&](int64_t begin, int64_t end) {
+void for_each_block(const std::vector<RowGroup>& groups, const std::vector<int64_t>& valid, const F& body) {
+  at::parallel_for(0, static_cast<int64_t>(groups.size()), 1, [&](int64_t begin, int64_t end) {
     at::NoGradGuard no_grad;  // worker threads: the ATen calls below must record no graph
-    for (int64_t t = begin; t < end; ++t) body(blocks[t]);
+    for (int64_t t = begin; t < end; ++t) {
+      const RowGroup& g = groups[t];
+      const int64_t block = std::max<int64_t>(1, std::min(g.end - g.start, kBlockElements / valid[g.image]));
+      for (int64_t start = g.start; start < g.end; start += block) body(g, t, start, std::min(g.end, start + block));
+    }
   });
 }
 
@@ -60,14 +64,14 @@ std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cpu(const at::Tensor&
   auto norms = at::ones({B, N}, x.options());
   const auto valid = mean_shift_lengths(lengths, N);
   if (x.numel() == 0) return {out.to(x_in.scalar_type()), norms};
-  for_each_block(row_blocks(valid), [&](const RowBlock& blk) {
-    const auto xb = x[blk.image].slice(0, 0, valid[blk.image]);
-    const auto q = xb.slice(0, blk.start, blk.end);
+  for_each_block(row_groups(valid), valid, [&](const RowGroup& g, int64_t, int64_t start, int64_t end) {
+    const auto xb = x[g.image].slice(0, 0, valid[g.image]);
+    const auto q = xb.slice(0, start, end);
     const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
     const auto y = at::mm(p, xb).mul_(eta).add_(q, 1 - eta);
     const auto n = y.norm(2, 1, true);
-    out[blk.image].slice(0, blk.start, blk.end).copy_(y / n.clamp_min(kNormEps));
-    norms[blk.image].slice(0, blk.start, blk.end).copy_(n.squeeze(1));
+    out[g.image].slice(0, start, end).copy_(y / n.clamp_min(kNormEps));
+    norms[g.image].slice(0, start, end).copy_(n.squeeze(1));
   });
   return {out.to(x_in.scalar_type()), norms};
 }
@@ -78,7 +82,7 @@ at::Tensor mean_shift_step_backward_cpu(const at::Tensor& grad_out_in, const at:
   check_mean_shift_inputs(x_in, lengths, eta);
   SEGSORT_CHECK_ARG(grad_out_in.sizes() == x_in.sizes() && out_in.sizes() == x_in.sizes(),
                     "grad_out and out must have the shape of x ", x_in.sizes());
-  const int64_t B = x_in.size(0), N = x_in.size(1);
+  const int64_t N = x_in.size(1);
   const auto type = mean_shift_compute_type(x_in);
   const auto x = x_in.to(type).contiguous().detach();
   const auto out = out_in.to(type).contiguous().detach();
@@ -93,41 +97,28 @@ at::Tensor mean_shift_step_backward_cpu(const at::Tensor& grad_out_in, const at:
   // Points past the length pass their gradient through (identity); valid ones start from
   // the (1 - eta) x term and gather the kernel terms below.
   auto grad_x = grad_out.clone();
-  for (int64_t b = 0; b < B; ++b) {
+  for (int64_t b = 0; b < x.size(0); ++b) {
     grad_x[b].slice(0, 0, valid[b]).copy_(grad_y[b].slice(0, 0, valid[b]) * (1 - eta));
   }
   const auto grad_m = (grad_y * eta).contiguous();  // m_j = sum_i p_ji x_i
-  auto lse = at::zeros({B, N}, x.options());
-  auto delta = at::zeros({B, N}, x.options());
-  const auto blocks = row_blocks(valid);
-  // Pass A, query blocks j: dS_ji = p_ji (gm_j . x_i - delta_j) with delta_j = gm_j . m_j;
-  // query role: dx_j += bandwidth * sum_i dS_ji x_i.
-  for_each_block(blocks, [&](const RowBlock& blk) {
-    const auto xb = x[blk.image].slice(0, 0, valid[blk.image]);
-    const auto q = xb.slice(0, blk.start, blk.end);
-    const auto gm = grad_m[blk.image].slice(0, blk.start, blk.end);
-    const auto logits = at::mm(q, xb.t()).mul_(bandwidth);
-    const auto row_lse = logits.logsumexp(1, true);
-    const auto p = (logits - row_lse).exp_();
-    const auto row_delta = (gm * at::mm(p, xb)).sum(1, true);
-    const auto ds = at::mm(gm, xb.t()).sub_(row_delta).mul_(p);
-    grad_x[blk.image].slice(0, blk.start, blk.end).add_(at::mm(ds, xb), bandwidth);
-    lse[blk.image].slice(0, blk.start, blk.end).copy_(row_lse.squeeze(1));
-    delta[blk.image].slice(0, blk.start, blk.end).copy_(row_delta.squeeze(1));
+  const auto groups = row_groups(valid);
+  std::vector<at::Tensor> partial(groups.size());
+  for_each_block(groups, valid, [&](const RowGroup& g, int64_t t, int64_t start, int64_t end) {
+    const auto xb = x[g.image].slice(0, 0, valid[g.image]);
+    if (!partial[t].defined()) partial[t] = at::zeros_like(xb);
+    const auto q = xb.slice(0, start, end);
+    const auto gm = grad_m[g.image].slice(0, start, end);
+    const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
+    const auto m = at::mm(p, xb);
+    // dS = P * (G_m X^T - rowsum(G_m * M)), the softmax backward.
+    const auto ds = at::mm(gm, xb.t()).sub_((gm * m).sum(1, true)).mul_(p);
+    partial[t].add_(at::mm(p.t(), gm));                                        // value role
+    partial[t].add_(at::mm(ds.t(), q), bandwidth);                             // key role
+    grad_x[g.image].slice(0, start, end).add_(at::mm(ds, xb), bandwidth);      // query role: own rows
   });
-  // Pass B, key blocks i (the kernel is symmetric: logit_ji = bandwidth x_i . x_j):
-  // value role dx_i += sum_j p_ji gm_j, key role dx_i += bandwidth * sum_j dS_ji x_j.
-  for_each_block(blocks, [&](const RowBlock& blk) {
-    const int64_t L = valid[blk.image];
-    const auto xb = x[blk.image].slice(0, 0, L);
-    const auto gm_all = grad_m[blk.image].slice(0, 0, L);
-    const auto k = xb.slice(0, blk.start, blk.end);
-    const auto p_t = at::mm(k, xb.t()).mul_(bandwidth).sub_(lse[blk.image].slice(0, 0, L).unsqueeze(0)).exp_();
-    const auto ds_t = at::mm(k, gm_all.t()).sub_(delta[blk.image].slice(0, 0, L).unsqueeze(0)).mul_(p_t);
-    auto gx = grad_x[blk.image].slice(0, blk.start, blk.end);
-    gx.add_(at::mm(p_t, gm_all));
-    gx.add_(at::mm(ds_t, xb), bandwidth);
-  });
+  for (size_t t = 0; t < groups.size(); ++t) {
+    grad_x[groups[t].image].slice(0, 0, valid[groups[t].image]).add_(partial[t]);
+  }
   return grad_x.to(x_in.scalar_type());
 }
 
