@@ -33,7 +33,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -42,31 +41,7 @@ from segsort_ext import viz  # noqa: E402
 from segsort_ext.meanshift import cosine_threshold_from_margin, extract_instances  # noqa: E402
 from segsort_ext.metrics import ConfusionMatrix, average_recall, semantic_boundary_f  # noqa: E402
 from segsort_ext.scenes import TEXTURE_CLASSES, DigitScenes, TextureMosaics, scene_batches  # noqa: E402
-
-
-class ConvNet(nn.Module):
-    """Five dilated 3x3 convolutions (receptive field 33 px) and a 1x1 output layer at
-    input resolution; optional (y, x) coordinate input channels."""
-
-    def __init__(self, out_channels: int, width: int = 32, coords: bool = False):
-        super().__init__()
-        self.coords = coords
-        layers, channels = [], 3 + 2 * coords
-        for dilation in (1, 2, 4, 8, 1):
-            layers += [nn.Conv2d(channels, width, 3, padding=dilation, dilation=dilation), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True)]
-            channels = width
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Conv2d(width, out_channels, 1)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image - 0.5
-        if self.coords:
-            B, _, H, W = image.shape
-            ys = torch.linspace(-1, 1, H, device=image.device).view(1, 1, H, 1).expand(B, 1, H, W)
-            xs = torch.linspace(-1, 1, W, device=image.device).view(1, 1, 1, W).expand(B, 1, H, W)
-            x = torch.cat([x, ys, xs], 1)
-        return self.head(self.features(x))
+from recipe_utils import TinyNet  # noqa: E402  (python/: the recipes' five dilated convolutions)
 
 
 def progress(steps: int, desc: str):
@@ -76,34 +51,46 @@ def progress(steps: int, desc: str):
 # ----------------------------------------------------------------------------------------
 # 1. semantic segmentation: SegSort vs softmax
 # ----------------------------------------------------------------------------------------
-def train_semantic(kind: str, train_set, args, device):
-    """Trains ConvNet with SegSort (kind 'segsort') or cross-entropy ('softmax'); both see
-    the same batches. Returns (net, per-step losses, seconds)."""
-    torch.manual_seed(args.seed)
-    num_classes = TextureMosaics.num_classes
-    net = ConvNet(args.dim if kind == "segsort" else num_classes).to(device)
+def fit(net, steps: int, desc: str, loss_of_step):
+    """Adam (lr 3e-3) on ``loss_of_step()`` for ``steps`` steps with a progress bar.
+    Returns (net in eval mode, per-step losses, seconds)."""
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    grid = (4, 4)
-    memory = segsort_ext.PrototypeMemory.last_batches(args.dim, num_batches=2,
-                                                      max_per_batch=args.batch_size * grid[0] * grid[1] * 6)
-    criterion = segsort_ext.SegSortLoss(concentration=10.0, grid=grid, kmeans_iters=10, memory=memory).to(device)
-    batches = scene_batches(train_set, args.batch_size, torch.Generator().manual_seed(args.seed))
     losses, start = [], time.perf_counter()
-    bar = progress(args.steps, f"train {'SegSort' if kind == 'segsort' else 'softmax'}")
+    bar = progress(steps, desc)
     for _ in bar:
-        images, labels, _, picks = next(batches)
-        images, labels = images.to(device), labels.to(device)
-        out = net(images)
-        if kind == "segsort":
-            loss = criterion(out, labels, image_ids=picks.to(device))
-        else:
-            loss = F.cross_entropy(out, labels)
+        loss = loss_of_step()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     return net.eval(), losses, time.perf_counter() - start
+
+
+def train_semantic(kind: str, train_set, args, device):
+    """Trains TinyNet with SegSort (kind 'segsort') or cross-entropy ('softmax'); both see
+    the same batches."""
+    torch.manual_seed(args.seed)
+    batches = scene_batches(train_set, args.batch_size, torch.Generator().manual_seed(args.seed))
+    if kind == "softmax":
+        net = TinyNet(TextureMosaics.num_classes).to(device)
+
+        def loss_of_step():
+            images, labels, _, _ = next(batches)
+            return F.cross_entropy(net(images.to(device)), labels.to(device))
+
+        return fit(net, args.steps, "train softmax", loss_of_step)
+    net = TinyNet(args.dim).to(device)
+    grid = (4, 4)
+    memory = segsort_ext.PrototypeMemory.last_batches(args.dim, num_batches=2,
+                                                      max_per_batch=args.batch_size * grid[0] * grid[1] * 6)
+    criterion = segsort_ext.SegSortLoss(concentration=10.0, grid=grid, kmeans_iters=10, memory=memory).to(device)
+
+    def loss_of_step():
+        images, labels, _, picks = next(batches)
+        return criterion(net(images.to(device)), labels.to(device), image_ids=picks.to(device))
+
+    return fit(net, args.steps, "train SegSort", loss_of_step)
 
 
 @torch.no_grad()
@@ -224,14 +211,12 @@ def draw_retrieval(path, test_set, train_set, index, test_embeddings, train_embe
 # ----------------------------------------------------------------------------------------
 def train_grouping(train_set, args, device):
     torch.manual_seed(args.seed)
-    net = ConvNet(args.group_dim, coords=True).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    net = TinyNet(args.group_dim, coords=True).to(device)
     bandwidth = segsort_ext.bandwidth_from_margin(args.alpha)
     generator = torch.Generator().manual_seed(args.seed)
     batches = scene_batches(train_set, args.group_batch_size, generator)
-    losses, start = [], time.perf_counter()
-    bar = progress(args.group_steps, "train grouping")
-    for _ in bar:
+
+    def loss_of_step():
         images, _, instances, _ = next(batches)
         points = F.normalize(net(images.to(device)), dim=1).flatten(2).transpose(1, 2)  # (B, N, D)
         ids = instances.flatten(1).to(device)
@@ -241,13 +226,9 @@ def train_grouping(train_set, args, device):
         points = points.gather(1, pick.unsqueeze(2).expand(-1, -1, points.shape[2]))
         iterates = segsort_ext.blurring_mean_shift(points, bandwidth=bandwidth, iters=args.group_iters,
                                                    return_all=True)
-        loss = segsort_ext.pairwise_margin_loss(iterates, ids.gather(1, pick), alpha=args.alpha)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    return net.eval(), losses, time.perf_counter() - start
+        return segsort_ext.pairwise_margin_loss(iterates, ids.gather(1, pick), alpha=args.alpha)
+
+    return fit(net, args.group_steps, "train grouping", loss_of_step)
 
 
 @torch.no_grad()
@@ -265,16 +246,11 @@ def group(net, test_set, args, device):
     proposals, scores, maps = [], [], torch.zeros(B, H, W, dtype=torch.long)
     for b in range(B):
         members = (found.batch == b).nonzero().squeeze(1)
-        if members.numel() == 0:
-            proposals.append(np.zeros((0, H, W), bool)), scores.append(np.zeros(0))
-            continue
-        sizes = found.size[members]
-        keep = members[sizes.argsort(descending=True)[1:]]  # drop the largest: background
-        proposals.append(np.stack([(ids[b] == int(s)).numpy() for s in keep]) if len(keep) else
-                         np.zeros((0, H, W), bool))
+        keep = members[found.size[members].argsort(descending=True)[1:]]  # drop the largest: background
+        masks = ids[b][None] == keep[:, None, None]  # (k, H, W), k may be 0
+        proposals.append(masks.numpy())
         scores.append(found.size[keep].double().numpy())
-        for rank, s in enumerate(keep.tolist(), 1):
-            maps[b][ids[b] == s] = rank
+        maps[b] = (masks * torch.arange(1, len(keep) + 1)[:, None, None]).sum(0)
     shifted_maps = shifted.transpose(1, 2).reshape(B, D, H, W)
     return embeddings, shifted_maps, maps, proposals, scores
 

@@ -348,6 +348,38 @@ def _file_or_none(path: Path) -> Optional[Path]:
     return path if path.is_file() else None
 
 
+def open_data(args, task: str, *, real_scale: float = 0.5) -> SegmentationData:
+    """:func:`load_data` for a script: a bad argument exits with its message (status 2),
+    and the resolved dataset is recorded in ``args`` (part of a run's identity for --resume)."""
+    try:
+        data = load_data(args, task, real_scale=real_scale)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    args.resolved_dataset, args.data_root = data.kind, data.root
+    return data
+
+
+def start_run(run: "Run") -> int:
+    """``run.start()`` for a script: a refused --resume exits with its message (status 2)."""
+    try:
+        return run.start()
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+
+
+def add_segsort_arguments(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
+    """The SegSortLoss options shared by the supervised and unsupervised recipes."""
+    group = parser.add_argument_group(title)
+    group.add_argument("--dim", type=int, default=32, help="embedding dimension")
+    group.add_argument("--concentration", type=float, default=10.0, help="vMF kappa")
+    group.add_argument("--grid", type=parse_grid, default=(4, 4), help="k-means grid of a training crop")
+    group.add_argument("--kmeans-iters", type=int, default=10)
+    group.add_argument("--memory-batches", type=int, default=2, help="batches in the prototype memory (0: none)")
+    group.add_argument("--aug-scale", type=float, nargs=2, default=(0.75, 1.25), metavar=("MIN", "MAX"),
+                       help="random rescaling of training images before cropping")
+    return group
+
+
 def load_data(args, task: str, *, real_scale: float = 0.5) -> SegmentationData:
     """The data set of ``args`` (``task`` 'semantic': class labels; 'instance': instance
     ids with 0 = background and 255 = void), resized by --scale (default ``real_scale``

@@ -105,12 +105,8 @@ def main(argv=None):
     if not 0 < args.aug_scale[0] <= args.aug_scale[1]:
         parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {args.aug_scale}")
     ru.seed_everything(args.seed)
-    try:
-        # Mean shift runs over every pixel of a test image: real images at a quarter size.
-        data = ru.load_data(args, "instance", real_scale=0.25)
-    except (ValueError, FileNotFoundError) as error:
-        ru.fail(str(error))
-    args.resolved_dataset, args.data_root = data.kind, data.root
+    # Mean shift runs over every pixel of a test image: real images at a quarter size.
+    data = ru.open_data(args, "instance", real_scale=0.25)
     crop = args.crop or data.default_crop
     pixels = min(args.pixels, crop * crop)
     steps = ru.total_steps(args, len(data.train))
@@ -125,10 +121,7 @@ def main(argv=None):
     scheduler = ru.poly_schedule(optimizer, steps)
     generator = torch.Generator().manual_seed(args.seed)
     run.track(model=net, optimizer=optimizer, scheduler=scheduler, data_generator=ru.GeneratorState(generator))
-    try:
-        start = run.start()
-    except (ValueError, FileNotFoundError) as error:
-        ru.fail(str(error))
+    start = ru.start_run(run)
 
     def step_fn(step: int) -> dict:
         net.train()

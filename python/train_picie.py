@@ -170,11 +170,7 @@ def main(argv=None):
     if not 0 < args.view_scale[0] <= args.view_scale[1] <= 1:
         parser.error(f"--view-scale must satisfy 0 < MIN <= MAX <= 1, got {args.view_scale}")
     ru.seed_everything(args.seed)
-    try:
-        data = ru.load_data(args, "semantic")
-    except (ValueError, FileNotFoundError) as error:
-        ru.fail(str(error))
-    args.resolved_dataset, args.data_root = data.kind, data.root
+    data = ru.open_data(args, "semantic")
     crop = args.crop or data.default_crop
     K = args.clusters or data.num_classes
     K2 = args.overclusters or min(100, 4 * K)
@@ -197,10 +193,7 @@ def main(argv=None):
     epoch_state = EpochState(device)
     run.track(model=net, optimizer=optimizer, scheduler=scheduler, epoch=epoch_state,
               data_generator=ru.GeneratorState(generator))
-    try:
-        start = run.start()
-    except (ValueError, FileNotFoundError) as error:
-        ru.fail(str(error))
+    start = ru.start_run(run)
 
     def weights(name):
         return cluster_balance_weights(epoch_state.kmeans[name].counts).float() if args.balance else None

@@ -41,14 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="outputs/train_segsort.png",
                             default_steps=60, default_batch=4, default_test_images=6)
-    group = parser.add_argument_group("SegSort")
-    group.add_argument("--dim", type=int, default=32, help="embedding dimension")
-    group.add_argument("--concentration", type=float, default=10.0, help="vMF kappa")
-    group.add_argument("--grid", type=ru.parse_grid, default=(4, 4), help="k-means grid of a training crop")
-    group.add_argument("--kmeans-iters", type=int, default=10)
-    group.add_argument("--memory-batches", type=int, default=2, help="batches in the prototype memory (0: none)")
-    group.add_argument("--aug-scale", type=float, nargs=2, default=(0.75, 1.25), metavar=("MIN", "MAX"),
-                       help="random rescaling of training images before cropping")
+    ru.add_segsort_arguments(parser, "SegSort")
     group = parser.add_argument_group("evaluation")
     group.add_argument("--knn", type=int, default=21, help="neighbours voting for each test segment")
     group.add_argument("--bank-grid", type=ru.parse_grid, default=None,
@@ -76,11 +69,7 @@ def main(argv=None):
         parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {args.aug_scale}")
     out, picture = run_paths(args.out)
     ru.seed_everything(args.seed)
-    try:
-        data = ru.load_data(args, "semantic")
-    except (ValueError, FileNotFoundError) as error:
-        ru.fail(str(error))
-    args.resolved_dataset, args.data_root = data.kind, data.root
+    data = ru.open_data(args, "semantic")
     crop = args.crop or data.default_crop
     steps = ru.total_steps(args, len(data.train))
     run = ru.Run(args, "train_segsort", out, FIXED)
@@ -101,10 +90,7 @@ def main(argv=None):
     generator = torch.Generator().manual_seed(args.seed)
     run.track(model=net, optimizer=optimizer, scheduler=scheduler, loss=criterion,
               data_generator=ru.GeneratorState(generator))
-    try:
-        start = run.start()
-    except (ValueError, FileNotFoundError) as error:
-        ru.fail(str(error))
+    start = ru.start_run(run)
 
     def step_fn(step: int) -> dict:
         net.train()

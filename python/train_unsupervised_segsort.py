@@ -44,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="outputs/train_unsupervised_segsort",
                             default_steps=100, default_batch=4, default_test_images=6)
-    group = parser.add_argument_group("unsupervised SegSort")
-    group.add_argument("--dim", type=int, default=32, help="embedding dimension")
-    group.add_argument("--concentration", type=float, default=10.0, help="vMF kappa")
-    group.add_argument("--grid", type=ru.parse_grid, default=(4, 4), help="k-means grid of a training crop")
-    group.add_argument("--kmeans-iters", type=int, default=10)
-    group.add_argument("--memory-batches", type=int, default=2, help="batches in the prototype memory (0: none)")
-    group.add_argument("--aug-scale", type=float, nargs=2, default=(0.75, 1.25), metavar=("MIN", "MAX"))
+    group = ru.add_segsort_arguments(parser, "unsupervised SegSort")
     group.add_argument("--pseudo", choices=("slic", "felzenszwalb"), default="slic", help="pseudo segments")
     group.add_argument("--superpixels", type=int, default=24, help="SLIC superpixels per crop")
     group.add_argument("--compactness", type=float, default=10.0, help="SLIC compactness")
@@ -108,11 +102,7 @@ def main(argv=None):
     if not 0 < args.aug_scale[0] <= args.aug_scale[1]:
         parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {args.aug_scale}")
     ru.seed_everything(args.seed)
-    try:
-        data = ru.load_data(args, "semantic")
-    except (ValueError, FileNotFoundError) as error:
-        ru.fail(str(error))
-    args.resolved_dataset, args.data_root = data.kind, data.root
+    data = ru.open_data(args, "semantic")
     crop = args.crop or data.default_crop
     steps = ru.total_steps(args, len(data.train))
     run = ru.Run(args, "train_unsupervised_segsort", Path(args.out), FIXED)
@@ -138,10 +128,7 @@ def main(argv=None):
     generator = torch.Generator().manual_seed(args.seed)
     run.track(model=net, optimizer=optimizer, scheduler=scheduler, loss=criterion,
               data_generator=ru.GeneratorState(generator))
-    try:
-        start = run.start()
-    except (ValueError, FileNotFoundError) as error:
-        ru.fail(str(error))
+    start = ru.start_run(run)
     options = pseudo_options(args)
 
     def step_fn(step: int) -> dict:

@@ -65,13 +65,8 @@ std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cpu(const at::Tensor&
   const auto valid = mean_shift_lengths(lengths, N);
   if (x.numel() == 0) return {out.to(x_in.scalar_type()), norms};
   for_each_block(row_groups(valid), valid, [&](const RowGroup& g, int64_t, int64_t start, int64_t end) {
-    const auto xb = x[g.image].slice(0, 0, valid[g.image]);
-    const auto q = xb.slice(0, start, end);
-    const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
-    const auto y = at::mm(p, xb).mul_(eta).add_(q, 1 - eta);
-    const auto n = y.norm(2, 1, true);
-    out[g.image].slice(0, start, end).copy_(y / n.clamp_min(kNormEps));
-    norms[g.image].slice(0, start, end).copy_(n.squeeze(1));
+    mean_shift_block_forward(x[g.image].slice(0, 0, valid[g.image]), start, end, bandwidth, eta,
+                             out[g.image].slice(0, start, end), norms[g.image].slice(0, start, end));
   });
   return {out.to(x_in.scalar_type()), norms};
 }
@@ -90,10 +85,7 @@ at::Tensor mean_shift_step_backward_cpu(const at::Tensor& grad_out_in, const at:
   const auto norms = norms_in.to(type).detach();
   const auto valid = mean_shift_lengths(lengths, N);
   if (x.numel() == 0) return grad_out.clone().to(x_in.scalar_type());
-  // out = y / max(|y|, eps): dy = (dout - out (out . dout)) / |y| (projection only where |y| >= eps).
-  const auto projected = grad_out - out * (out * grad_out).sum(2, true);
-  const auto nn = norms.unsqueeze(2);
-  const auto grad_y = at::where(nn >= kNormEps, projected / nn, grad_out / kNormEps);
+  const auto grad_y = mean_shift_grad_y(grad_out, out, norms);
   // Points past the length pass their gradient through (identity); valid ones start from
   // the (1 - eta) x term and gather the kernel terms below.
   auto grad_x = grad_out.clone();
@@ -104,17 +96,11 @@ at::Tensor mean_shift_step_backward_cpu(const at::Tensor& grad_out_in, const at:
   const auto groups = row_groups(valid);
   std::vector<at::Tensor> partial(groups.size());
   for_each_block(groups, valid, [&](const RowGroup& g, int64_t t, int64_t start, int64_t end) {
-    const auto xb = x[g.image].slice(0, 0, valid[g.image]);
+    const int64_t L = valid[g.image];
+    const auto xb = x[g.image].slice(0, 0, L);
     if (!partial[t].defined()) partial[t] = at::zeros_like(xb);
-    const auto q = xb.slice(0, start, end);
-    const auto gm = grad_m[g.image].slice(0, start, end);
-    const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
-    const auto m = at::mm(p, xb);
-    // dS = P * (G_m X^T - rowsum(G_m * M)), the softmax backward.
-    const auto ds = at::mm(gm, xb.t()).sub_((gm * m).sum(1, true)).mul_(p);
-    partial[t].add_(at::mm(p.t(), gm));                                        // value role
-    partial[t].add_(at::mm(ds.t(), q), bandwidth);                             // key role
-    grad_x[g.image].slice(0, start, end).add_(at::mm(ds, xb), bandwidth);      // query role: own rows
+    mean_shift_block_backward(xb, grad_m[g.image].slice(0, 0, L), start, end, bandwidth, partial[t],
+                              grad_x[g.image].slice(0, start, end));
   });
   for (size_t t = 0; t < groups.size(); ++t) {
     grad_x[groups[t].image].slice(0, 0, valid[groups[t].image]).add_(partial[t]);

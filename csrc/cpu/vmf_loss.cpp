@@ -110,9 +110,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_cpu(
   const auto e_all = embeddings.to(type).detach();
   const auto ids = segment_ids.contiguous();
   for_each_row_block(N, vectors.size(0), [&](int64_t, int64_t start, int64_t end) {
-    const auto logits = at::mm(e_all.slice(0, start, end), vectors.t()).mul_(concentration);
-    rows_forward_cpu(logits, ids.slice(0, start, end), bank, nca, loss.slice(0, start, end),
-                     lse_den.slice(0, start, end), lse_num.slice(0, start, end));
+    vmf_block_forward(e_all.slice(0, start, end), vectors, ids.slice(0, start, end), bank, concentration, nca,
+                      rows_forward_cpu, loss.slice(0, start, end), lse_den.slice(0, start, end),
+                      lse_num.slice(0, start, end));
   });
   return {loss, lse_den, lse_num};
 }
@@ -139,12 +139,9 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cpu(
   const int64_t groups = std::min<int64_t>(kGroups, (N + 15) / 16);
   auto partial = at::zeros({groups, S, D}, grad_embeddings.options());
   for_each_row_block(N, vectors.size(0), [&](int64_t g, int64_t start, int64_t end) {
-    const auto e = e_all.slice(0, start, end);
-    auto coeff = at::mm(e, vectors.t()).mul_(concentration);
-    rows_backward_cpu(coeff, ids.slice(0, start, end), bank, nca, lse_den.slice(0, start, end),
-                      lse_num.slice(0, start, end), grad.slice(0, start, end));
-    grad_embeddings.slice(0, start, end).copy_(at::mm(coeff, vectors).mul_(concentration));
-    if (S > 0) partial[g].add_(at::mm(coeff.slice(1, 0, S).t(), e), concentration);
+    vmf_block_backward(e_all.slice(0, start, end), vectors, ids.slice(0, start, end), bank,
+                       lse_den.slice(0, start, end), lse_num.slice(0, start, end), grad.slice(0, start, end),
+                       concentration, nca, rows_backward_cpu, grad_embeddings.slice(0, start, end), partial[g]);
   });
   auto grad_prototypes = partial.sum(0);
   return {grad_embeddings.to(embeddings.scalar_type()), grad_prototypes.to(embeddings.scalar_type())};

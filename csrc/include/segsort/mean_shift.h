@@ -33,6 +33,42 @@ inline at::ScalarType mean_shift_compute_type(const at::Tensor& t) {
   return (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) ? at::kFloat : t.scalar_type();
 }
 
+// One block of query rows [start, end) of one image's points xb (L, D): the new rows,
+// normalised, into out_rows and their norms |y| into norm_rows.
+inline void mean_shift_block_forward(const at::Tensor& xb, int64_t start, int64_t end, double bandwidth, double eta,
+                                     at::Tensor out_rows, at::Tensor norm_rows) {
+  const auto q = xb.slice(0, start, end);
+  const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
+  const auto y = at::mm(p, xb).mul_(eta).add_(q, 1 - eta);
+  const auto n = y.norm(2, 1, true);
+  out_rows.copy_(y / n.clamp_min(kNormEps));
+  norm_rows.copy_(n.squeeze(1));
+}
+
+// dL/dy of out = y / max(|y|, eps) from dL/dout: (dout - out (out . dout)) / |y|, the
+// projection only where |y| >= eps. Rows along the last dimension; norms lack it.
+inline at::Tensor mean_shift_grad_y(const at::Tensor& grad_out, const at::Tensor& out, const at::Tensor& norms) {
+  const auto projected = grad_out - out * (out * grad_out).sum(-1, true);
+  const auto n = norms.unsqueeze(-1);
+  return at::where(n >= kNormEps, projected / n, grad_out / kNormEps);
+}
+
+// Backward of one block of query rows [start, end) given grad_m (L, D), the gradient of
+// m_j = sum_i p_ji x_i: the value and key roles reach every point (added to all_rows,
+// (L, D)), the query role only the block's own rows (added to own_rows).
+inline void mean_shift_block_backward(const at::Tensor& xb, const at::Tensor& grad_m, int64_t start, int64_t end,
+                                      double bandwidth, at::Tensor all_rows, at::Tensor own_rows) {
+  const auto q = xb.slice(0, start, end);
+  const auto gm = grad_m.slice(0, start, end);
+  const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
+  const auto m = at::mm(p, xb);
+  // dS = P * (G_m X^T - rowsum(G_m * M)), the softmax backward.
+  const auto ds = at::mm(gm, xb.t()).sub_((gm * m).sum(1, true)).mul_(p);
+  all_rows.add_(at::mm(p.t(), gm));               // value role
+  all_rows.add_(at::mm(ds.t(), q), bandwidth);    // key role
+  own_rows.add_(at::mm(ds, xb), bandwidth);       // query role
+}
+
 // Forward: out (B, N, D) and |y| (B, N) for the backward. Points past an image's length
 // are copied through unchanged and take no part.
 inline std::tuple<at::Tensor, at::Tensor> mean_shift_forward_blocked(const at::Tensor& x_in,
@@ -53,12 +89,8 @@ inline std::tuple<at::Tensor, at::Tensor> mean_shift_forward_blocked(const at::T
     const int64_t block = std::max<int64_t>(1, std::min<int64_t>(L, budget_elements / L));
     for (int64_t start = 0; start < L; start += block) {
       const int64_t end = std::min(L, start + block);
-      const auto q = xb.slice(0, start, end);
-      const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
-      const auto y = at::mm(p, xb).mul_(eta).add_(q, 1 - eta);
-      const auto n = y.norm(2, 1, true);
-      out[b].slice(0, start, end).copy_(y / n.clamp_min(kNormEps));
-      norms[b].slice(0, start, end).copy_(n.squeeze(1));
+      mean_shift_block_forward(xb, start, end, bandwidth, eta, out[b].slice(0, start, end),
+                               norms[b].slice(0, start, end));
     }
   }
   return {out.to(x_in.scalar_type()), norms};
@@ -76,8 +108,8 @@ inline at::Tensor mean_shift_backward_blocked(const at::Tensor& grad_out_in, con
   const int64_t B = x_in.size(0), N = x_in.size(1);
   const auto type = mean_shift_compute_type(x_in);
   const auto x = x_in.to(type).contiguous();
-  const auto out = out_in.to(type).contiguous();
   const auto grad_out = grad_out_in.to(type).contiguous();
+  const auto grad_y = mean_shift_grad_y(grad_out, out_in.to(type), norms.to(type));
   auto grad_x = grad_out.clone();  // points past the length: identity
   const auto valid = mean_shift_lengths(lengths, N);
   for (int64_t b = 0; b < B; ++b) {
@@ -85,25 +117,12 @@ inline at::Tensor mean_shift_backward_blocked(const at::Tensor& grad_out_in, con
     if (L == 0) continue;
     const auto xb = x[b].slice(0, 0, L);
     auto gx = grad_x[b].slice(0, 0, L);
-    // out = y / max(|y|, eps): dy = (dout - out (out . dout)) / |y| (projection only where |y| >= eps).
-    const auto ob = out[b].slice(0, 0, L), gb = grad_out[b].slice(0, 0, L);
-    const auto nb = norms[b].slice(0, 0, L).unsqueeze(1);
-    const auto projected = gb - ob * (ob * gb).sum(1, true);
-    const auto grad_y = at::where(nb >= kNormEps, projected / nb, gb / kNormEps);
-    gx.copy_(grad_y * (1 - eta));
-    const auto grad_m = grad_y * eta;  // m_j = sum_i p_ji x_i
+    gx.copy_(grad_y[b].slice(0, 0, L) * (1 - eta));
+    const auto grad_m = grad_y[b].slice(0, 0, L) * eta;  // m_j = sum_i p_ji x_i
     const int64_t block = std::max<int64_t>(1, std::min<int64_t>(L, budget_elements / L));
     for (int64_t start = 0; start < L; start += block) {
       const int64_t end = std::min(L, start + block);
-      const auto q = xb.slice(0, start, end);
-      const auto gm = grad_m.slice(0, start, end);
-      const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
-      const auto m = at::mm(p, xb);
-      // dS = P * (G_m X^T - rowsum(G_m * M)), the softmax backward.
-      auto ds = at::mm(gm, xb.t()).sub_((gm * m).sum(1, true)).mul_(p);
-      gx.add_(at::mm(p.t(), gm));                                    // value role
-      gx.add_(at::mm(ds.t(), q), bandwidth);                         // key role
-      gx.slice(0, start, end).add_(at::mm(ds, xb), bandwidth);      // query role
+      mean_shift_block_backward(xb, grad_m, start, end, bandwidth, gx, gx.slice(0, start, end));
     }
   }
   return grad_x.to(x_in.scalar_type());

@@ -79,6 +79,30 @@ inline int64_t vmf_block_rows(int64_t n, int64_t bank_size, int64_t budget_eleme
   return std::max<int64_t>(1, std::min<int64_t>(n, budget_elements / std::max<int64_t>(bank_size, 1)));
 }
 
+// One block of pixel rows e (n, D) (in the compute type) against the bank: the GEMM
+// logits, reduced row by row by rows_forward into the block's loss / lse_den / lse_num.
+template <typename RowsForward>
+void vmf_block_forward(const at::Tensor& e, const at::Tensor& vectors, const at::Tensor& ids, const VmfBank& bank,
+                       double concentration, bool nca, RowsForward rows_forward, at::Tensor loss,
+                       at::Tensor lse_den, at::Tensor lse_num) {
+  const auto logits = at::mm(e, vectors.t()).mul_(concentration);
+  rows_forward(logits, ids, bank, nca, loss, lse_den, lse_num);
+}
+
+// Backward of one block: rows_backward turns the recomputed logits into dloss/dlogits in
+// place; the block's embedding gradient rows are written to grad_rows and its batch
+// prototypes' gradient added to grad_prototypes (S, D).
+template <typename RowsBackward>
+void vmf_block_backward(const at::Tensor& e, const at::Tensor& vectors, const at::Tensor& ids, const VmfBank& bank,
+                        const at::Tensor& lse_den, const at::Tensor& lse_num, const at::Tensor& grad,
+                        double concentration, bool nca, RowsBackward rows_backward, at::Tensor grad_rows,
+                        at::Tensor grad_prototypes) {
+  auto coeff = at::mm(e, vectors.t()).mul_(concentration);
+  rows_backward(coeff, ids, bank, nca, lse_den, lse_num, grad);
+  grad_rows.copy_(at::mm(coeff, vectors).mul_(concentration));
+  if (bank.num_batch > 0) grad_prototypes.add_(at::mm(coeff.slice(1, 0, bank.num_batch).t(), e), concentration);
+}
+
 // Forward: per-pixel loss (N,), and the log-sum-exps the backward needs: lse_den (the
 // denominator set) and lse_num (the numerator set; -inf marks a vMF-NCA pixel without
 // positives, which falls back to Eq. 8). RowsForward(logits, ids, bank, nca, loss,
@@ -97,9 +121,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_blocked(
   const int64_t block = vmf_block_rows(N, vectors.size(0), budget_elements);
   for (int64_t start = 0; start < N; start += block) {
     const int64_t end = std::min(N, start + block);
-    const auto logits = at::mm(embeddings.slice(0, start, end).to(type), vectors.t()).mul_(concentration);
-    rows_forward(logits, ids.slice(0, start, end), bank, nca, loss.slice(0, start, end),
-                 lse_den.slice(0, start, end), lse_num.slice(0, start, end));
+    vmf_block_forward(embeddings.slice(0, start, end).to(type), vectors, ids.slice(0, start, end), bank,
+                      concentration, nca, rows_forward, loss.slice(0, start, end), lse_den.slice(0, start, end),
+                      lse_num.slice(0, start, end));
   }
   return {loss, lse_den, lse_num};
 }
@@ -124,12 +148,9 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_blocked(
     const int64_t block = vmf_block_rows(N, vectors.size(0), budget_elements);
     for (int64_t start = 0; start < N; start += block) {
       const int64_t end = std::min(N, start + block);
-      const auto e = embeddings.slice(0, start, end).to(type);
-      auto coeff = at::mm(e, vectors.t()).mul_(concentration);
-      rows_backward(coeff, ids.slice(0, start, end), bank, nca, lse_den.slice(0, start, end),
-                    lse_num.slice(0, start, end), grad.slice(0, start, end));
-      grad_embeddings.slice(0, start, end).copy_(at::mm(coeff, vectors).mul_(concentration));
-      grad_prototypes.add_(at::mm(coeff.slice(1, 0, S).t(), e), concentration);
+      vmf_block_backward(embeddings.slice(0, start, end).to(type), vectors, ids.slice(0, start, end), bank,
+                         lse_den.slice(0, start, end), lse_num.slice(0, start, end), grad.slice(0, start, end),
+                         concentration, nca, rows_backward, grad_embeddings.slice(0, start, end), grad_prototypes);
     }
   }
   return {grad_embeddings.to(embeddings.scalar_type()), grad_prototypes.to(embeddings.scalar_type())};
