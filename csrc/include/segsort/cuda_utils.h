@@ -1,9 +1,13 @@
 // Launch helpers shared by the CUDA kernels.
 #pragma once
 
+#ifdef SEGSORT_CUDA_EMULATION
+#include "cuda_emulation.h"  // tests/cuda_emulation: these kernels run on the CPU in the tests
+#else
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#endif
 
 #include <cstdint>
 
@@ -16,6 +20,10 @@ inline unsigned int blocks_for(int64_t n, int threads = kThreads) {
   return static_cast<unsigned int>((n + threads - 1) / threads);
 }
 
+#ifdef SEGSORT_CUDA_EMULATION
+inline cudaStream_t current_stream() { return nullptr; }
+#else
 inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+#endif
 
 }  // namespace segsort

@@ -1,0 +1,203 @@
+"""The CUDA code paths (csrc/cuda/*.cu: host code and kernels) run on the CPU through
+tests/cuda_emulation, compared with the CPU kernels on the same inputs. This checks the
+kernels' logic (indexing, warp reductions, atomics, synchronisation) on machines without a
+GPU; it does not replace running them on one (benchmarks/gpu_check.sh)."""
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segsort_ext._ops import HAS_EXTENSION
+from segsort_ext.testing import assert_segments_equal, random_clusters, random_labels
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+pytestmark = pytest.mark.skipif(
+    not HAS_EXTENSION or shutil.which(os.environ.get("CXX", "c++")) is None or not sys.platform.startswith("linux"),
+    reason="needs the compiled extension and a C++ compiler on Linux")
+
+
+@pytest.fixture(scope="module")
+def emu():
+    sys.path.insert(0, os.path.join(HERE, "cuda_emulation"))
+    try:
+        import build
+    finally:
+        sys.path.pop(0)
+    build.build(os.path.join(ROOT, "build", "cuda_emulation"))
+    return torch.ops.segsort_emulated
+
+
+cpu = torch.ops.segsort_ext
+
+
+# ---------------------------------------------------------------- the emulator itself
+
+def test_emulator_runs_warp_and_block_reductions(emu):
+    selftest = torch.ops.segsort_emulation_selftest
+    x = torch.randn(1000)
+    padded = torch.cat([x, x.new_zeros(24)])
+    warp = selftest.run(x, 0)[:32]
+    torch.testing.assert_close(warp, padded.view(-1, 32).sum(1), rtol=1e-5, atol=1e-5)
+    block = selftest.run(x, 1)[:4]
+    torch.testing.assert_close(block, torch.cat([x, x.new_zeros(24)]).view(4, 256).sum(1), rtol=1e-5, atol=1e-5)
+    values = torch.randint(0, 7, (3000,))
+    assert torch.equal(selftest.histogram(values, 7).long(), torch.bincount(values, minlength=7))
+
+
+@pytest.mark.parametrize("kernel, message", [(2, "has exited"), (3, "divergent warp"), (4, "divergent __syncthreads")])
+def test_emulator_refuses_undefined_behaviour(emu, kernel, message):
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.segsort_emulation_selftest.run(torch.randn(1000), kernel)
+
+
+# ---------------------------------------------------------------- segment_partition
+
+@pytest.mark.parametrize("connectivity", [0, 4, 8])
+@pytest.mark.parametrize("with_labels", [False, True])
+@pytest.mark.parametrize("sparse_keys", [False, True])
+def test_segment_partition(emu, connectivity, with_labels, sparse_keys):
+    g = torch.Generator().manual_seed(connectivity + 10 * with_labels)
+    clusters = random_clusters(2, 23, 29, 6, blob=3, ignore_fraction=0.05, generator=g)
+    if sparse_keys:  # cluster ids too large for the dense key table: the sort path
+        clusters = torch.where(clusters >= 0, clusters * 1_000_003, clusters)
+    labels = random_labels(2, 23, 29, 4, generator=g) if with_labels else None
+    expected = cpu.segment_partition(clusters, labels, 255, connectivity)
+    assert_segments_equal(emu.segment_partition(clusters, labels, 255, connectivity), expected)
+
+
+def test_segment_partition_no_valid_pixel(emu):
+    clusters = torch.full((1, 5, 7), -1, dtype=torch.long)
+    assert_segments_equal(emu.segment_partition(clusters, None, 255, 4), cpu.segment_partition(clusters, None, 255, 4))
+
+
+# ---------------------------------------------------------------- segment_mean
+
+def _segment_ids(B, H, W, S, g):
+    # Image 0: runs of 80 pixels in one segment (whole warps agree: the aggregated atomics);
+    # image 1: mixed segments and ignored pixels (the per-thread atomics).
+    ids = (torch.arange(B * H * W) // 80 % S).view(B, H, W)
+    ids[1] = torch.randint(-1, S, (H, W), generator=g)
+    return ids
+
+
+@pytest.mark.parametrize("layout", ["bdhw", "channels_last", "pixels"])
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_segment_mean_forward_backward(emu, layout, normalize, deterministic, dtype):
+    g = torch.Generator().manual_seed(3)
+    B, D, H, W, S = 2, 5, 12, 37, 9
+    x = torch.randn(B, D, H, W, generator=g).to(dtype)
+    ids = _segment_ids(B, H, W, S, g)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "pixels":
+        x = x.permute(0, 2, 3, 1).reshape(-1, D)
+        ids = ids.reshape(-1)
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3}[dtype]
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        out, denom = emu.segment_mean_forward(x, ids, S, normalize)
+        out_cpu, denom_cpu = cpu.segment_mean_forward(x, ids, S, normalize)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    torch.testing.assert_close(out, out_cpu, rtol=tol, atol=tol)
+    torch.testing.assert_close(denom, denom_cpu, rtol=tol, atol=tol)
+    grad = torch.randn(S, D, generator=g).to(dtype)
+    shape = list(x.shape)
+    gx = emu.segment_mean_backward(grad, out_cpu, denom_cpu, ids, shape, normalize)
+    gx_cpu = cpu.segment_mean_backward(grad, out_cpu, denom_cpu, ids, shape, normalize)
+    torch.testing.assert_close(gx, gx_cpu, rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------- spherical_kmeans
+
+@pytest.mark.parametrize("D", [16, 3])  # F = 18: features in registers; F = 5: the generic kernel
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("tol", [-1.0, 0.0])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_spherical_kmeans(emu, D, masked, tol, deterministic):
+    g = torch.Generator().manual_seed(D)
+    B, H, W = 2, 21, 19  # 399 pixels per image: two blocks, a ragged last warp
+    x = torch.randn(B, D, H, W, generator=g, dtype=torch.float64)
+    # Image 0: top and bottom halves far apart, grid 2 x 1, so most warps (32 consecutive
+    # pixels) lie in one cluster: the aggregated atomics. Image 1: noise, mixed warps.
+    x[0, :, :10] = 0.1 * x[0, :, :10] + 1.0
+    x[0, :, 10:] = 0.1 * x[0, :, 10:] - 1.0
+    mask = torch.rand(B, H, W, generator=g) > 0.2 if masked else None
+    if masked:
+        mask[0] = True
+    args = (x, mask, None, 2, 1, 6, 0.5, tol)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        labels, centroids = emu.spherical_kmeans(*args)
+        labels_cpu, centroids_cpu = cpu.spherical_kmeans(*args)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert torch.equal(labels, labels_cpu)
+    torch.testing.assert_close(centroids, centroids_cpu, rtol=1e-10, atol=1e-10)
+
+
+def test_spherical_kmeans_init_nonfinite_and_half(emu):
+    g = torch.Generator().manual_seed(1)
+    B, D, H, W = 2, 32, 9, 40  # F = 34
+    x = torch.randn(B, D, H, W, generator=g)
+    x[0, 3, 2, 5] = float("nan")
+    x[1, 0, 4, 4] = float("inf")
+    init = torch.randint(-1, 5, (B, H, W), generator=g)
+    for dtype in (torch.float32, torch.float16):
+        args = (x.to(dtype), None, init, 1, 5, 4, 1.0, -1.0)
+        labels, centroids = emu.spherical_kmeans(*args)
+        labels_cpu, centroids_cpu = cpu.spherical_kmeans(*args)
+        # float32 sums in another order may flip a near-tie: allow a few pixels
+        assert (labels != labels_cpu).float().mean() < 0.01
+        assert torch.equal(labels < 0, labels_cpu < 0)
+        torch.testing.assert_close(centroids.float(), centroids_cpu.float(), rtol=1e-2, atol=1e-2)
+
+
+# ---------------------------------------------------------------- vmf losses
+
+@pytest.mark.parametrize("nca", [False, True])
+@pytest.mark.parametrize("with_memory", [False, True])
+def test_vmf_loss_forward_backward(emu, nca, with_memory):
+    g = torch.Generator().manual_seed(5)
+    N, S, M, D = 300, 15, 9, 8
+    e = F.normalize(torch.randn(N, D, generator=g, dtype=torch.float64), dim=1)
+    ids = torch.randint(-1, S, (N,), generator=g)
+    p = F.normalize(torch.randn(S, D, generator=g, dtype=torch.float64), dim=1)
+    labels = torch.randint(0, 4, (S,), generator=g)
+    labels[0] = 9
+    memory = F.normalize(torch.randn(M, D, generator=g, dtype=torch.float64), dim=1) if with_memory else None
+    memory_labels = torch.randint(0, 5, (M,), generator=g) if with_memory else None
+    args = (e, ids, p, labels if nca else None, memory, memory_labels if nca else None, 12.0, nca)
+    out = emu.vmf_loss_forward(*args)
+    out_cpu = cpu.vmf_loss_forward(*args)
+    for a, b in zip(out, out_cpu):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    grad = torch.rand(N, generator=g, dtype=torch.float64)
+    bwd_args = (grad,) + args[:6] + (out_cpu[1], out_cpu[2], 12.0, nca)
+    for a, b in zip(emu.vmf_loss_backward(*bwd_args), cpu.vmf_loss_backward(*bwd_args)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- blurring mean shift
+
+def test_mean_shift_step_forward_backward(emu):
+    g = torch.Generator().manual_seed(7)
+    x = F.normalize(torch.randn(2, 70, 6, generator=g, dtype=torch.float64), dim=-1)
+    lengths = torch.tensor([70, 41])
+    out, norms = emu.mean_shift_step_forward(x, lengths, 8.0, 0.7)
+    out_cpu, norms_cpu = cpu.mean_shift_step_forward(x, lengths, 8.0, 0.7)
+    torch.testing.assert_close(out, out_cpu, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(norms, norms_cpu, rtol=1e-12, atol=1e-12)
+    grad = torch.randn(2, 70, 6, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(emu.mean_shift_step_backward(grad, x, out_cpu, norms_cpu, lengths, 8.0, 0.7),
+                               cpu.mean_shift_step_backward(grad, x, out_cpu, norms_cpu, lengths, 8.0, 0.7),
+                               rtol=1e-12, atol=1e-12)
