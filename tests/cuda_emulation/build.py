@@ -34,8 +34,14 @@ def _write_if_changed(path: str, text: str) -> None:
 def build(build_dir: str, verbose: bool = False):
     """Compiles (or reuses) the emulated extension; afterwards torch.ops.segsort_emulated.*
     run the CUDA code paths on CPU tensors."""
+    import sys
+
     from torch.utils.cpp_extension import load
 
+    # The ninja that `pip install ninja` put beside this interpreter (a venv not activated).
+    bin_dir = os.path.dirname(sys.executable)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     os.makedirs(build_dir, exist_ok=True)
     sources = []
     cuda_dir = os.path.join(CSRC, "cuda")
