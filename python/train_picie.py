@@ -69,15 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def kmeans_state(kmeans: segsort_ext.SphericalKMeans) -> dict:
-    return {"num_clusters": kmeans.num_clusters, "seed": kmeans.seed, "centroids": kmeans.centroids,
-            "counts": kmeans.counts, "inertia": float(kmeans.inertia_), "n_iter": int(kmeans.n_iter_)}
+    return {"num_clusters": kmeans.num_clusters, "seed": kmeans.seed, "fitted": kmeans.state_dict()}
 
 
 def kmeans_from_state(state: dict, device) -> segsort_ext.SphericalKMeans:
     kmeans = segsort_ext.SphericalKMeans(state["num_clusters"], seed=state["seed"], device=device)
-    kmeans.centroids, kmeans.counts = state["centroids"].to(device), state["counts"].to(device)
-    kmeans.inertia_, kmeans.n_iter_ = state["inertia"], state["n_iter"]
-    return kmeans
+    return kmeans.load_state_dict(state["fitted"])
 
 
 class EpochState:

@@ -354,6 +354,34 @@ class SphericalKMeans:
         _, _, total_cos = self._accumulate(data, self.centroids, group)
         return self._num_points(data, group) - float(total_cos)
 
+    def state_dict(self) -> dict:
+        """The fitted state for checkpoints: ``centroids``, ``counts``, ``inertia`` and
+        ``n_iter`` (None / 0 before fitting). The constructor's settings are not in it:
+        build the estimator the same way, then :meth:`load_state_dict`."""
+        return {"centroids": self.centroids, "counts": self.counts, "inertia": self.inertia_,
+                "n_iter": self.n_iter_}
+
+    def load_state_dict(self, state: dict) -> "SphericalKMeans":
+        """Restores :meth:`state_dict` exactly (tensors moved to ``device`` when one was
+        given); :meth:`partial_fit` then continues where the saved run stopped."""
+        if not isinstance(state, dict) or set(state) != {"centroids", "counts", "inertia", "n_iter"}:
+            raise ValueError("state must be a dict with keys centroids, counts, inertia, n_iter (from state_dict())")
+        centroids, counts = state["centroids"], state["counts"]
+        if centroids is not None:
+            check.float_tensor(centroids, "state['centroids']")
+            if centroids.dim() != 2 or centroids.shape[0] != self.num_clusters:
+                raise ValueError(f"state['centroids'] must have shape (K, D) with K = {self.num_clusters}, "
+                                 f"got {tuple(centroids.shape)}")
+        if counts is not None:
+            check.int64_tensor(counts, "state['counts']")
+            if tuple(counts.shape) != (self.num_clusters,):
+                raise ValueError(f"state['counts'] must have shape ({self.num_clusters},), got {tuple(counts.shape)}")
+        move = (lambda t: None if t is None else t.to(self.device)) if self.device is not None else (lambda t: t)
+        self.centroids, self.counts = move(centroids), move(counts)
+        self.inertia_ = None if state["inertia"] is None else float(state["inertia"])
+        self.n_iter_ = int(state["n_iter"])
+        return self
+
     def _check_fitted(self):
         if self.centroids is None:
             raise RuntimeError("SphericalKMeans is not fitted: call fit() or partial_fit() first")

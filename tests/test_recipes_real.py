@@ -208,7 +208,7 @@ def test_picie_embedded_mosaics(tmp_path):
     assert unit(scores["pixel_accuracy"]) and unit(scores["mean_iou"])
     assert sorted(scores["mapping"]) == list(range(6))
     kmeans = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state"]["epoch"]["kmeans"]
-    assert {k: tuple(v["centroids"].shape) for k, v in kmeans.items()} == {
+    assert {k: tuple(v["fitted"]["centroids"].shape) for k, v in kmeans.items()} == {
         "view1_K": (6, 32), "view2_K": (6, 32), "view1_K2": (24, 32), "view2_K2": (24, 32)}
 
 

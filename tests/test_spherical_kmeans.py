@@ -252,3 +252,29 @@ def test_dataset_bad_inputs():
     km = SphericalKMeans(2).fit(torch.randn(20, 3))
     with pytest.raises(ValueError, match="D = 4"):
         km.predict(torch.randn(5, 4))
+
+
+def test_dataset_state_dict_round_trip(tmp_path):
+    points, _ = _blobs(seed=3)
+    online = SphericalKMeans(6, seed=1)
+    for batch in points[:1000].split(250):
+        online.partial_fit(batch)
+    torch.save(online.state_dict(), tmp_path / "kmeans.pt")
+    restored = SphericalKMeans(6, seed=1).load_state_dict(torch.load(tmp_path / "kmeans.pt"))
+    assert torch.equal(restored.centroids, online.centroids) and torch.equal(restored.counts, online.counts)
+    assert restored.n_iter_ == online.n_iter_ and restored.inertia_ == online.inertia_
+    # Continuing from the checkpoint is the uninterrupted run.
+    for batch in points[1000:].split(250):
+        online.partial_fit(batch)
+        restored.partial_fit(batch)
+    assert torch.equal(restored.centroids, online.centroids)
+    fitted = SphericalKMeans(6, seed=1).fit(points)
+    again = SphericalKMeans(6).load_state_dict(fitted.state_dict())
+    assert torch.equal(again.predict(points), fitted.predict(points)) and again.inertia_ == fitted.inertia_
+    assert SphericalKMeans(6).load_state_dict(SphericalKMeans(6).state_dict()).centroids is None
+    with pytest.raises(ValueError, match="keys"):
+        SphericalKMeans(6).load_state_dict({"centroids": fitted.centroids})
+    with pytest.raises(ValueError, match="K = 5"):
+        SphericalKMeans(5).load_state_dict(fitted.state_dict())
+    with pytest.raises(TypeError, match="counts"):
+        SphericalKMeans(6).load_state_dict({**fitted.state_dict(), "counts": fitted.counts.float()})
