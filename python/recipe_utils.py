@@ -183,6 +183,9 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {value}")
     if args.steps is not None and args.epochs is not None:
         parser.error("give --steps or --epochs, not both")
+    aug_scale = getattr(args, "aug_scale", None)
+    if aug_scale is not None and not 0 < aug_scale[0] <= aug_scale[1]:
+        parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {aug_scale}")
     if args.stop_after is not None and args.stop_after < 1:
         parser.error(f"--stop-after must be >= 1, got {args.stop_after}")
     if args.backbone not in BACKBONES:

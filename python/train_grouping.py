@@ -102,8 +102,6 @@ def main(argv=None):
         parser.error(f"--alpha must be in [0, 1), got {args.alpha}")
     if args.eval_iters is not None and args.eval_iters < 0:
         parser.error(f"--eval-iters must be >= 0, got {args.eval_iters}")
-    if not 0 < args.aug_scale[0] <= args.aug_scale[1]:
-        parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {args.aug_scale}")
     ru.seed_everything(args.seed)
     # Mean shift runs over every pixel of a test image: real images at a quarter size.
     data = ru.open_data(args, "instance", real_scale=0.25)

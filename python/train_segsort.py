@@ -65,8 +65,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     ru.check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration"),
                        nonnegative=("memory_batches", "bank_images"))
-    if not 0 < args.aug_scale[0] <= args.aug_scale[1]:
-        parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {args.aug_scale}")
     out, picture = run_paths(args.out)
     ru.seed_everything(args.seed)
     data = ru.open_data(args, "semantic")

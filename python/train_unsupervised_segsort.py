@@ -99,8 +99,6 @@ def main(argv=None):
     ru.check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration", "superpixels",
                                                "compactness", "fz_scale", "fz_min_size", "cluster_pixels"),
                        nonnegative=("memory_batches", "annotated_images", "clusters"))
-    if not 0 < args.aug_scale[0] <= args.aug_scale[1]:
-        parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {args.aug_scale}")
     ru.seed_everything(args.seed)
     data = ru.open_data(args, "semantic")
     crop = args.crop or data.default_crop

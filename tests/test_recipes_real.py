@@ -158,6 +158,13 @@ def test_bad_arguments(module, argv, message, tmp_path, capsys):
     assert error.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("module", [train_segsort, train_unsupervised_segsort, train_grouping])
+def test_bad_aug_scale(module, tmp_path, capsys):
+    with pytest.raises(SystemExit) as error:
+        module.main(["--aug-scale", "1.5", "1.0", "--out", str(tmp_path)])
+    assert error.value.code == 2 and "--aug-scale must satisfy" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("module, dataset", [(train_segsort, "cityscapes"), (train_picie, "cocostuff"),
                                              (train_grouping, "sbd-object")])
 def test_dataset_without_data_is_explained(module, dataset, tmp_path, capsys):
