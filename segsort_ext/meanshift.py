@@ -249,7 +249,8 @@ def extract_instances(x: torch.Tensor, threshold: float, *, lengths: Optional[to
     position = torch.arange(N, device=device).expand(B, N)
     limit = max(1, min(_MAX_SEEDS_PER_ROUND, N, _SEED_BLOCK_ELEMENTS // max(1, B * N)))
     M = 1
-    while N and bool(unassigned.any()):  # one sync per round
+    more = N > 0 and bool(unassigned.any())
+    while more:
         key = torch.where(unassigned, position, N)
         candidates = key.topk(M, dim=1, largest=False, sorted=True).values  # first M unassigned, in order
         candidate_ok = candidates < N
@@ -267,7 +268,9 @@ def extract_instances(x: torch.Tensor, threshold: float, *, lengths: Optional[to
         unassigned &= ~claimed
         # Grow the round while candidates keep turning into seeds (scattered points), shrink
         # it when they are all taken by the first seed (large coinciding instances).
-        seeds_found = int(is_seed.sum(1).max())
+        # One device-to-host transfer per round for both decisions.
+        left, seeds_found = torch.stack([unassigned.any().to(torch.int64), is_seed.sum(1).max()]).tolist()
+        more = bool(left)
         M = max(1, min(limit, 2 * seeds_found))
 
     # Compact ids ordered by (image, seed index = first member).
