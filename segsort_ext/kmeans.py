@@ -376,8 +376,10 @@ class SphericalKMeans:
             check.int64_tensor(counts, "state['counts']")
             if tuple(counts.shape) != (self.num_clusters,):
                 raise ValueError(f"state['counts'] must have shape ({self.num_clusters},), got {tuple(counts.shape)}")
-        move = (lambda t: None if t is None else t.to(self.device)) if self.device is not None else (lambda t: t)
-        self.centroids, self.counts = move(centroids), move(counts)
+        if self.device is not None:
+            centroids = None if centroids is None else centroids.to(self.device)
+            counts = None if counts is None else counts.to(self.device)
+        self.centroids, self.counts = centroids, counts
         self.inertia_ = None if state["inertia"] is None else float(state["inertia"])
         self.n_iter_ = int(state["n_iter"])
         return self

@@ -6,8 +6,9 @@
 // others in a seeded random order. Atomics are preemption points too, so lock-free code
 // (union-find, atomic accumulation) sees many interleavings.
 //
-// Warp intrinsics (__shfl*_sync, __ballot_sync, __all_sync, __any_sync, __syncwarp) wait until
-// every lane their mask names has arrived, and __syncthreads until every live thread has.
+// Warp intrinsics (__shfl_sync, __shfl_down_sync, __shfl_xor_sync, __ballot_sync, __all_sync,
+// __syncwarp) wait until every lane their mask names has arrived, and __syncthreads until
+// every live thread has. Intrinsics no kernel here uses are left out: using one fails to compile.
 // What CUDA leaves undefined fails loudly instead of returning garbage: a mask that names a lane
 // which has exited, or lanes of one mask at different call sites (divergence), a source lane
 // outside the mask, or a deadlock. This checks a kernel's logic (indexing, reductions,
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -63,23 +65,25 @@ namespace cuda {
 struct CUDAGuard {  // one emulated device: nothing to switch
   explicit CUDAGuard(c10::Device) {}
 };
+struct CUDAStream {  // launches run at once, in order: one stream
+  cudaStream_t stream() const { return nullptr; }
+};
+inline CUDAStream getCurrentCUDAStream() { return {}; }
 }  // namespace cuda
 }  // namespace c10
 
 namespace segsort_emu {
 
 enum class State { Runnable, AtWarp, AtBlock, Exited };
-enum class Op { ShflIdx, ShflDown, ShflUp, ShflXor, Ballot, All, Any, SyncWarp };
+enum class Op { ShflIdx, ShflDown, ShflXor, Ballot, All, SyncWarp };
 
 inline const char* op_name(Op op) {
   switch (op) {
     case Op::ShflIdx: return "__shfl_sync";
     case Op::ShflDown: return "__shfl_down_sync";
-    case Op::ShflUp: return "__shfl_up_sync";
     case Op::ShflXor: return "__shfl_xor_sync";
     case Op::Ballot: return "__ballot_sync";
     case Op::All: return "__all_sync";
-    case Op::Any: return "__any_sync";
     case Op::SyncWarp: return "__syncwarp";
   }
   return "?";
@@ -99,9 +103,17 @@ struct Lane {
   int arg = 0, width = 32;
 };
 
+constexpr size_t kStackBytes = 256 * 1024;
+
+// Coroutine stacks, allocated once (uninitialised) and reused by every launch.
+inline char* thread_stack(unsigned t) {
+  static std::vector<std::unique_ptr<char[]>> pool;
+  while (pool.size() <= t) pool.emplace_back(new char[kStackBytes]);
+  return pool[t].get();
+}
+
 struct Scheduler {
   std::vector<Lane> lanes;
-  std::vector<std::vector<char>> stacks;
   ucontext_t main;
   int current = -1;
   unsigned threads = 0;
@@ -192,7 +204,6 @@ inline bool resolve_warp(Scheduler& s, unsigned warp) {
     switch (l.op) {
       case Op::ShflIdx: src = static_cast<int>(base + static_cast<unsigned>(l.arg) % width); break;
       case Op::ShflDown: src = pos + l.arg < width ? static_cast<int>(lane + l.arg) : static_cast<int>(lane); break;
-      case Op::ShflUp: src = static_cast<int>(pos) >= l.arg ? static_cast<int>(lane - l.arg) : static_cast<int>(lane); break;
       case Op::ShflXor: {
         const unsigned other = lane ^ static_cast<unsigned>(l.arg);
         src = other / width == lane / width ? static_cast<int>(other) : static_cast<int>(lane);
@@ -200,7 +211,6 @@ inline bool resolve_warp(Scheduler& s, unsigned warp) {
       }
       case Op::Ballot: l.result = ballot; break;
       case Op::All: l.result = (ballot == mask); break;
-      case Op::Any: l.result = (ballot != 0); break;
       case Op::SyncWarp: break;
     }
     if (src >= 0) {
@@ -220,13 +230,12 @@ inline bool resolve_warp(Scheduler& s, unsigned warp) {
 }
 
 inline void run_block(Scheduler& s) {
-  constexpr size_t kStack = 256 * 1024;
   for (unsigned t = 0; t < s.threads; ++t) {
     Lane& l = s.lanes[t];
     l = Lane();
     getcontext(&l.ctx);
-    l.ctx.uc_stack.ss_sp = s.stacks[t].data();
-    l.ctx.uc_stack.ss_size = kStack;
+    l.ctx.uc_stack.ss_sp = thread_stack(t);
+    l.ctx.uc_stack.ss_size = kStackBytes;
     l.ctx.uc_link = &s.main;
     makecontext(&l.ctx, &lane_entry, 0);
     l.state = State::Runnable;
@@ -298,7 +307,6 @@ struct Launch {
     Scheduler s;
     s.threads = threads;
     s.lanes.resize(threads);
-    s.stacks.assign(threads, std::vector<char>(256 * 1024));
     s.body = [&] { std::apply(kernel, params); };
     Scheduler* previous = scheduler();
     if (previous) throw std::runtime_error("CUDA emulation: kernel launched from a kernel");
@@ -393,14 +401,11 @@ T atomic_rmw(T* address, F f) {
 
 #define __shfl_sync(...) ::segsort_emu::shfl(__FILE__, __LINE__, ::segsort_emu::Op::ShflIdx, __VA_ARGS__)
 #define __shfl_down_sync(...) ::segsort_emu::shfl(__FILE__, __LINE__, ::segsort_emu::Op::ShflDown, __VA_ARGS__)
-#define __shfl_up_sync(...) ::segsort_emu::shfl(__FILE__, __LINE__, ::segsort_emu::Op::ShflUp, __VA_ARGS__)
 #define __shfl_xor_sync(...) ::segsort_emu::shfl(__FILE__, __LINE__, ::segsort_emu::Op::ShflXor, __VA_ARGS__)
 #define __ballot_sync(mask, pred) \
   static_cast<unsigned>(::segsort_emu::warp_op(__FILE__, __LINE__, ::segsort_emu::Op::Ballot, mask, (pred) ? 1 : 0, 0, 32))
 #define __all_sync(mask, pred) \
   static_cast<int>(::segsort_emu::warp_op(__FILE__, __LINE__, ::segsort_emu::Op::All, mask, (pred) ? 1 : 0, 0, 32))
-#define __any_sync(mask, pred) \
-  static_cast<int>(::segsort_emu::warp_op(__FILE__, __LINE__, ::segsort_emu::Op::Any, mask, (pred) ? 1 : 0, 0, 32))
 #define __syncwarp(...) \
   ((void)::segsort_emu::warp_op(__FILE__, __LINE__, ::segsort_emu::Op::SyncWarp, segsort_emu_mask(__VA_ARGS__), 0, 0, 32))
 #define __syncthreads() ::segsort_emu::syncthreads(__FILE__, __LINE__)
@@ -412,8 +417,6 @@ T __ldg(const T* p) {
   return *p;
 }
 inline int __popc(unsigned v) { return __builtin_popcount(v); }
-inline int __popcll(unsigned long long v) { return __builtin_popcountll(v); }
-inline int __ffs(int v) { return __builtin_ffs(v); }
 
 template <typename T>
 T atomicAdd(T* address, T value) {
@@ -422,16 +425,4 @@ T atomicAdd(T* address, T value) {
 template <typename T>
 T atomicMin(T* address, T value) {
   return ::segsort_emu::atomic_rmw(address, [value](T old) { return std::min(old, value); });
-}
-template <typename T>
-T atomicMax(T* address, T value) {
-  return ::segsort_emu::atomic_rmw(address, [value](T old) { return std::max(old, value); });
-}
-template <typename T>
-T atomicExch(T* address, T value) {
-  return ::segsort_emu::atomic_rmw(address, [value](T) { return value; });
-}
-template <typename T>
-T atomicCAS(T* address, T compare, T value) {
-  return ::segsort_emu::atomic_rmw(address, [compare, value](T old) { return old == compare ? value : old; });
 }

@@ -20,10 +20,6 @@ inline unsigned int blocks_for(int64_t n, int threads = kThreads) {
   return static_cast<unsigned int>((n + threads - 1) / threads);
 }
 
-#ifdef SEGSORT_CUDA_EMULATION
-inline cudaStream_t current_stream() { return nullptr; }
-#else
 inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
-#endif
 
 }  // namespace segsort
