@@ -191,15 +191,48 @@ def test_vmf_loss_forward_backward(emu, nca, with_memory):
 
 # ---------------------------------------------------------------- blurring mean shift
 
-def test_mean_shift_step_forward_backward(emu):
-    g = torch.Generator().manual_seed(7)
-    x = F.normalize(torch.randn(2, 70, 6, generator=g, dtype=torch.float64), dim=-1)
-    lengths = torch.tensor([70, 41])
-    out, norms = emu.mean_shift_step_forward(x, lengths, 8.0, 0.7)
-    out_cpu, norms_cpu = cpu.mean_shift_step_forward(x, lengths, 8.0, 0.7)
-    torch.testing.assert_close(out, out_cpu, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(norms, norms_cpu, rtol=1e-12, atol=1e-12)
-    grad = torch.randn(2, 70, 6, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(emu.mean_shift_step_backward(grad, x, out_cpu, norms_cpu, lengths, 8.0, 0.7),
-                               cpu.mean_shift_step_backward(grad, x, out_cpu, norms_cpu, lengths, 8.0, 0.7),
-                               rtol=1e-12, atol=1e-12)
+def _mean_shift_case(D, dtype, N=150, seed=7):
+    g = torch.Generator().manual_seed(seed)
+    # Blobs, so that the softmax rows are peaked as in real grouping, and the odd point off them.
+    centres = F.normalize(torch.randn(4, D, generator=g, dtype=torch.float64), dim=-1)
+    x = centres[torch.randint(0, 4, (3, N), generator=g)] + 0.3 * torch.randn(3, N, D, generator=g, dtype=torch.float64)
+    x = F.normalize(x, dim=-1).to(dtype)
+    lengths = torch.tensor([N, 41, 0])  # full, ragged (a partial tile), empty
+    grad = torch.randn(3, N, D, generator=g, dtype=torch.float64).to(dtype)
+    return x, lengths, grad
+
+
+def _check_mean_shift(emu, x, lengths, grad, bandwidth, eta, tol):
+    out, norms = emu.mean_shift_step_forward(x, lengths, bandwidth, eta)
+    out_cpu, norms_cpu = cpu.mean_shift_step_forward(x, lengths, bandwidth, eta)
+    torch.testing.assert_close(out, out_cpu, rtol=tol, atol=tol, equal_nan=True)
+    torch.testing.assert_close(norms, norms_cpu, rtol=tol, atol=tol, equal_nan=True)
+    args = (grad, x, out_cpu, norms_cpu, lengths, bandwidth, eta)
+    torch.testing.assert_close(emu.mean_shift_step_backward(*args), cpu.mean_shift_step_backward(*args),
+                               rtol=tol, atol=tol, equal_nan=True)
+
+
+# D 8/16/32/64 (and 3, 13: zero-padded up to 8, 16) run the fused kernels in float64 too;
+# float64 D = 100/128 and any D > 128 take the blocked path.
+@pytest.mark.parametrize("D", [3, 8, 13, 16, 32, 64, 100, 128, 140])
+@pytest.mark.parametrize("eta", [0.7, 1.0])
+def test_mean_shift_step_float64(emu, D, eta):
+    _check_mean_shift(emu, *_mean_shift_case(D, torch.float64), bandwidth=8.0, eta=eta, tol=1e-12)
+
+
+@pytest.mark.parametrize("D", [8, 32, 64, 100, 128])
+def test_mean_shift_step_float32(emu, D):
+    _check_mean_shift(emu, *_mean_shift_case(D, torch.float32), bandwidth=12.0, eta=0.5, tol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_mean_shift_step_half(emu, dtype):
+    _check_mean_shift(emu, *_mean_shift_case(32, dtype, N=90), bandwidth=6.0, eta=0.5, tol=1e-2)
+
+
+def test_mean_shift_step_nan_spreads_within_its_image(emu):
+    x, lengths, grad = _mean_shift_case(16, torch.float64, N=100)
+    x[0, 57, 3] = float("nan")
+    out, _ = emu.mean_shift_step_forward(x, lengths, 8.0, 0.7)
+    assert out[0].isnan().all() and not out[1].isnan().any()
+    _check_mean_shift(emu, x, lengths, grad, bandwidth=8.0, eta=0.7, tol=1e-12)

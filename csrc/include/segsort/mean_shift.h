@@ -1,4 +1,5 @@
-// blurring_mean_shift_step, both backends: one iteration of vMF blurring mean shift,
+// blurring_mean_shift_step, the blocked algorithm (the CPU kernel; on CUDA the fallback of
+// the fused kernels for D > 128): one iteration of vMF blurring mean shift,
 //   y_j = (1 - eta) x_j + eta * sum_i softmax_i(bandwidth * x_i . x_j) x_i,  out_j = y_j / |y_j|,
 // i.e. attention with Q = K = V = X. Query points run in blocks: a block's kernel rows
 // come from one GEMM, are softmaxed and used, and dropped, so memory is O(block * N) on
