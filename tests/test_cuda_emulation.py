@@ -166,27 +166,51 @@ def test_spherical_kmeans_init_nonfinite_and_low_precision(emu, D):
 
 # ---------------------------------------------------------------- vmf losses
 
-@pytest.mark.parametrize("nca", [False, True])
-@pytest.mark.parametrize("with_memory", [False, True])
-def test_vmf_loss_forward_backward(emu, nca, with_memory):
-    g = torch.Generator().manual_seed(5)
-    N, S, M, D = 300, 15, 9, 8
-    e = F.normalize(torch.randn(N, D, generator=g, dtype=torch.float64), dim=1)
-    ids = torch.randint(-1, S, (N,), generator=g)
-    p = F.normalize(torch.randn(S, D, generator=g, dtype=torch.float64), dim=1)
-    labels = torch.randint(0, 4, (S,), generator=g)
-    labels[0] = 9
-    memory = F.normalize(torch.randn(M, D, generator=g, dtype=torch.float64), dim=1) if with_memory else None
-    memory_labels = torch.randint(0, 5, (M,), generator=g) if with_memory else None
-    args = (e, ids, p, labels if nca else None, memory, memory_labels if nca else None, 12.0, nca)
+def _vmf_case(N, S, M, D, dtype, nca, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    e = F.normalize(torch.randn(N, D, generator=g, dtype=torch.float64), dim=1).to(dtype)
+    ids = torch.randint(-1, S, (N,), generator=g)  # -1: ignored pixels
+    p = F.normalize(torch.randn(S, D, generator=g, dtype=torch.float64), dim=1).to(dtype)
+    labels = torch.randint(-1, 4, (S,), generator=g)  # -1: never a positive
+    labels[:1] = 9  # a label of one prototype: its pixels have no positive (Eq. 8 fallback)
+    memory = F.normalize(torch.randn(M, D, generator=g, dtype=torch.float64), dim=1).to(dtype) if M else None
+    memory_labels = torch.randint(0, 5, (M,), generator=g) if M else None
+    grad = torch.rand(N, generator=g, dtype=torch.float64).to(dtype)
+    return (e, ids, p, labels if nca else None, memory, memory_labels if nca else None, 12.0, nca), grad
+
+
+def _check_vmf(emu, args, grad, tol):
     out = emu.vmf_loss_forward(*args)
     out_cpu = cpu.vmf_loss_forward(*args)
     for a, b in zip(out, out_cpu):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    grad = torch.rand(N, generator=g, dtype=torch.float64)
-    bwd_args = (grad,) + args[:6] + (out_cpu[1], out_cpu[2], 12.0, nca)
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    bwd_args = (grad,) + args[:6] + (out_cpu[1], out_cpu[2], args[6], args[7])
     for a, b in zip(emu.vmf_loss_backward(*bwd_args), cpu.vmf_loss_backward(*bwd_args)):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+# D <= 128 runs the fused kernels (3, 13: zero-padded to 8, 16), D = 150 the blocked path.
+@pytest.mark.parametrize("nca", [False, True])
+@pytest.mark.parametrize("M", [0, 9])
+@pytest.mark.parametrize("D", [3, 13, 64, 128, 150])
+def test_vmf_loss_float64(emu, nca, M, D):
+    _check_vmf(emu, *_vmf_case(300, 70, M, D, torch.float64, nca), tol=1e-12)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 2e-5), (torch.float16, 2e-3), (torch.bfloat16, 2e-3)])
+def test_vmf_loss_reduced_precision(emu, dtype, tol):
+    _check_vmf(emu, *_vmf_case(200, 40, 20, 32, dtype, True), tol=tol)
+
+
+def test_vmf_loss_prototype_gradient_over_pixel_ranges(emu):
+    # Enough pixels that the columns pass gives each block a range of several pixel tiles.
+    _check_vmf(emu, *_vmf_case(3000, 700, 0, 16, torch.float64, True), tol=1e-12)
+
+
+def test_vmf_loss_memory_only(emu):
+    # No batch prototypes (every pixel ignored): zero loss, zero gradients, nothing out of bounds.
+    args, grad = _vmf_case(50, 0, 9, 16, torch.float64, True)
+    _check_vmf(emu, args, grad, tol=0)
 
 
 # ---------------------------------------------------------------- blurring mean shift

@@ -21,123 +21,20 @@
 
 #include "segsort/cuda_utils.h"
 #include "segsort/mean_shift.h"
+#include "segsort/tiles.cuh"
 
 namespace segsort {
 namespace {
 
 constexpr int64_t kBlockElements = int64_t(1) << 26;  // blocked path: 256 MiB of float kernel values
-constexpr size_t kSharedBytes = 48 * 1024;
-// 256 threads as 16 x 16: a thread owns rows ty * kRM + i and columns tx + 16 j of a tile,
-// so the 16 threads of a row sit in one half-warp and reduce with shuffles.
-constexpr int kTileThreads = 256;
-
-struct Tiling {
-  int rm, rn;  // rows and columns per thread: tiles of 16 rm query rows x 16 rn key rows
-};
-
-// Shared memory of a kernel holding q_tiles (16 rm x D) tiles, k_tiles (16 rn x D) tiles,
-// p_tiles (16 rm x 16 rn) tiles and two vectors of 16 rn; rows padded by one element so
-// that the 16 threads of a half-warp reading 16 different rows hit 16 different banks.
-template <typename T, int kD>
-constexpr size_t shared_bytes(Tiling t, int q_tiles, int k_tiles, int p_tiles) {
-  return sizeof(T) * (size_t(q_tiles) * 16 * t.rm * (kD + 1) + size_t(k_tiles) * 16 * t.rn * (kD + 1) +
-                      size_t(p_tiles) * 16 * t.rm * (16 * t.rn + 1) + size_t(2) * 16 * t.rn);
-}
-
-// The largest tiling that fits, {0, 0} if none does.
-template <typename T, int kD>
-constexpr Tiling choose_tiling(int q_tiles, int k_tiles, int p_tiles) {
-  constexpr Tiling options[] = {{4, 4}, {4, 2}, {2, 2}, {2, 1}, {1, 1}};
-  for (const Tiling& t : options) {
-    if (shared_bytes<T, kD>(t, q_tiles, k_tiles, p_tiles) <= kSharedBytes) return t;
-  }
-  return {0, 0};
-}
 
 template <typename T, int kD>
 struct MeanShiftTilings {
-  static constexpr Tiling forward = choose_tiling<T, kD>(1, 1, 1);  // xq, xk, p
-  static constexpr Tiling rows = choose_tiling<T, kD>(2, 1, 1);     // xq, gq, xk, ds
-  static constexpr Tiling cols = choose_tiling<T, kD>(1, 2, 2);     // xi, xj, gj, p, ds
+  static constexpr Tiling forward = choose_tiling<T, kD>(1, 1, 1, 0);  // xq, xk, p
+  static constexpr Tiling rows = choose_tiling<T, kD>(2, 1, 1, 0);     // xq, gq, xk, ds
+  static constexpr Tiling cols = choose_tiling<T, kD>(1, 2, 2, 2);     // xi, xj, gj, p, ds; lse, dot
   static constexpr bool fused = forward.rm > 0 && rows.rm > 0 && cols.rm > 0;
 };
-
-template <int kD>
-constexpr int kColsPerThread = (kD + 15) / 16;  // feature columns tx + 16 k of a thread
-
-template <int kD>
-__device__ __forceinline__ bool owns_feature(int k) {
-  return kD % 16 == 0 || (threadIdx.x & 15) + 16 * k < kD;
-}
-
-template <typename T>
-__device__ __forceinline__ T row_max(T v) {
-  for (int offset = 8; offset > 0; offset >>= 1) v = fmax(v, __shfl_xor_sync(kFullMask, v, offset));
-  return v;
-}
-
-template <typename T>
-__device__ __forceinline__ T row_sum(T v) {
-  for (int offset = 8; offset > 0; offset >>= 1) v += __shfl_xor_sync(kFullMask, v, offset);
-  return v;
-}
-
-// Rows [row0, row0 + kRows) of an image's points (L valid rows of D features) into a
-// shared tile; zero past L and past D, so padding adds nothing to any dot product or sum.
-template <typename T, int kD, int kRows>
-__device__ __forceinline__ void load_tile(T (*tile)[kD + 1], const T* __restrict__ points, int64_t row0,
-                                          int64_t L, int D) {
-  for (int e = threadIdx.x; e < kRows * kD; e += kTileThreads) {
-    const int r = e / kD, d = e % kD;
-    const int64_t row = row0 + r;
-    tile[r][d] = (row < L && d < D) ? points[row * D + d] : T(0);
-  }
-}
-
-// s[i][j] = a[ty * kRM + i] . b[tx + 16 j]
-template <typename T, int kD, int kRM, int kRN>
-__device__ __forceinline__ void tile_dot(const T (*a)[kD + 1], const T (*b)[kD + 1], T (&s)[kRM][kRN]) {
-  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-#pragma unroll
-  for (int i = 0; i < kRM; ++i) {
-#pragma unroll
-    for (int j = 0; j < kRN; ++j) s[i][j] = T(0);
-  }
-#pragma unroll 8
-  for (int d = 0; d < kD; ++d) {
-    T av[kRM], bv[kRN];
-#pragma unroll
-    for (int i = 0; i < kRM; ++i) av[i] = a[ty * kRM + i][d];
-#pragma unroll
-    for (int j = 0; j < kRN; ++j) bv[j] = b[tx + 16 * j][d];
-#pragma unroll
-    for (int i = 0; i < kRM; ++i) {
-#pragma unroll
-      for (int j = 0; j < kRN; ++j) s[i][j] += av[i] * bv[j];
-    }
-  }
-}
-
-// acc[i][k] += sum_n w[ty * kRM + i][n] * v[n][tx + 16 k] over the kBN rows of v.
-template <typename T, int kD, int kRM, int kBN>
-__device__ __forceinline__ void tile_weighted_sum(const T (*w)[kBN + 1], const T (*v)[kD + 1],
-                                                  T (&acc)[kRM][kColsPerThread<kD>]) {
-  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-#pragma unroll 4
-  for (int n = 0; n < kBN; ++n) {
-    T wv[kRM];
-#pragma unroll
-    for (int i = 0; i < kRM; ++i) wv[i] = w[ty * kRM + i][n];
-#pragma unroll
-    for (int k = 0; k < kColsPerThread<kD>; ++k) {
-      if (!owns_feature<kD>(k)) continue;
-      const T vv = v[n][tx + 16 * k];
-#pragma unroll
-      for (int i = 0; i < kRM; ++i) acc[i][k] += wv[i] * vv;
-    }
-  }
-}
-
 // The online softmax of a block's query rows xq over all L points of the image: row max m,
 // this thread's part of the row sum l, and acc = sum_i exp(bandwidth x_j . x_i - m) x_i over
 // this thread's feature columns. Every thread of the block must call it (barriers).
@@ -365,18 +262,6 @@ __global__ void __launch_bounds__(kTileThreads)
   }
 }
 
-// Calls f(std::integral_constant<int, kD>) for the smallest specialised kD >= D and returns
-// true, or returns false when D > 128.
-template <typename F>
-bool with_feature_dim(int64_t D, const F& f) {
-  if (D <= 8) return f(std::integral_constant<int, 8>{}), true;
-  if (D <= 16) return f(std::integral_constant<int, 16>{}), true;
-  if (D <= 32) return f(std::integral_constant<int, 32>{}), true;
-  if (D <= 64) return f(std::integral_constant<int, 64>{}), true;
-  if (D <= 128) return f(std::integral_constant<int, 128>{}), true;
-  return false;
-}
-
 // Whether the fused kernels take x (compute type, feature dim D).
 bool fused_path(at::ScalarType type, int64_t D) {
   bool fused = false;
@@ -385,8 +270,6 @@ bool fused_path(at::ScalarType type, int64_t D) {
   });
   return fused;
 }
-
-int64_t row_tiles_of(int64_t N, Tiling t) { return (N + 16 * t.rm - 1) / (16 * t.rm); }
 
 std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cuda(const at::Tensor& x_in, const at::Tensor& lengths,
                                                                 double bandwidth, double eta) {
@@ -405,7 +288,7 @@ std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cuda(const at::Tensor
     with_feature_dim(D, [&](auto kd) {
       constexpr int kD = decltype(kd)::value;
       if constexpr (MeanShiftTilings<scalar_t, kD>::fused) {
-        const int64_t tiles = row_tiles_of(N, MeanShiftTilings<scalar_t, kD>::forward);
+        const int64_t tiles = tiles_of(N, MeanShiftTilings<scalar_t, kD>::forward);
         mean_shift_forward_kernel<scalar_t, kD><<<static_cast<unsigned>(B * tiles), kTileThreads, 0,
                                                   current_stream()>>>(
             x.const_data_ptr<scalar_t>(), lens.const_data_ptr<int64_t>(), N, static_cast<int>(D), tiles,
@@ -449,14 +332,14 @@ at::Tensor mean_shift_step_backward_cuda(const at::Tensor& grad_out_in, const at
       using Tilings = MeanShiftTilings<scalar_t, kD>;
       if constexpr (Tilings::fused) {
         const auto bw = static_cast<scalar_t>(bandwidth);
-        const int64_t row_tiles = row_tiles_of(N, Tilings::rows);
+        const int64_t row_tiles = tiles_of(N, Tilings::rows);
         mean_shift_backward_rows_kernel<scalar_t, kD><<<static_cast<unsigned>(B * row_tiles), kTileThreads, 0,
                                                         current_stream()>>>(
             x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens.const_data_ptr<int64_t>(), N,
             static_cast<int>(D), row_tiles, bw, lse.mutable_data_ptr<scalar_t>(),
             gm_dot.mutable_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        const int64_t col_tiles = row_tiles_of(N, Tilings::cols);
+        const int64_t col_tiles = tiles_of(N, Tilings::cols);
         mean_shift_backward_cols_kernel<scalar_t, kD><<<static_cast<unsigned>(B * col_tiles), kTileThreads, 0,
                                                         current_stream()>>>(
             x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens.const_data_ptr<int64_t>(), N,

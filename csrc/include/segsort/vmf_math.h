@@ -51,11 +51,14 @@ struct VmfColumn {
   bool in_denominator, positive;
 };
 
+SEGSORT_HOST_DEVICE VmfColumn vmf_column_of(bool own, bool nca, int64_t label, int64_t own_label) {
+  if (!nca) return {true, false};
+  return {!own, !own && own_label >= 0 && label == own_label};
+}
+
 SEGSORT_HOST_DEVICE VmfColumn vmf_column(int64_t j, int64_t c, bool nca, const int64_t* labels,
                                          int64_t own_label) {
-  if (!nca) return {true, false};
-  const bool other = j != c;
-  return {other, other && own_label >= 0 && labels[j] == own_label};
+  return vmf_column_of(j == c, nca, nca ? labels[j] : -1, own_label);
 }
 
 // Loss of one pixel from its reductions; sets lse_num to -inf for a vMF-NCA pixel without
