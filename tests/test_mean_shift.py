@@ -97,6 +97,10 @@ def test_bad_inputs():
         blurring_mean_shift(x, bandwidth=1.0, lengths=torch.tensor([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError, match="lengths must lie"):  # the C++ check, called directly
         torch.ops.segsort_ext.mean_shift_step_forward(x, torch.tensor([1, 2, 99]), 1.0, 1.0)
+    lengths = torch.full((x.shape[0],), x.shape[1])
+    out, norms = torch.ops.segsort_ext.mean_shift_step_forward(x, lengths, 1.0, 1.0)
+    with pytest.raises(ValueError, match="norms must have shape"):
+        torch.ops.segsort_ext.mean_shift_step_backward(out, x, out, norms[:, :-1], lengths, 1.0, 1.0)
 
 
 def test_opcheck(device):

@@ -133,6 +133,12 @@ def test_bad_inputs():
         vmf_loss(e[None], ids, p)
     with pytest.raises(ValueError, match="prototype_labels are required"):
         torch.ops.segsort_ext.vmf_loss_forward(e, ids, p, None, None, None, 1.0, True)
+    # The backward op checks the forward's saved tensors (called directly, as opcheck does).
+    loss, den, num = torch.ops.segsort_ext.vmf_loss_forward(e, ids, p, None, None, None, 1.0, False)
+    with pytest.raises(ValueError, match="lse_den must have shape"):
+        torch.ops.segsort_ext.vmf_loss_backward(loss, e, ids, p, None, None, None, den[:-1], num, 1.0, False)
+    with pytest.raises(ValueError, match="grad_loss must have shape"):
+        torch.ops.segsort_ext.vmf_loss_backward(loss[None], e, ids, p, None, None, None, den, num, 1.0, False)
 
 
 @pytest.mark.parametrize("nca", [False, True])

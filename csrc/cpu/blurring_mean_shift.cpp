@@ -74,9 +74,7 @@ std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cpu(const at::Tensor&
 at::Tensor mean_shift_step_backward_cpu(const at::Tensor& grad_out_in, const at::Tensor& x_in,
                                         const at::Tensor& out_in, const at::Tensor& norms_in,
                                         const at::Tensor& lengths, double bandwidth, double eta) {
-  check_mean_shift_inputs(x_in, lengths, eta);
-  SEGSORT_CHECK_ARG(grad_out_in.sizes() == x_in.sizes() && out_in.sizes() == x_in.sizes(),
-                    "grad_out and out must have the shape of x ", x_in.sizes());
+  check_mean_shift_backward_inputs(grad_out_in, x_in, out_in, norms_in, lengths, eta);
   const int64_t N = x_in.size(1);
   const auto type = mean_shift_compute_type(x_in);
   const auto x = x_in.to(type).contiguous().detach();

@@ -124,6 +124,7 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cpu(
     const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration, bool nca) {
   const VmfBank bank = check_vmf_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
                                         memory_labels, nca);
+  check_vmf_backward_inputs(embeddings, grad_loss, lse_den, lse_num);
   const int64_t N = embeddings.size(0), S = bank.num_batch, D = embeddings.size(1);
   const auto type = vmf_compute_type(embeddings);
   auto grad_embeddings = at::zeros(embeddings.sizes(), embeddings.options().dtype(type));
@@ -135,12 +136,13 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cpu(
   const auto e_all = embeddings.to(type).detach();
   const auto ids = segment_ids.contiguous();
   const auto grad = grad_loss.to(type).contiguous();
+  const auto den = lse_den.to(type).contiguous(), num = lse_num.to(type).contiguous();
   // One (S, D) partial prototype gradient per row group, summed in group order: deterministic.
   const int64_t groups = std::min<int64_t>(kGroups, (N + 15) / 16);
   auto partial = at::zeros({groups, S, D}, grad_embeddings.options());
   for_each_row_block(N, vectors.size(0), [&](int64_t g, int64_t start, int64_t end) {
     vmf_block_backward(e_all.slice(0, start, end), vectors, ids.slice(0, start, end), bank,
-                       lse_den.slice(0, start, end), lse_num.slice(0, start, end), grad.slice(0, start, end),
+                       den.slice(0, start, end), num.slice(0, start, end), grad.slice(0, start, end),
                        concentration, nca, rows_backward_cpu, grad_embeddings.slice(0, start, end), partial[g]);
   });
   auto grad_prototypes = partial.sum(0);

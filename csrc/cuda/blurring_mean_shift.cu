@@ -305,9 +305,7 @@ at::Tensor mean_shift_step_backward_cuda(const at::Tensor& grad_out_in, const at
                                          const at::Tensor& out_in, const at::Tensor& norms, const at::Tensor& lengths,
                                          double bandwidth, double eta) {
   const c10::cuda::CUDAGuard guard(x_in.device());
-  check_mean_shift_inputs(x_in, lengths, eta);
-  SEGSORT_CHECK_ARG(grad_out_in.sizes() == x_in.sizes() && out_in.sizes() == x_in.sizes(),
-                    "grad_out and out must have the shape of x ", x_in.sizes());
+  check_mean_shift_backward_inputs(grad_out_in, x_in, out_in, norms, lengths, eta);
   const int64_t B = x_in.size(0), N = x_in.size(1), D = x_in.size(2);
   const auto type = mean_shift_compute_type(x_in);
   if (!fused_path(type, D)) {

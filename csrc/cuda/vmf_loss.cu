@@ -166,7 +166,9 @@ __global__ void __launch_bounds__(kTileThreads)
         if (col < C && own[i] >= 0) {
           const bool is_own = col == own[i];
           const VmfColumn cc = vmf_column_of(is_own, nca, nca ? label_k[tx + 16 * j] : -1, own_label[i]);
-          value = g[i] * vmf_logit_grad<T>(concentration * s[i][j], is_own, cc, nca, own_logit[i], den[i], num[i]);
+          // The own column takes the own logit used in lse_all too (the Eq. 8 fallback).
+          const T logit = is_own ? own_logit[i] : concentration * s[i][j];
+          value = g[i] * vmf_logit_grad<T>(logit, is_own, cc, nca, own_logit[i], den[i], num[i]);
         }
         coef[ty * kRM + i][tx + 16 * j] = value;
       }
@@ -243,8 +245,8 @@ __global__ void __launch_bounds__(kTileThreads)
         if (c >= 0) {
           const bool is_own = j == c;
           const VmfColumn cc = vmf_column_of(is_own, nca, label_j[i], own_label_n[n]);
-          value = g_n[n] * vmf_logit_grad<T>(concentration * s[i][jj], is_own, cc, nca, own_logit_n[n], den_n[n],
-                                             num_n[n]);
+          const T logit = is_own ? own_logit_n[n] : concentration * s[i][jj];
+          value = g_n[n] * vmf_logit_grad<T>(logit, is_own, cc, nca, own_logit_n[n], den_n[n], num_n[n]);
         }
         coef[ty * kRM + i][n] = value;
       }
@@ -403,6 +405,7 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cuda(
   const c10::cuda::CUDAGuard guard(embeddings.device());
   const VmfBank bank = check_vmf_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
                                         memory_labels, nca);
+  check_vmf_backward_inputs(embeddings, grad_loss, lse_den, lse_num);
   const int64_t N = embeddings.size(0), C = bank.vectors.size(0), D = embeddings.size(1), S = bank.num_batch;
   const auto type = vmf_compute_type(embeddings);
   if (!fused_path(type, D)) {

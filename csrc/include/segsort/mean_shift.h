@@ -22,6 +22,15 @@ inline void check_mean_shift_inputs(const at::Tensor& x, const at::Tensor& lengt
   SEGSORT_CHECK_ARG(eta > 0 && eta <= 1, "eta must be in (0, 1], got ", eta);
 }
 
+inline void check_mean_shift_backward_inputs(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& out,
+                                             const at::Tensor& norms, const at::Tensor& lengths, double eta) {
+  check_mean_shift_inputs(x, lengths, eta);
+  SEGSORT_CHECK_ARG(grad_out.sizes() == x.sizes() && out.sizes() == x.sizes(),
+                    "grad_out and out must have the shape of x ", x.sizes());
+  SEGSORT_CHECK_ARG(norms.dim() == 2 && norms.size(0) == x.size(0) && norms.size(1) == x.size(1),
+                    "norms must have shape (B, N) = (", x.size(0), ", ", x.size(1), "), got ", norms.sizes());
+}
+
 // Valid points per image, on the host (one sync), each checked to lie in [0, N].
 inline std::vector<int64_t> mean_shift_lengths(const at::Tensor& lengths, int64_t N) {
   const auto host = lengths.to(at::kCPU).contiguous();
@@ -103,9 +112,7 @@ inline at::Tensor mean_shift_backward_blocked(const at::Tensor& grad_out_in, con
                                               const at::Tensor& out_in, const at::Tensor& norms,
                                               const at::Tensor& lengths, double bandwidth, double eta,
                                               int64_t budget_elements) {
-  check_mean_shift_inputs(x_in, lengths, eta);
-  SEGSORT_CHECK_ARG(grad_out_in.sizes() == x_in.sizes() && out_in.sizes() == x_in.sizes(),
-                    "grad_out and out must have the shape of x ", x_in.sizes());
+  check_mean_shift_backward_inputs(grad_out_in, x_in, out_in, norms, lengths, eta);
   const int64_t B = x_in.size(0), N = x_in.size(1);
   const auto type = mean_shift_compute_type(x_in);
   const auto x = x_in.to(type).contiguous();

@@ -70,6 +70,19 @@ inline VmfBank check_vmf_inputs(const at::Tensor& embeddings, const at::Tensor& 
   return bank;
 }
 
+// vmf_loss_backward's grad_loss and the forward's lse_den, lse_num: (N,) each, on the
+// embeddings' device.
+inline void check_vmf_backward_inputs(const at::Tensor& embeddings, const at::Tensor& grad_loss,
+                                      const at::Tensor& lse_den, const at::Tensor& lse_num) {
+  const int64_t N = embeddings.size(0);
+  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad_loss, "grad_loss"},
+                                {lse_den, "lse_den"}, {lse_num, "lse_num"}}) {
+    check_floating(t, name);
+    check_same_device(embeddings, "embeddings", t, name);
+    SEGSORT_CHECK_ARG(t.dim() == 1 && t.size(0) == N, name, " must have shape (N,) = (", N, ",), got ", t.sizes());
+  }
+}
+
 // Float32 for half/bfloat16 (accumulation type), else the input dtype.
 inline at::ScalarType vmf_compute_type(const at::Tensor& t) {
   return (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) ? at::kFloat : t.scalar_type();
@@ -145,11 +158,12 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_blocked(
     const auto vectors = bank.vectors.to(type);
     const auto ids = segment_ids.contiguous();
     const auto grad = grad_loss.to(type).contiguous();
+    const auto den = lse_den.to(type).contiguous(), num = lse_num.to(type).contiguous();
     const int64_t block = vmf_block_rows(N, vectors.size(0), budget_elements);
     for (int64_t start = 0; start < N; start += block) {
       const int64_t end = std::min(N, start + block);
       vmf_block_backward(embeddings.slice(0, start, end).to(type), vectors, ids.slice(0, start, end), bank,
-                         lse_den.slice(0, start, end), lse_num.slice(0, start, end), grad.slice(0, start, end),
+                         den.slice(0, start, end), num.slice(0, start, end), grad.slice(0, start, end),
                          concentration, nca, rows_backward, grad_embeddings.slice(0, start, end), grad_prototypes);
     }
   }
