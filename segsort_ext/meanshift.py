@@ -5,7 +5,8 @@ One iteration is attention with Q = K = V = X: ``y_j = (1 - eta) x_j + eta * sum
 softmax_i(bandwidth * x_i . x_j) x_i``, then ``x = normalize(y)``. Backward of one step,
 with P the row-softmax (rows = query points j) and G_m = eta * dL/dy:
 ``dL/dx = (1 - eta) dL/dy + P^T G_m + bandwidth * (dS^T X + dS X)`` where
-``dS = P * (G_m X^T - rowsum(G_m * P X))``, recomputed block by block.
+``dS = P * (G_m X^T - rowsum(G_m * P X))``, recomputed tile by tile: on CUDA (D <= 128)
+by fused online-softmax kernels, on CPU (and CUDA for larger D) in blocks of GEMM rows.
 
 After mean shift, :func:`extract_instances` groups points whose embeddings coincide into
 instances (greedy seeds, batched on the device) and :func:`instance_proposals` merges the
@@ -77,8 +78,9 @@ def blurring_mean_shift(
             the rest are padding, returned unchanged, and never influence valid points.
         return_all: return ``[x_0, ..., x_T]`` (for a loss at every iteration) instead of x_T.
 
-    Differentiable in x. Memory per iteration is O(N * D) plus one bounded block of
-    kernel rows; the backward recomputes kernel rows instead of storing N x N.
+    Differentiable in x. Memory per iteration is O(N * D) (plus, on CPU and for D > 128,
+    one bounded block of kernel rows); the backward recomputes the kernel instead of
+    storing N x N.
     float16/bfloat16 compute in float32.
     """
     check.float_tensor(x, "x")

@@ -1,7 +1,8 @@
 """SegSort's segment-sorting losses, fused: vMF (Eq. 8) and vMF-NCA (Eq. 10) over the
 segment prototypes of the batch and of a prototype memory, with log-sum-exp throughout
-and no (N, S + M) matrix in memory (pixels are processed in blocks; the backward
-recomputes each block's logits)."""
+and no (N, S + M) matrix in memory: on CUDA (D <= 128) fused kernels stream the bank
+past tiles of pixels with an online log-sum-exp; on CPU (and CUDA for larger D) pixels go
+in blocks of GEMM logits. The backward recomputes the logits either way."""
 from __future__ import annotations
 
 from typing import Optional, Tuple
