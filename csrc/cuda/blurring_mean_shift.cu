@@ -184,16 +184,7 @@ __global__ void __launch_bounds__(kTileThreads)
     __syncthreads();
     tile_weighted_sum<T, kD, kRM, kBN>(ds, xk, acc);
   }
-#pragma unroll
-  for (int i = 0; i < kRM; ++i) {
-    const int64_t row = row0 + ty * kRM + i;
-    if (row >= L) continue;
-#pragma unroll
-    for (int k = 0; k < kC; ++k) {
-      const int c = tx + 16 * k;
-      if (owns_feature<kD>(k) && c < D) grad_x[(b * N + row) * D + c] += bandwidth * acc[i][k];
-    }
-  }
+  store_rows<true, T, kD, kRM>(acc, bandwidth, grad_x + b * N * D, row0, L, D);
 }
 
 // Columns pass of the backward: block rows are key points i; the query tiles j stream
@@ -250,16 +241,7 @@ __global__ void __launch_bounds__(kTileThreads)
     tile_weighted_sum<T, kD, kRM, kBN>(pw, gj, acc);   // value role
     tile_weighted_sum<T, kD, kRM, kBN>(dsw, xj, acc);  // key role
   }
-#pragma unroll
-  for (int i = 0; i < kRM; ++i) {
-    const int64_t row = row0 + ty * kRM + i;
-    if (row >= L) continue;
-#pragma unroll
-    for (int k = 0; k < kC; ++k) {
-      const int c = tx + 16 * k;
-      if (owns_feature<kD>(k) && c < D) grad_x[(b * N + row) * D + c] += acc[i][k];
-    }
-  }
+  store_rows<true, T, kD, kRM>(acc, T(1), grad_x + b * N * D, row0, L, D);
 }
 
 // Whether the fused kernels take x (compute type, feature dim D).

@@ -176,16 +176,7 @@ __global__ void __launch_bounds__(kTileThreads)
     __syncthreads();
     tile_weighted_sum<T, kD, kRM, kBN>(coef, pk, acc);
   }
-#pragma unroll
-  for (int i = 0; i < kRM; ++i) {
-    const int64_t row = row0 + ty * kRM + i;
-    if (row >= N) continue;
-#pragma unroll
-    for (int k = 0; k < kC; ++k) {
-      const int c = tx + 16 * k;
-      if (owns_feature<kD>(k) && c < D) grad_e[row * D + c] = concentration * acc[i][k];
-    }
-  }
+  store_rows<false, T, kD, kRM>(acc, concentration, grad_e, row0, N, D);
 }
 
 // Columns pass of the backward: block rows are batch prototypes j < S; pixel tiles of the
@@ -254,16 +245,7 @@ __global__ void __launch_bounds__(kTileThreads)
     __syncthreads();
     tile_weighted_sum<T, kD, kRM, kBN>(coef, ek, acc);
   }
-#pragma unroll
-  for (int i = 0; i < kRM; ++i) {
-    const int64_t j = row0 + ty * kRM + i;
-    if (j >= S) continue;
-#pragma unroll
-    for (int k = 0; k < kC; ++k) {
-      const int c = tx + 16 * k;
-      if (owns_feature<kD>(k) && c < D) partial[(split * S + j) * D + c] = concentration * acc[i][k];
-    }
-  }
+  store_rows<false, T, kD, kRM>(acc, concentration, partial + split * S * D, row0, S, D);
 }
 
 bool fused_path(at::ScalarType type, int64_t D) {

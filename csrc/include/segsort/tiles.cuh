@@ -131,4 +131,24 @@ __device__ __forceinline__ void tile_weighted_sum(const T (*w)[kBN + 1], const T
   }
 }
 
+// scale * acc, this thread's part of tile rows ty * kRM + i, into rows row0 + ty * kRM + i
+// (those < rows) of a row-major (rows, D) matrix: added to it (kAdd) or stored.
+template <bool kAdd, typename T, int kD, int kRM>
+__device__ __forceinline__ void store_rows(const T (&acc)[kRM][kColsPerThread<kD>], T scale, T* __restrict__ out,
+                                           int64_t row0, int64_t rows, int D) {
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+  for (int i = 0; i < kRM; ++i) {
+    const int64_t row = row0 + ty * kRM + i;
+    if (row >= rows) continue;
+#pragma unroll
+    for (int k = 0; k < kColsPerThread<kD>; ++k) {
+      const int c = tx + 16 * k;
+      if (!owns_feature<kD>(k) || c >= D) continue;
+      T& target = out[row * D + c];
+      target = kAdd ? target + scale * acc[i][k] : scale * acc[i][k];
+    }
+  }
+}
+
 }  // namespace segsort
