@@ -207,6 +207,18 @@ def test_vmf_loss_prototype_gradient_over_pixel_ranges(emu):
     _check_vmf(emu, *_vmf_case(3000, 700, 0, 16, torch.float64, True), tol=1e-12)
 
 
+def test_vmf_loss_non_finite_ignored_pixels(emu):
+    args, grad = _vmf_case(300, 70, 9, 16, torch.float64, True)
+    e, ids = args[0].clone(), args[1]
+    e[ids < 0] = float("nan")
+    args = (e,) + args[1:]
+    out = emu.vmf_loss_forward(*args)
+    bwd_args = (grad,) + args[:6] + (out[1], out[2], args[6], args[7])
+    grad_e, grad_p = emu.vmf_loss_backward(*bwd_args)
+    assert torch.isfinite(grad_p).all() and torch.isfinite(grad_e[ids >= 0]).all()
+    _check_vmf(emu, args, grad, tol=1e-12)  # the CPU kernels agree
+
+
 def test_vmf_loss_memory_only(emu):
     # No batch prototypes (every pixel ignored): zero loss, zero gradients, nothing out of bounds.
     args, grad = _vmf_case(50, 0, 9, 16, torch.float64, True)

@@ -111,6 +111,26 @@ def test_ignored_and_empty(device):
     assert bool((e.grad[ids < 0] == 0).all()) and bool((e.grad[ids >= 0] != 0).any())
 
 
+@pytest.mark.parametrize("nca", [False, True])
+def test_non_finite_ignored_pixels_change_nothing(device, nca):
+    # What an ignored pixel holds (NaN from padding, say) reaches neither loss nor gradients.
+    e, ids, p, labels, memory = _problem(device)
+    bad = e.clone()
+    bad[ids < 0] = float("nan")
+    bad[torch.nonzero(ids < 0)[0, 0]] = float("inf")
+    fn = (lambda e_, p_: vmf_nca_loss(e_, ids, p_, labels, memory=memory)) if nca else \
+         (lambda e_, p_: vmf_loss(e_, ids, p_, memory=memory))
+    results = []
+    for x in (e, bad):
+        x, q = x.clone().requires_grad_(), p.clone().requires_grad_()
+        loss = fn(x, q)
+        loss.backward()
+        results.append((loss.detach(), x.grad[ids >= 0], q.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert bool(torch.isfinite(results[1][2]).all())
+
+
 def test_bad_inputs():
     e, ids, p, labels, memory = _problem("cpu")
     with pytest.raises(ValueError, match="segment_ids"):

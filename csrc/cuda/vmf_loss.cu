@@ -211,7 +211,8 @@ __global__ void __launch_bounds__(kTileThreads)
   }
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kBN) {
     __syncthreads();
-    load_tile<T, kD, kBN>(ek, e, n0, n_end, D);
+    // Ignored pixels' rows are zero: their coefficients are 0, and 0 * NaN would be NaN.
+    load_tile<T, kD, kBN>(ek, e, n0, n_end, D, [&](int64_t n) { return ids[n] >= 0; });
     if (threadIdx.x < kBN) {
       const int64_t n = n0 + threadIdx.x;
       const int64_t c = n < n_end ? ids[n] : -1;

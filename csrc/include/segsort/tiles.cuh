@@ -75,16 +75,22 @@ __device__ __forceinline__ T row_sum(T v) {
   return v;
 }
 
-// Rows [row0, row0 + kRows) of a row-major (L, D) matrix into a shared tile; zero past L
-// and past D, so padding adds nothing to any dot product or sum.
-template <typename T, int kD, int kRows>
-__device__ __forceinline__ void load_tile(T (*tile)[kD + 1], const T* __restrict__ rows, int64_t row0,
-                                          int64_t L, int D) {
+// Rows [row0, row0 + kRows) of a row-major (L, D) matrix into a shared tile; zero past L,
+// past D and in rows where keep(row) is false, so padding adds nothing to any sum.
+template <typename T, int kD, int kRows, typename Keep>
+__device__ __forceinline__ void load_tile(T (*tile)[kD + 1], const T* __restrict__ rows, int64_t row0, int64_t L,
+                                          int D, const Keep& keep) {
   for (int e = threadIdx.x; e < kRows * kD; e += kTileThreads) {
     const int r = e / kD, d = e % kD;
     const int64_t row = row0 + r;
-    tile[r][d] = (row < L && d < D) ? rows[row * D + d] : T(0);
+    tile[r][d] = (row < L && d < D && keep(row)) ? rows[row * D + d] : T(0);
   }
+}
+
+template <typename T, int kD, int kRows>
+__device__ __forceinline__ void load_tile(T (*tile)[kD + 1], const T* __restrict__ rows, int64_t row0, int64_t L,
+                                          int D) {
+  load_tile<T, kD, kRows>(tile, rows, row0, L, D, [](int64_t) { return true; });
 }
 
 // s[i][j] = a[ty * kRM + i] . b[tx + 16 j]

@@ -113,7 +113,12 @@ void vmf_block_backward(const at::Tensor& e, const at::Tensor& vectors, const at
   auto coeff = at::mm(e, vectors.t()).mul_(concentration);
   rows_backward(coeff, ids, bank, nca, lse_den, lse_num, grad);
   grad_rows.copy_(at::mm(coeff, vectors).mul_(concentration));
-  if (bank.num_batch > 0) grad_prototypes.add_(at::mm(coeff.slice(1, 0, bank.num_batch).t(), e), concentration);
+  if (bank.num_batch > 0) {
+    // Ignored pixels' coefficients are 0; zeroing their rows as well keeps a non-finite
+    // embedding there out of the prototypes' gradient (0 * NaN = NaN).
+    const auto e_used = e.masked_fill((ids < 0).unsqueeze(1), 0);
+    grad_prototypes.add_(at::mm(coeff.slice(1, 0, bank.num_batch).t(), e_used), concentration);
+  }
 }
 
 // Forward: per-pixel loss (N,), and the log-sum-exps the backward needs: lse_den (the
