@@ -16,9 +16,6 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
-#include <cmath>
-#include <type_traits>
-
 #include "segsort/cuda_utils.h"
 #include "segsort/mean_shift.h"
 #include "segsort/tiles.cuh"
@@ -244,22 +241,15 @@ __global__ void __launch_bounds__(kTileThreads)
   store_rows<true, T, kD, kRM>(acc, T(1), grad_x + b * N * D, row0, L, D);
 }
 
-// Whether the fused kernels take x (compute type, feature dim D).
-bool fused_path(at::ScalarType type, int64_t D) {
-  bool fused = false;
-  AT_DISPATCH_FLOATING_TYPES(type, "mean_shift_fused_path", [&] {
-    with_feature_dim(D, [&](auto kd) { fused = MeanShiftTilings<scalar_t, decltype(kd)::value>::fused; });
-  });
-  return fused;
-}
-
 std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cuda(const at::Tensor& x_in, const at::Tensor& lengths,
                                                                 double bandwidth, double eta) {
   const c10::cuda::CUDAGuard guard(x_in.device());
   check_mean_shift_inputs(x_in, lengths, eta);
   const int64_t B = x_in.size(0), N = x_in.size(1), D = x_in.size(2);
   const auto type = mean_shift_compute_type(x_in);
-  if (!fused_path(type, D)) return mean_shift_forward_blocked(x_in, lengths, bandwidth, eta, kBlockElements);
+  if (!fused_kernels_fit<MeanShiftTilings>(type, D)) {
+    return mean_shift_forward_blocked(x_in, lengths, bandwidth, eta, kBlockElements);
+  }
   mean_shift_lengths(lengths, N);  // range check (one sync)
   const auto x = x_in.to(type).contiguous();
   auto out = x.clone();  // rows past an image's length are copied through
@@ -290,7 +280,7 @@ at::Tensor mean_shift_step_backward_cuda(const at::Tensor& grad_out_in, const at
   check_mean_shift_backward_inputs(grad_out_in, x_in, out_in, norms, lengths, eta);
   const int64_t B = x_in.size(0), N = x_in.size(1), D = x_in.size(2);
   const auto type = mean_shift_compute_type(x_in);
-  if (!fused_path(type, D)) {
+  if (!fused_kernels_fit<MeanShiftTilings>(type, D)) {
     return mean_shift_backward_blocked(grad_out_in, x_in, out_in, norms, lengths, bandwidth, eta, kBlockElements);
   }
   mean_shift_lengths(lengths, N);

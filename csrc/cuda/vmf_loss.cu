@@ -249,14 +249,6 @@ __global__ void __launch_bounds__(kTileThreads)
   store_rows<false, T, kD, kRM>(acc, concentration, partial + split * S * D, row0, S, D);
 }
 
-bool fused_path(at::ScalarType type, int64_t D) {
-  bool fused = false;
-  AT_DISPATCH_FLOATING_TYPES(type, "vmf_fused_path", [&] {
-    with_feature_dim(D, [&](auto kd) { fused = VmfTilings<scalar_t, decltype(kd)::value>::fused; });
-  });
-  return fused;
-}
-
 template <typename acc_t>
 __device__ __forceinline__ void warp_merge(OnlineLse<acc_t>& lse) {
   for (int offset = 16; offset > 0; offset >>= 1) {
@@ -353,7 +345,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_cuda(
                                         memory_labels, nca);
   const int64_t N = embeddings.size(0), C = bank.vectors.size(0), D = embeddings.size(1);
   const auto type = vmf_compute_type(embeddings);
-  if (!fused_path(type, D)) {
+  if (!fused_kernels_fit<VmfTilings>(type, D)) {
     return vmf_loss_forward_blocked(embeddings, segment_ids, bank, concentration, nca, kBlockElements,
                                     rows_forward_cuda);
   }
@@ -391,7 +383,7 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cuda(
   check_vmf_backward_inputs(embeddings, grad_loss, lse_den, lse_num);
   const int64_t N = embeddings.size(0), C = bank.vectors.size(0), D = embeddings.size(1), S = bank.num_batch;
   const auto type = vmf_compute_type(embeddings);
-  if (!fused_path(type, D)) {
+  if (!fused_kernels_fit<VmfTilings>(type, D)) {
     return vmf_loss_backward_blocked(grad_loss, embeddings, segment_ids, bank, lse_den, lse_num,
                                      concentration, nca, kBlockElements, rows_backward_cuda);
   }

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <c10/core/ScalarType.h>
+
 #include "segsort/cuda_utils.h"
 
 namespace segsort {
@@ -53,6 +55,18 @@ bool with_feature_dim(int64_t D, const F& f) {
   if (D <= 64) return f(std::integral_constant<int, 64>{}), true;
   if (D <= 128) return f(std::integral_constant<int, 128>{}), true;
   return false;
+}
+
+// Whether an op's fused kernels (Tilings<T, kD>::fused) take its compute type (float or
+// double) and feature dim D; otherwise the op takes its blocked path.
+template <template <typename, int> class Tilings>
+bool fused_kernels_fit(at::ScalarType type, int64_t D) {
+  bool fused = false;
+  with_feature_dim(D, [&](auto kd) {
+    constexpr int kD = decltype(kd)::value;
+    fused = type == at::kDouble ? Tilings<double, kD>::fused : Tilings<float, kD>::fused;
+  });
+  return fused;
 }
 
 template <int kD>
