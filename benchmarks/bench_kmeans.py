@@ -13,8 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segsort_ext import reference
-from segsort_ext.kmeans import SphericalKMeans, spherical_kmeans
+from segsort_ext.ops import reference
+from segsort_ext.cluster import SphericalKMeans
+from segsort_ext.ops import spherical_kmeans
 
 from conftest import run
 

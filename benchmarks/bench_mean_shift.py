@@ -19,8 +19,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segsort_ext import reference
-from segsort_ext.meanshift import blurring_mean_shift
+from segsort_ext.ops import reference
+from segsort_ext.ops import blurring_mean_shift
 
 from conftest import run
 
@@ -73,7 +73,7 @@ def test_mean_shift_forward_backward(benchmark, device, size, impl):
 
 _CPU_PEAK = """
 import resource, torch
-from segsort_ext.meanshift import blurring_mean_shift
+from segsort_ext.ops import blurring_mean_shift
 x = torch.randn(1, 20000, 32).requires_grad_()
 blurring_mean_shift(x, bandwidth=6.0, iters=2).square().sum().backward()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # the whole process, torch included

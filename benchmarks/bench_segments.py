@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import segsort_ext
-from segsort_ext import reference
+from segsort_ext.ops import reference
 from segsort_ext.testing import random_clusters, random_labels
 
 from conftest import run

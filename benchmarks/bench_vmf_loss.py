@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segsort_ext import reference
-from segsort_ext.vmf import vmf_nca_loss
+from segsort_ext.ops import reference
+from segsort_ext.ops import vmf_nca_loss
 
 from conftest import run
 

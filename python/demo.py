@@ -37,10 +37,10 @@ import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import segsort_ext  # noqa: E402
-from segsort_ext import viz  # noqa: E402
-from segsort_ext.meanshift import cosine_threshold_from_margin, extract_instances  # noqa: E402
+from segsort_ext.utils import viz  # noqa: E402
+from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances  # noqa: E402
 from segsort_ext.metrics import ConfusionMatrix, average_recall, semantic_boundary_f  # noqa: E402
-from segsort_ext.scenes import TEXTURE_CLASSES, DigitScenes, TextureMosaics, scene_batches  # noqa: E402
+from segsort_ext.datasets.scenes import TEXTURE_CLASSES, DigitScenes, TextureMosaics, scene_batches  # noqa: E402
 from recipe_utils import TinyNet  # noqa: E402  (python/: the recipes' five dilated convolutions)
 
 

@@ -50,8 +50,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 import segsort_ext
-from segsort_ext.data import load_bsds_ground_truth
-from segsort_ext.meanshift import bandwidth_from_margin, cosine_threshold_from_margin, extract_instances
+from segsort_ext.datasets import load_bsds_ground_truth
+from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
+from segsort_ext.ops import bandwidth_from_margin
 from segsort_ext.metrics import boundary_benchmark, region_benchmark, regions_from_ucm2
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -54,8 +54,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset, Subset
 
-from segsort_ext import data as sdata
-from segsort_ext import viz
+from segsort_ext import datasets as sdata
+from segsort_ext.utils import viz
 from segsort_ext.metrics import ConfusionMatrix, semantic_boundary_f
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -411,7 +411,7 @@ def load_data(args, task: str, *, real_scale: float = 0.5) -> SegmentationData:
     target = "class" if task == "semantic" else "object"
     num_classes, names, default_crop = 0, (), 96
     if kind == "mosaics":
-        from segsort_ext.scenes import TextureMosaics
+        from segsort_ext.datasets.scenes import TextureMosaics
 
         train_n = args.train_images or 120
         test_n = args.test_images or 24
@@ -422,7 +422,7 @@ def load_data(args, task: str, *, real_scale: float = 0.5) -> SegmentationData:
         num_classes, names, default_crop, note = TextureMosaics.num_classes, TextureMosaics.class_names, 48, \
             "test mosaics cut from unseen parts of the textures"
     elif kind == "digits":
-        from segsort_ext.scenes import DigitScenes
+        from segsort_ext.datasets.scenes import DigitScenes
 
         train_n = args.train_images or 200
         test_n = args.test_images or 24

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recipe_utils as ru  # noqa: E402
 
 import segsort_ext  # noqa: E402
-from segsort_ext import viz  # noqa: E402
-from segsort_ext.meanshift import cosine_threshold_from_margin, extract_instances  # noqa: E402
+from segsort_ext.utils import viz  # noqa: E402
+from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances  # noqa: E402
 from segsort_ext.metrics import InstanceEvaluator  # noqa: E402
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "batch_size", "lr",

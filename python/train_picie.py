@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recipe_utils as ru  # noqa: E402
 
 import segsort_ext  # noqa: E402
-from segsort_ext import viz  # noqa: E402
-from segsort_ext.losses import cluster_balance_weights  # noqa: E402
-from segsort_ext.views import apply_geometry, picie_views  # noqa: E402
+from segsort_ext.utils import viz  # noqa: E402
+from segsort_ext.nn.losses import cluster_balance_weights  # noqa: E402
+from segsort_ext.transforms.views import apply_geometry, picie_views  # noqa: E402
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "clusters", "overclusters", "cluster_pixels",

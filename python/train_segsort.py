@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recipe_utils as ru  # noqa: E402
 
 import segsort_ext  # noqa: E402
-from segsort_ext import viz  # noqa: E402
+from segsort_ext.utils import viz  # noqa: E402
 
 # Arguments that define the training run: --resume refuses to continue with others.
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",

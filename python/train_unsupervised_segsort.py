@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recipe_utils as ru  # noqa: E402
 
 import segsort_ext  # noqa: E402
-from segsort_ext import viz  # noqa: E402
-from segsort_ext.pseudo_segments import pseudo_segments  # noqa: E402
+from segsort_ext.utils import viz  # noqa: E402
+from segsort_ext.transforms.pseudo_segments import pseudo_segments  # noqa: E402
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "concentration", "grid", "kmeans_iters", "memory_batches",

@@ -1,45 +1,62 @@
-"""segsort_ext: fused CPU/CUDA kernels for segmentation by pixel embeddings."""
-from segsort_ext._ops import HAS_EXTENSION, has_cuda_kernels
-from segsort_ext.inference import SegSortPredictor, add_training_segments
-from segsort_ext.kmeans import KMeansResult, SphericalKMeans, spherical_kmeans
-from segsort_ext.losses import (
-    PiCIEClustering,
-    SegSortLoss,
-    pairwise_margin_loss,
-    picie_loss,
-    soft_segmentation_features,
-    soft_segmentation_loss,
-)
-from segsort_ext.memory import PrototypeMemory
-from segsort_ext.meanshift import (
-    Instances,
-    Proposals,
+"""segsort_ext: fused CPU/CUDA kernels for segmentation by pixel embeddings.
+
+The kernel ops (:mod:`segsort_ext.ops`) load with the package; everything above them loads
+on first use, so ``import segsort_ext`` imports torch and numpy only (no scipy,
+scikit-image, faiss, matplotlib or scikit-learn). Layers, lowest first: ``utils``,
+``ops``, ``transforms``/``retrieval``, ``cluster``/``metrics``/``datasets``, ``nn``
+(see docs/DESIGN.md).
+"""
+from segsort_ext import _compat
+from segsort_ext.ops import (
+    HAS_EXTENSION,
+    KMeansResult,
+    Segments,
     bandwidth_from_margin,
     blurring_mean_shift,
-    cosine_threshold_from_margin,
-    extract_instances,
-    instance_proposals,
-)
-from segsort_ext.pseudo_segments import (
-    contour_ucm,
-    edge_strength,
-    felzenszwalb_segments,
-    image_ucm,
-    pseudo_segments,
-    slic_segments,
-    ucm_to_labels,
-)
-from segsort_ext.retrieval import Neighbours, SegmentIndex, finch
-from segsort_ext.vmf import vmf_loss, vmf_nca_loss
-from segsort_ext.segments import (
-    Segments,
+    has_cuda_kernels,
     segment_label_histogram,
     segment_majority_mean,
     segment_mean,
     segment_partition,
+    spherical_kmeans,
+    vmf_loss,
+    vmf_nca_loss,
 )
+from segsort_ext.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
+
+_LAZY_NAMES = {
+    "SphericalKMeans": "segsort_ext.cluster",
+    "finch": "segsort_ext.cluster",
+    "Instances": "segsort_ext.cluster",
+    "Proposals": "segsort_ext.cluster",
+    "cosine_threshold_from_margin": "segsort_ext.cluster",
+    "extract_instances": "segsort_ext.cluster",
+    "instance_proposals": "segsort_ext.cluster",
+    "PiCIEClustering": "segsort_ext.nn",
+    "SegSortLoss": "segsort_ext.nn",
+    "pairwise_margin_loss": "segsort_ext.nn",
+    "picie_loss": "segsort_ext.nn",
+    "soft_segmentation_features": "segsort_ext.nn",
+    "soft_segmentation_loss": "segsort_ext.nn",
+    "PrototypeMemory": "segsort_ext.nn",
+    "Neighbours": "segsort_ext.retrieval",
+    "SegmentIndex": "segsort_ext.retrieval",
+    "SegSortPredictor": "segsort_ext.retrieval",
+    "add_training_segments": "segsort_ext.retrieval",
+    "contour_ucm": "segsort_ext.transforms",
+    "edge_strength": "segsort_ext.transforms",
+    "felzenszwalb_segments": "segsort_ext.transforms",
+    "image_ucm": "segsort_ext.transforms",
+    "pseudo_segments": "segsort_ext.transforms",
+    "slic_segments": "segsort_ext.transforms",
+    "ucm_to_labels": "segsort_ext.transforms",
+}
+_SUBPACKAGES = ("ops", "nn", "cluster", "retrieval", "transforms", "datasets", "metrics", "utils", "testing",
+                "buildinfo")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_NAMES, _SUBPACKAGES + tuple(_compat.MOVED_MODULES))
+_compat.install()
 
 __all__ = [
     "HAS_EXTENSION",
@@ -51,33 +68,9 @@ __all__ = [
     "segment_majority_mean",
     "KMeansResult",
     "spherical_kmeans",
-    "SphericalKMeans",
-    "SegmentIndex",
-    "Neighbours",
-    "finch",
-    "add_training_segments",
-    "SegSortPredictor",
     "vmf_loss",
     "vmf_nca_loss",
     "blurring_mean_shift",
     "bandwidth_from_margin",
-    "cosine_threshold_from_margin",
-    "extract_instances",
-    "Instances",
-    "instance_proposals",
-    "Proposals",
-    "pseudo_segments",
-    "slic_segments",
-    "felzenszwalb_segments",
-    "edge_strength",
-    "contour_ucm",
-    "image_ucm",
-    "ucm_to_labels",
-    "PrototypeMemory",
-    "SegSortLoss",
-    "pairwise_margin_loss",
-    "soft_segmentation_loss",
-    "soft_segmentation_features",
-    "picie_loss",
-    "PiCIEClustering",
+    *_LAZY_NAMES,
 ]

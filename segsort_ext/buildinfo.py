@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from segsort_ext.ops import HAS_EXTENSION, extension_info
+
 SOURCE_CSRC = Path(__file__).resolve().parents[1] / "csrc"
 
 
@@ -31,14 +33,9 @@ def csrc_digest(csrc: os.PathLike | str = SOURCE_CSRC) -> str:
 
 def build_info() -> dict:
     """Versions and features of the installed build (and of the torch it runs under)."""
-    from segsort_ext import _ops
-
-    info = {"extension": _ops.HAS_EXTENSION, "torch_runtime": torch.__version__,
+    info = {"extension": HAS_EXTENSION, "torch_runtime": torch.__version__,
             "cuda_runtime": torch.version.cuda, "gpu_available": torch.cuda.is_available()}
-    if _ops.HAS_EXTENSION:
-        info.update(_ops._C.build_info())
-    else:
-        info["import_error"] = str(_ops.IMPORT_ERROR)
+    info.update(extension_info())
     if SOURCE_CSRC.is_dir():
         info["source_csrc_digest"] = csrc_digest()
         if "csrc_digest" in info:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from segsort_ext._ops import has_cuda_kernels
+from segsort_ext.ops import has_cuda_kernels
 
 
 def devices() -> list[str]:

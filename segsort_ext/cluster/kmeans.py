@@ -1,0 +1,305 @@
+"""Dataset-level spherical k-means for PiCIE-style training: fit / partial_fit / predict,
+streaming over data larger than device memory."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from segsort_ext.ops import segment_mean
+from segsort_ext.utils import checks as check
+from segsort_ext.utils import distributed as dist_utils
+
+__all__ = ["SphericalKMeans"]
+
+
+def _as_points(data, name: str) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor):
+        try:
+            data = torch.as_tensor(data)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
+            raise TypeError(f"{name} must be a tensor or array of shape (N, D), got {type(data).__name__}") from exc
+    if data.dim() != 2 or not data.is_floating_point():
+        raise ValueError(f"{name} must be a floating point (N, D) tensor, got {tuple(data.shape)} {data.dtype}")
+    return data
+
+
+class SphericalKMeans:
+    """Dataset-level spherical k-means (PiCIE-style clustering of pixel features).
+
+    Points are L2-normalised; a point belongs to the centroid of largest cosine. Data
+    may live on the CPU (or be a NumPy memmap) and exceed device memory: every pass
+    streams it to ``device`` in chunks of ``chunk_size`` rows, with memory
+    O(chunk_size * (D + K)).
+
+    Args:
+        num_clusters: K.
+        init: 'k-means++' (on a random subsample of at most ``init_sample`` points),
+            'random' (K distinct random points) or a (K, D) float tensor of initial
+            centroids (normalised inside).
+        max_iter: full EM iterations of :meth:`fit`.
+        tol: :meth:`fit` stops once the mean cosine improves by less than tol.
+        chunk_size: rows per streamed chunk.
+        seed: seeds initialisation; results are deterministic on CPU (on CUDA under
+            ``torch.use_deterministic_algorithms(True)``).
+        device: where the work runs (default: the data's device).
+        distributed: under torch.distributed, each rank passes its own shard of the data
+            and :meth:`fit`, :meth:`partial_fit` and :meth:`objective` are collectives
+            over the union of the shards (see below). Without an initialised process
+            group this is the single-process estimator.
+        process_group: the group to work over (None: the default group).
+
+    Distributed (``distributed=True``): the data set is the rank-order concatenation of
+    the shards (shards may differ in size, one may be empty). Every iteration all-reduces
+    the per-rank cluster sums, counts and cosine totals, so every rank holds the same
+    centroids, ``counts``, ``inertia_`` and ``n_iter_``, equal to a single process's on
+    the concatenation up to the order of floating-point summation (sums are reduced
+    per rank first). The initialisation is the single-process one on the concatenation:
+    every rank draws the same subsample rows (same seed, global row numbers), the ranks
+    all-gather the sampled rows they own, and 'random' and 'k-means++' then run on the
+    identical sample, so the initial centroids are bit-identical to a single process's
+    (this costs one all-gather of at most ``init_sample`` rows). A tensor ``init`` is
+    taken from rank 0 (broadcast). :meth:`predict` stays local (no communication).
+    """
+
+    def __init__(self, num_clusters: int, *, init="k-means++", max_iter: int = 20, tol: float = 1e-6,
+                 chunk_size: int = 1 << 20, seed: int = 0, device=None, init_sample: int = 100_000,
+                 distributed: bool = False, process_group=None):
+        check.positive_int(num_clusters, "num_clusters")
+        if isinstance(init, torch.Tensor):
+            check.float_tensor(init, "init")
+            if init.dim() != 2 or init.shape[0] != num_clusters or init.shape[1] < 1:
+                raise ValueError(f"init must be 'k-means++', 'random' or a (K, D) = ({num_clusters}, D) tensor, "
+                                 f"got shape {tuple(init.shape)}")
+            init = init.detach().clone()
+        elif init not in ("k-means++", "random"):
+            raise ValueError(f"init must be 'k-means++', 'random' or a (K, D) tensor, got {init!r}")
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be a bool, got {type(distributed).__name__}")
+        dist_utils.check_process_group(process_group)
+        self.num_clusters = num_clusters
+        self.init = init
+        self.max_iter = check.nonnegative_int(max_iter, "max_iter")
+        self.tol = float(tol)
+        self.chunk_size = check.positive_int(chunk_size, "chunk_size")
+        self.seed = seed
+        self.device = torch.device(device) if device is not None else None
+        self.init_sample = max(num_clusters, check.nonnegative_int(init_sample, "init_sample"))
+        self.distributed = distributed
+        self.process_group = process_group
+        self.centroids: Optional[torch.Tensor] = None  # (K, D) unit rows
+        self.counts: Optional[torch.Tensor] = None  # (K,) points seen per cluster (partial_fit)
+        self.inertia_: Optional[float] = None  # sum over points of 1 - cos(point, its centroid)
+        self.n_iter_ = 0
+
+    # -- streaming helpers ---------------------------------------------------------
+    def _device_for(self, data: torch.Tensor) -> torch.device:
+        return self.device if self.device is not None else data.device
+
+    def _group(self) -> Optional[dist_utils.Group]:
+        return dist_utils.resolve_group(self.distributed, self.process_group)
+
+    def _chunks(self, data: torch.Tensor, device):
+        for start in range(0, data.shape[0], self.chunk_size):
+            chunk = data[start:start + self.chunk_size].to(device, non_blocking=True)
+            yield torch.nn.functional.normalize(chunk.float() if chunk.dtype in (torch.float16, torch.bfloat16)
+                                                else chunk, dim=1, eps=1e-12)
+
+    def _assign(self, chunk: torch.Tensor, centroids: torch.Tensor):
+        best, labels = (chunk @ centroids.t()).max(1)  # max returns the first maximal index
+        return labels, best
+
+    def _accumulate(self, data, centroids, group: Optional[dist_utils.Group] = None):
+        """One pass: per-cluster sums and counts of the assigned points, sum of best cosines
+        (summed over the ranks of `group`, one all-reduce, when given)."""
+        K, D = centroids.shape
+        sums = centroids.new_zeros(K, D)
+        counts = torch.zeros(K, dtype=torch.int64, device=centroids.device)
+        total_cos = centroids.new_zeros(())
+        for chunk in self._chunks(data, centroids.device):
+            labels, best = self._assign(chunk.to(centroids.dtype), centroids)
+            # The chunk scattered into K means by segment_mean's kernel (no (n, K) one-hot).
+            chunk_counts = torch.bincount(labels, minlength=K)
+            means = segment_mean(chunk.to(centroids.dtype), labels, K, normalize=False)
+            sums += means * chunk_counts.unsqueeze(1).to(sums.dtype)
+            counts += chunk_counts
+            total_cos += best.sum()
+        if group is not None:
+            # One packed all-reduce; counts stay int64 (exact) in their own.
+            packed = dist_utils.all_reduce_sum(torch.cat([sums.reshape(-1), total_cos.reshape(1)]), group)
+            sums, total_cos = packed[:-1].reshape(K, D), packed[-1]
+            counts = dist_utils.all_reduce_sum(counts, group)
+        return sums, counts, total_cos
+
+    def _num_points(self, data: torch.Tensor, group: Optional[dist_utils.Group]) -> int:
+        """Points over all ranks (this rank's without a group)."""
+        if group is None:
+            return data.shape[0]
+        return int(dist_utils.all_gather_counts([data.shape[0]], group)[:, 0].sum())
+
+    def _initial_centroids(self, data: torch.Tensor, device,
+                           group: Optional[dist_utils.Group] = None) -> torch.Tensor:
+        """(K, D) float64 initial centroids from the (global) data, identical on every rank."""
+        if isinstance(self.init, torch.Tensor):
+            if self.init.shape[1] != data.shape[1]:
+                raise ValueError(f"init has D = {self.init.shape[1]} but the data has D = {data.shape[1]}")
+            centroids = torch.nn.functional.normalize(self.init.to(device, torch.float64), dim=1, eps=1e-12)
+            return centroids if group is None else dist_utils.broadcast_from_first(centroids, group)
+        generator = torch.Generator().manual_seed(self.seed)
+        if group is None:
+            counts = torch.tensor([data.shape[0]])
+            rank = 0
+        else:
+            counts = dist_utils.all_gather_counts([data.shape[0]], group)[:, 0]
+            rank = group.rank
+        n = int(counts.sum())
+        if n < self.num_clusters:
+            raise ValueError(f"data has {n} points, fewer than num_clusters = {self.num_clusters}")
+        offset = int(counts[:rank].sum())
+        sample_size = min(n, self.init_sample)
+        # Global row numbers: every rank draws the same ones from the same generator.
+        rows = torch.randperm(n, generator=generator)[:sample_size].sort().values
+        if self.init == "random":
+            picks = rows[torch.randperm(sample_size, generator=generator)[:self.num_clusters]]
+            order = picks.argsort()
+            fetched = self._fetch_rows(data, picks[order], offset, device, group)
+            return fetched[order.argsort().to(device)]
+        sample = self._fetch_rows(data, rows, offset, device, group)
+        # k-means++ with the cosine distance 1 - cos: each next seed is drawn with
+        # probability proportional to its squared distance to the nearest chosen seed.
+        first = int(torch.randint(sample_size, (1,), generator=generator))
+        chosen = [first]
+        distance = (1 - sample @ sample[first]).clamp_min(0)
+        for _ in range(1, self.num_clusters):
+            weights = (distance ** 2).cpu()
+            if float(weights.sum()) <= 0:  # all remaining points coincide with seeds
+                weights = torch.ones_like(weights)
+                weights[chosen] = 0
+            index = int(torch.multinomial(weights, 1, generator=generator))
+            chosen.append(index)
+            distance = torch.minimum(distance, (1 - sample @ sample[index]).clamp_min(0))
+        centroids = sample[chosen]
+        # Every rank computed the same thing from the same sample; the broadcast makes
+        # the centroids identical even where devices would round differently.
+        return centroids if group is None else dist_utils.broadcast_from_first(centroids, group)
+
+    @staticmethod
+    def _fetch_rows(data, rows: torch.Tensor, offset: int, device, group) -> torch.Tensor:
+        """Normalised float64 rows of the global data set at the ascending global row
+        numbers `rows`, in that order (gathered from the ranks that own them)."""
+        local = rows[(rows >= offset) & (rows < offset + data.shape[0])] - offset
+        picked = torch.nn.functional.normalize(data[local].to(device).double(), dim=1, eps=1e-12)
+        if group is None:
+            return picked
+        # Ranks own contiguous, ascending row ranges: rank order is ascending row order.
+        (gathered,), _ = dist_utils.all_gather_rows([picked], group)
+        return gathered
+
+    # -- public API ----------------------------------------------------------------
+    def fit(self, data) -> "SphericalKMeans":
+        """Full-batch spherical k-means over all of ``data`` (N, D), streamed in chunks
+        (distributed: over the union of the ranks' shards; a collective)."""
+        data = _as_points(data, "data")
+        group = self._group()
+        device = self._device_for(data)
+        dtype = torch.float64 if data.dtype == torch.float64 else torch.float32
+        centroids = self._initial_centroids(data, device, group).to(dtype)
+        num_points = self._num_points(data, group)
+        previous = -float("inf")
+        self.n_iter_ = 0
+        for _ in range(self.max_iter):
+            sums, counts, total_cos = self._accumulate(data, centroids, group)
+            # Empty clusters keep their centroid.
+            centroids = torch.where(counts.unsqueeze(1) > 0, torch.nn.functional.normalize(sums, dim=1, eps=1e-12),
+                                    centroids)
+            self.n_iter_ += 1
+            # All-reduced values, identical on every rank: all ranks stop together.
+            mean_cos = float(total_cos) / num_points
+            if mean_cos - previous < self.tol:
+                break
+            previous = mean_cos
+        self.centroids = centroids
+        _, counts, total_cos = self._accumulate(data, centroids, group)
+        self.counts = counts
+        self.inertia_ = num_points - float(total_cos)
+        return self
+
+    def partial_fit(self, batch) -> "SphericalKMeans":
+        """Online update with one batch (N_b, D): every centroid moves toward the mean of its
+        batch members with rate n_batch / n_total (PiCIE), then is renormalised. The first
+        call initialises the centroids from the batch. Distributed, the batch is the union
+        of the ranks' batches (a collective)."""
+        batch = _as_points(batch, "batch")
+        group = self._group()
+        device = self._device_for(batch)
+        if self.centroids is None:
+            dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
+            self.centroids = self._initial_centroids(batch, device, group).to(dtype)
+            self.counts = torch.zeros(self.num_clusters, dtype=torch.int64, device=device)
+        self._check_dim(batch)
+        sums, counts, _ = self._accumulate(batch, self.centroids, group)
+        self.counts = self.counts + counts
+        rate = (counts / self.counts.clamp_min(1)).to(self.centroids.dtype).unsqueeze(1)
+        batch_mean = sums / counts.clamp_min(1).to(sums.dtype).unsqueeze(1)
+        moved = self.centroids + rate * (batch_mean - self.centroids)
+        self.centroids = torch.where(counts.unsqueeze(1) > 0, torch.nn.functional.normalize(moved, dim=1, eps=1e-12),
+                                     self.centroids)
+        return self
+
+    def predict(self, data) -> torch.Tensor:
+        """(N,) int64 cluster of each point (largest cosine, ties to the lowest index)."""
+        data = _as_points(data, "data")
+        self._check_fitted()
+        self._check_dim(data)
+        labels = [self._assign(chunk.to(self.centroids.dtype), self.centroids)[0]
+                  for chunk in self._chunks(data, self.centroids.device)]
+        return torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64, device=self.centroids.device)
+
+    def objective(self, data) -> float:
+        """Sum over points of 1 - cos(point, nearest centroid) (lower is better);
+        distributed, over the union of the ranks' data (a collective)."""
+        data = _as_points(data, "data")
+        self._check_fitted()
+        self._check_dim(data)
+        group = self._group()
+        _, _, total_cos = self._accumulate(data, self.centroids, group)
+        return self._num_points(data, group) - float(total_cos)
+
+    def state_dict(self) -> dict:
+        """The fitted state for checkpoints: ``centroids``, ``counts``, ``inertia`` and
+        ``n_iter`` (None / 0 before fitting). The constructor's settings are not in it:
+        build the estimator the same way, then :meth:`load_state_dict`."""
+        return {"centroids": self.centroids, "counts": self.counts, "inertia": self.inertia_,
+                "n_iter": self.n_iter_}
+
+    def load_state_dict(self, state: dict) -> "SphericalKMeans":
+        """Restores :meth:`state_dict` exactly (tensors moved to ``device`` when one was
+        given); :meth:`partial_fit` then continues where the saved run stopped."""
+        if not isinstance(state, dict) or set(state) != {"centroids", "counts", "inertia", "n_iter"}:
+            raise ValueError("state must be a dict with keys centroids, counts, inertia, n_iter (from state_dict())")
+        centroids, counts = state["centroids"], state["counts"]
+        if centroids is not None:
+            check.float_tensor(centroids, "state['centroids']")
+            if centroids.dim() != 2 or centroids.shape[0] != self.num_clusters:
+                raise ValueError(f"state['centroids'] must have shape (K, D) with K = {self.num_clusters}, "
+                                 f"got {tuple(centroids.shape)}")
+        if counts is not None:
+            check.int64_tensor(counts, "state['counts']")
+            if tuple(counts.shape) != (self.num_clusters,):
+                raise ValueError(f"state['counts'] must have shape ({self.num_clusters},), got {tuple(counts.shape)}")
+        if self.device is not None:
+            centroids = None if centroids is None else centroids.to(self.device)
+            counts = None if counts is None else counts.to(self.device)
+        self.centroids, self.counts = centroids, counts
+        self.inertia_ = None if state["inertia"] is None else float(state["inertia"])
+        self.n_iter_ = int(state["n_iter"])
+        return self
+
+    def _check_fitted(self):
+        if self.centroids is None:
+            raise RuntimeError("SphericalKMeans is not fitted: call fit() or partial_fit() first")
+
+    def _check_dim(self, data):
+        if data.shape[1] != self.centroids.shape[1]:
+            raise ValueError(f"data has D = {data.shape[1]} but the centroids have D = {self.centroids.shape[1]}")
+

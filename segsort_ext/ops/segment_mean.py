@@ -1,0 +1,124 @@
+"""Prototype pooling: the (normalised) mean of each segment's pixels, and per-segment
+label statistics."""
+from __future__ import annotations
+
+import torch
+
+from segsort_ext.ops import reference
+from segsort_ext.ops._extension import HAS_EXTENSION, ops
+from segsort_ext.utils import checks as check
+from segsort_ext.utils.constants import IGNORE_INDEX
+
+__all__ = ["segment_mean", "segment_label_histogram", "segment_majority_mean"]
+
+
+class _SegmentMean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, ids, num_segments, normalize):
+        out, denom = ops.segment_mean_forward(x, ids, num_segments, normalize)
+        ctx.save_for_backward(out, denom, ids)
+        ctx.x_shape = x.shape
+        ctx.normalize = normalize
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        out, denom, ids = ctx.saved_tensors
+        grad_x = ops.segment_mean_backward(grad_out.contiguous(), out, denom, ids, list(ctx.x_shape),
+                                           ctx.normalize)
+        return grad_x, None, None, None
+
+
+def segment_mean(x: torch.Tensor, ids: torch.Tensor, num_segments: int, *, normalize: bool = True) -> torch.Tensor:
+    """Pools pixel features into segment prototypes.
+
+    Args:
+        x: (B, D, H, W) features with ids (B, H, W), or (N, D) with ids (N,). Any float
+            dtype; half/bfloat16 accumulate in float32. Strided inputs are read in place.
+        ids: int64 segment of each pixel in ``[0, num_segments)``; negative = ignored.
+        num_segments: S (e.g. ``segments.num_segments``); passing it avoids a sync.
+        normalize: True: the L2-normalised sum of the members (a unit prototype, as
+            F.normalize with eps 1e-12). False: the arithmetic mean of the members.
+
+    Returns:
+        (S, D) prototypes; an empty segment gives a zero row, never NaN. Differentiable
+        in x. NaN in a member's features makes its segment's row NaN (nothing else).
+        Checking ``ids < num_segments`` costs one device-to-host sync.
+
+    CUDA sums with float atomics (run-to-run differences in the last bits) unless
+    ``torch.use_deterministic_algorithms(True)``, which selects a sorted, deterministic path.
+    """
+    check.float_tensor(x, "x")
+    check.int64_tensor(ids, "ids")
+    check.same_device(x, "x", ids, "ids")
+    check.pixel_features(x, ids)
+    num_segments = check.nonnegative_int(num_segments, "num_segments")
+    if not HAS_EXTENSION:
+        return reference.segment_mean(x, ids, num_segments, normalize=normalize)
+    return _SegmentMean.apply(x, ids, num_segments, bool(normalize))
+
+
+def _check_labels(ids: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    check.int64_tensor(ids, "ids")
+    check.int64_tensor(labels, "labels")
+    check.same_device(ids, "ids", labels, "labels")
+    if labels.shape != ids.shape:
+        raise ValueError(f"labels must have the shape of ids {tuple(ids.shape)}, got {tuple(labels.shape)}")
+    check.nonnegative_int(num_classes, "num_classes")
+    valid = (ids >= 0) & (labels != ignore_index) & (labels >= 0)
+    if bool((valid & (labels >= num_classes)).any()):
+        raise ValueError(f"labels must be < num_classes = {num_classes} (or ignore_index = {ignore_index})")
+    return valid
+
+
+def segment_label_histogram(
+    ids: torch.Tensor, labels: torch.Tensor, num_segments: int, num_classes: int, *, ignore_index: int = 255
+) -> torch.Tensor:
+    """(S, C) int64 count of each class among each segment's pixels.
+
+    ids and labels have the same shape ((B, H, W) or (N,)); pixels with a negative id or
+    label ``ignore_index`` are not counted. Costs one sync (the range check of labels).
+    """
+    valid = _check_labels(ids, labels, num_classes, ignore_index)
+    num_segments = check.nonnegative_int(num_segments, "num_segments")
+    if ids.numel() and int(ids.max()) >= num_segments:
+        raise ValueError(f"ids must be < num_segments = {num_segments}, found id {int(ids.max())}")
+    ids_v, labels_v = ids[valid], labels[valid]
+    # bincount has a deterministic CUDA kernel (integer counts).
+    counts = torch.bincount(ids_v * num_classes + labels_v, minlength=num_segments * num_classes)
+    return counts.view(num_segments, num_classes)
+
+
+def segment_majority_mean(
+    x: torch.Tensor,
+    ids: torch.Tensor,
+    labels: torch.Tensor,
+    num_segments: int,
+    num_classes: int,
+    *,
+    ignore_index: int = 255,
+    normalize: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prototypes averaged over the pixels of each segment's majority label only
+    (SegSort Sec. 3.3: the training-set prototypes used for kNN retrieval).
+
+    Returns ``(prototypes (S, D), majority (S,))``; majority ties go to the lowest class,
+    and a segment with no labelled pixel has majority -1 and a zero prototype.
+    """
+    histogram = segment_label_histogram(ids, labels, num_segments, num_classes, ignore_index=ignore_index)
+    majority = torch.where(histogram.sum(1) > 0, histogram.argmax(1), -1)
+    pixel_majority = majority[ids.clamp_min(0)] if num_segments else torch.full_like(ids, -1)
+    keep = (ids >= 0) & (labels == pixel_majority)
+    return segment_mean(x, torch.where(keep, ids, -1), num_segments, normalize=normalize), majority
+
+
+if HAS_EXTENSION:
+
+    @torch.library.register_fake("segsort_ext::segment_mean_forward")
+    def _segment_mean_forward_fake(x, ids, num_segments, normalize):
+        return x.new_empty((num_segments, x.shape[1])), x.new_empty((num_segments,))
+
+    @torch.library.register_fake("segsort_ext::segment_mean_backward")
+    def _segment_mean_backward_fake(grad_out, out, denom, ids, x_shape, normalize):
+        return grad_out.new_empty(x_shape)

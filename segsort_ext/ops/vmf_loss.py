@@ -1,0 +1,147 @@
+"""SegSort's segment-sorting losses, fused: vMF (Eq. 8) and vMF-NCA (Eq. 10) over the
+segment prototypes of the batch and of a prototype memory, with log-sum-exp throughout
+and no (N, S + M) matrix in memory: on CUDA (D <= 128) fused kernels stream the bank
+past tiles of pixels with an online log-sum-exp; on CPU (and CUDA for larger D) pixels go
+in blocks of GEMM logits. The backward recomputes the logits either way."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from segsort_ext.utils import checks as check
+from segsort_ext.ops import reference
+from segsort_ext.ops._extension import HAS_EXTENSION, ops
+
+__all__ = ["vmf_loss", "vmf_nca_loss"]
+
+Memory = Optional[Tuple[torch.Tensor, torch.Tensor]]
+
+
+class _VmfLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
+                concentration, nca):
+        loss, lse_den, lse_num = ops.vmf_loss_forward(embeddings, segment_ids, prototypes, prototype_labels,
+                                                      memory, memory_labels, concentration, nca)
+        ctx.save_for_backward(embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
+                              lse_den, lse_num)
+        ctx.concentration, ctx.nca = concentration, nca
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):
+        embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels, lse_den, lse_num = \
+            ctx.saved_tensors
+        grad_embeddings, grad_prototypes = ops.vmf_loss_backward(
+            grad_loss.contiguous(), embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
+            lse_den, lse_num, ctx.concentration, ctx.nca)
+        return grad_embeddings, None, grad_prototypes, None, None, None, None, None
+
+
+def _check(embeddings, segment_ids, prototypes, concentration, memory, prototype_labels=None, nca=False):
+    check.float_tensor(embeddings, "embeddings")
+    check.int64_tensor(segment_ids, "segment_ids")
+    check.float_tensor(prototypes, "prototypes")
+    check.same_device(embeddings, "embeddings", segment_ids, "segment_ids")
+    check.same_device(embeddings, "embeddings", prototypes, "prototypes")
+    if embeddings.dim() != 2:
+        raise ValueError(f"embeddings must have shape (N, D), got {tuple(embeddings.shape)}")
+    N, D = embeddings.shape
+    if tuple(segment_ids.shape) != (N,):
+        raise ValueError(f"segment_ids must have shape (N,) = ({N},), got {tuple(segment_ids.shape)}")
+    if prototypes.dim() != 2 or prototypes.shape[1] != D:
+        raise ValueError(f"prototypes must have shape (S, D) with D = {D}, got {tuple(prototypes.shape)}")
+    if prototypes.dtype != embeddings.dtype:
+        raise TypeError(f"prototypes must have the dtype of embeddings ({embeddings.dtype}), got {prototypes.dtype}")
+    if not isinstance(concentration, (int, float)) or isinstance(concentration, bool):
+        raise TypeError(f"concentration must be a number, got {type(concentration).__name__}")
+    if nca:
+        check.int64_tensor(prototype_labels, "prototype_labels")
+        check.same_device(prototypes, "prototypes", prototype_labels, "prototype_labels")
+        if tuple(prototype_labels.shape) != (prototypes.shape[0],):
+            raise ValueError(f"prototype_labels must have shape (S,) = ({prototypes.shape[0]},), "
+                             f"got {tuple(prototype_labels.shape)}")
+    if memory is None:
+        return None, None
+    if not isinstance(memory, (tuple, list)) or len(memory) != 2:
+        raise TypeError("memory must be None or a pair (memory_prototypes (M, D), memory_labels (M,))")
+    bank, labels = memory
+    check.float_tensor(bank, "memory prototypes")
+    check.int64_tensor(labels, "memory labels")
+    check.same_device(prototypes, "prototypes", bank, "memory prototypes")
+    check.same_device(prototypes, "prototypes", labels, "memory labels")
+    if bank.dim() != 2 or bank.shape[1] != D:
+        raise ValueError(f"memory prototypes must have shape (M, D) with D = {D}, got {tuple(bank.shape)}")
+    if tuple(labels.shape) != (bank.shape[0],):
+        raise ValueError(f"memory labels must have shape (M,) = ({bank.shape[0]},), got {tuple(labels.shape)}")
+    return bank.detach().to(embeddings.dtype), labels
+
+
+def _mean_over_valid(per_pixel: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
+    # No sync: divide by the count as a tensor; no valid pixel gives 0 (and zero gradients).
+    count = (segment_ids >= 0).sum().clamp_min(1).to(per_pixel.dtype)
+    return per_pixel.sum() / count
+
+
+def vmf_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes: torch.Tensor, *,
+             concentration: float = 10.0, memory: Memory = None) -> torch.Tensor:
+    """SegSort's vMF loss (Eq. 8): ``-log softmax`` of each pixel's own segment over all
+    batch prototypes and memory prototypes, averaged over pixels with segment_ids >= 0.
+
+    Args:
+        embeddings: (N, D) pixel embeddings (unit vectors, used as given).
+        segment_ids: (N,) int64 own segment in [0, S); negative = ignored.
+        prototypes: (S, D) segment prototypes (unit vectors, e.g. from ``segment_mean``).
+        concentration: kappa, the logits are ``kappa * e . mu``.
+        memory: None or ``(memory_prototypes (M, D), memory_labels (M,))``: extra
+            negatives from earlier batches (never a pixel's own segment, no gradient).
+
+    Returns:
+        A scalar; gradients flow to embeddings and prototypes. float16/bfloat16 inputs
+        compute in float32. Checking segment_ids < S costs one sync.
+    """
+    bank, bank_labels = _check(embeddings, segment_ids, prototypes, concentration, memory)
+    if not HAS_EXTENSION:
+        return reference.vmf_loss(embeddings, segment_ids, prototypes, concentration=concentration,
+                                  memory=None if bank is None else (bank, bank_labels))
+    per_pixel = _VmfLoss.apply(embeddings, segment_ids, prototypes, None, bank, None, float(concentration), False)
+    return _mean_over_valid(per_pixel, segment_ids)
+
+
+def vmf_nca_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes: torch.Tensor,
+                 prototype_labels: torch.Tensor, *, concentration: float = 10.0, memory: Memory = None) -> torch.Tensor:
+    """SegSort's vMF-NCA loss (Eq. 10): for each pixel, ``-log`` of the summed
+    ``exp(kappa e . mu)`` over prototypes with its segment's label other than its own
+    segment (batch and memory), divided by the sum over all prototypes but its own
+    segment. A pixel with no such positive falls back to Eq. 8. Prototype labels < 0 are
+    never positives. Mean over pixels with segment_ids >= 0; arguments as
+    :func:`vmf_loss`, plus prototype_labels (S,) int64.
+    """
+    bank, bank_labels = _check(embeddings, segment_ids, prototypes, concentration, memory, prototype_labels, nca=True)
+    if not HAS_EXTENSION:
+        return reference.vmf_nca_loss(embeddings, segment_ids, prototypes, prototype_labels,
+                                      concentration=concentration,
+                                      memory=None if bank is None else (bank, bank_labels))
+    per_pixel = _VmfLoss.apply(embeddings, segment_ids, prototypes, prototype_labels, bank, bank_labels,
+                               float(concentration), True)
+    return _mean_over_valid(per_pixel, segment_ids)
+
+
+if HAS_EXTENSION:
+
+    def _compute_dtype(t):
+        return torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+
+    @torch.library.register_fake("segsort_ext::vmf_loss_forward")
+    def _vmf_loss_forward_fake(embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
+                               concentration, nca):
+        n = embeddings.shape[0]
+        dtype = _compute_dtype(embeddings)
+        return tuple(embeddings.new_empty((n,), dtype=dtype) for _ in range(3))
+
+    @torch.library.register_fake("segsort_ext::vmf_loss_backward")
+    def _vmf_loss_backward_fake(grad_loss, embeddings, segment_ids, prototypes, prototype_labels, memory,
+                                memory_labels, lse_den, lse_num, concentration, nca):
+        return torch.empty_like(embeddings), prototypes.new_empty(prototypes.shape)

@@ -1,0 +1,13 @@
+"""Image-space transforms: PiCIE's view sampling, guided filtering, and unsupervised
+pseudo segments (superpixels, OWT-UCM-style hierarchies). Loaded lazily: the superpixel
+and UCM code needs scipy and scikit-image (the ``data`` extra)."""
+from segsort_ext.utils.lazy import lazy_exports
+
+_NAMES = {
+    **dict.fromkeys(["Geometry", "sample_geometry", "identity_geometry", "apply_geometry", "Photometric",
+                     "sample_photometric", "apply_photometric", "picie_views"], "segsort_ext.transforms.views"),
+    **dict.fromkeys(["slic_segments", "felzenszwalb_segments", "pseudo_segments", "edge_strength", "contour_ucm",
+                     "image_ucm", "ucm_to_labels", "ucm_components"], "segsort_ext.transforms.pseudo_segments"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES)
+__all__ = list(_NAMES)

@@ -1,0 +1,429 @@
+"""Unsupervised pseudo segments: superpixels and a contour-based segmentation hierarchy.
+
+SegSort trains without labels on segments of a contour detector's hierarchy (HED edges ->
+oriented watershed -> ultrametric contour map, "HED-owt-ucm").  This module provides
+stand-ins that need only scikit-image:
+
+* :func:`slic_segments` / :func:`felzenszwalb_segments`: one image ``(C, H, W)`` -> int64
+  ``(H, W)`` ids, compact ``[0, S)``, numbered in raster order of first appearance;
+* :func:`pseudo_segments`: a batch ``(B, C, H, W)`` -> ``(B, H, W)`` per-image ids with ``-1``
+  on ignored pixels, ready to pass as ``labels`` to ``SegSortLoss(loss='vmf')``;
+* :func:`contour_ucm` / :func:`image_ucm`: an ultrametric contour map in the BSDS ``ucm2``
+  layout from any edge-strength map (watershed over-segmentation, then greedy merging of the
+  adjacent pair with the weakest mean boundary strength), and :func:`ucm_to_labels`, which
+  cuts it at a threshold (the regions of ``segsort_ext.metrics`` ``kind='ucm2'``).
+
+The ``ucm2`` layout (as ``BSR/bench`` ``ucm2/*.mat``): an array ``(2H+1, 2W+1)``; pixel
+``(y, x)`` sits at ``(2y+1, 2x+1)`` (value 0), the boundary between ``(y, x)`` and
+``(y, x+1)`` at ``(2y+1, 2x+2)``, the one between ``(y, x)`` and ``(y+1, x)`` at
+``(2y+2, 2x+1)``; every even-even cell (junctions and the frame) holds the maximum of its
+4-neighbours, and the other frame cells are 0.  Regions at threshold ``t`` are the
+8-connected components of ``ucm2 <= t`` sampled at the pixel cells.
+"""
+
+from __future__ import annotations
+
+import heapq
+import numbers
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+
+__all__ = [
+    "slic_segments",
+    "felzenszwalb_segments",
+    "pseudo_segments",
+    "edge_strength",
+    "contour_ucm",
+    "image_ucm",
+    "ucm_to_labels",
+    "ucm_components",
+]
+
+ArrayLike = Union[torch.Tensor, np.ndarray]
+
+
+# ============================================================================================
+# Argument checks and helpers
+# ============================================================================================
+
+
+def _image_array(image, name: str = "image") -> np.ndarray:
+    """A torch image ``(C, H, W)`` (C = 1 or 3) or ``(H, W)`` as float64 numpy ``(H, W[, C])``."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (C, H, W), got {type(image).__name__}")
+    if not image.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor with values in [0, 1], got {image.dtype}")
+    if image.dim() == 2:
+        image = image.unsqueeze(0)
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"{name} must have shape (C, H, W) with C = 1 or 3, or (H, W), got {tuple(image.shape)}")
+    if image.shape[1] < 1 or image.shape[2] < 1:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(image.shape)}")
+    array = image.detach().to("cpu", torch.float64).numpy()
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array[0] if array.shape[0] == 1 else np.ascontiguousarray(array.transpose(1, 2, 0))
+
+
+def _number(value, name: str, *, minimum: Optional[float] = None, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+    return value
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _compact(labels: np.ndarray) -> np.ndarray:
+    """Renumber the values of ``labels`` to ``0..S-1`` in raster order of first appearance
+    (negative values stay -1), so that equal partitions always get equal ids."""
+    flat = labels.reshape(-1)
+    out = np.full(flat.shape, -1, dtype=np.int64)
+    keep = flat >= 0
+    if keep.any():
+        values, first, inverse = np.unique(flat[keep], return_index=True, return_inverse=True)
+        rank = np.empty(values.size, dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(values.size)
+        out[keep] = rank[inverse.reshape(-1)]
+    return out.reshape(labels.shape)
+
+
+# ============================================================================================
+# Superpixels
+# ============================================================================================
+
+
+def slic_segments(image: torch.Tensor, n_segments: int = 100, *, compactness: float = 10.0, sigma: float = 1.0,
+                  max_num_iter: int = 10, enforce_connectivity: bool = True) -> torch.Tensor:
+    """SLIC superpixels (scikit-image) of one image.
+
+    Args:
+        image: float ``(3, H, W)`` RGB in [0, 1] (clustered in CIELAB), ``(1, H, W)`` or ``(H, W)``.
+        n_segments: approximate number of superpixels.
+        compactness, sigma, max_num_iter, enforce_connectivity: as ``skimage.segmentation.slic``.
+
+    Returns:
+        int64 ``(H, W)`` ids, compact ``[0, S)`` in raster order of first appearance.
+    """
+    from skimage.segmentation import slic
+
+    array = _image_array(image)
+    n_segments = _positive_int(n_segments, "n_segments")
+    compactness = _number(compactness, "compactness", minimum=0.0, strict=True)
+    sigma = _number(sigma, "sigma", minimum=0.0)
+    max_num_iter = _positive_int(max_num_iter, "max_num_iter")
+    labels = slic(array, n_segments=n_segments, compactness=compactness, sigma=sigma, max_num_iter=max_num_iter,
+                  enforce_connectivity=bool(enforce_connectivity), start_label=0,
+                  channel_axis=-1 if array.ndim == 3 else None)
+    return torch.from_numpy(_compact(labels))
+
+
+def felzenszwalb_segments(image: torch.Tensor, *, scale: float = 100.0, sigma: float = 0.8,
+                          min_size: int = 50) -> torch.Tensor:
+    """Felzenszwalb-Huttenlocher graph-based segmentation (scikit-image) of one image.
+
+    Args:
+        image: float ``(3, H, W)`` in [0, 1], ``(1, H, W)`` or ``(H, W)``.
+        scale: larger gives larger segments; sigma: pre-smoothing; min_size: smallest segment.
+
+    Returns:
+        int64 ``(H, W)`` ids, compact ``[0, S)`` in raster order of first appearance.
+    """
+    from skimage.segmentation import felzenszwalb
+
+    array = _image_array(image)
+    scale = _number(scale, "scale", minimum=0.0, strict=True)
+    sigma = _number(sigma, "sigma", minimum=0.0)
+    min_size = _positive_int(min_size, "min_size")
+    labels = felzenszwalb(array, scale=scale, sigma=sigma, min_size=min_size,
+                          channel_axis=-1 if array.ndim == 3 else None)
+    return torch.from_numpy(_compact(labels))
+
+
+_METHODS = {"slic": slic_segments, "felzenszwalb": felzenszwalb_segments}
+
+
+def pseudo_segments(images: torch.Tensor, method: str = "slic", *, valid: Optional[torch.Tensor] = None,
+                    **options) -> torch.Tensor:
+    """Pseudo segments of a batch, for unsupervised SegSort.
+
+    Args:
+        images: float ``(B, C, H, W)`` in [0, 1] (C = 1 or 3; un-normalised pixels, i.e.
+            before any mean/std normalisation).
+        method: ``'slic'`` (:func:`slic_segments`) or ``'felzenszwalb'``
+            (:func:`felzenszwalb_segments`); ``options`` go to that function.
+        valid: optional bool ``(B, H, W)``; pixels where it is False (e.g. the padding added by
+            :func:`segsort_ext.data.collate`) get id -1 and the others are renumbered.
+
+    Returns:
+        int64 ``(B, H, W)`` on the device of ``images``: per image, compact ids ``[0, S_b)`` in
+        raster order of first appearance, -1 where not valid.  Pass it as ``labels`` to
+        ``SegSortLoss(loss='vmf', ignore_index=-1)``: segments are then aligned with the pseudo
+        segments and each is its own class (with the default ``ignore_index=255`` an image with
+        more than 255 segments would lose segment 255).
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
+    B, _, H, W = images.shape
+    if valid is not None:
+        if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
+            raise TypeError(f"valid must be a bool tensor (B, H, W), got "
+                            f"{valid.dtype if isinstance(valid, torch.Tensor) else type(valid).__name__}")
+        if tuple(valid.shape) != (B, H, W):
+            raise ValueError(f"valid must have shape (B, H, W) = {(B, H, W)}, got {tuple(valid.shape)}")
+        valid = valid.cpu().numpy()
+    segment = _METHODS[method]
+    out = np.empty((B, H, W), dtype=np.int64)
+    for b in range(B):
+        ids = segment(images[b], **options).numpy()
+        if valid is not None:
+            ids = _compact(np.where(valid[b], ids, -1))
+        out[b] = ids
+    return torch.from_numpy(out).to(images.device)
+
+
+# ============================================================================================
+# Contour-based hierarchy (OWT-UCM stand-in)
+# ============================================================================================
+
+
+def edge_strength(image: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
+    """Sobel gradient magnitude of an image, a simple contour-strength map.
+
+    Args:
+        image: float ``(C, H, W)`` (C = 1 or 3) or ``(H, W)``, values in [0, 1].
+        sigma: standard deviation of the Gaussian pre-smoothing in pixels (0: none).
+
+    Returns:
+        float64 ``(H, W)``: the root mean square over channels of the per-channel Sobel
+        magnitude (``skimage.filters.sobel``).
+    """
+    from skimage.filters import sobel
+
+    array = _image_array(image)
+    sigma = _number(sigma, "sigma", minimum=0.0)
+    channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[-1])]
+    squares = 0.0
+    for channel in channels:
+        if sigma > 0:
+            channel = ndimage.gaussian_filter(channel, sigma, mode="nearest")
+        squares = squares + sobel(channel) ** 2
+    return torch.from_numpy(np.sqrt(squares / len(channels)))
+
+
+def _contour_array(contours, name: str = "contours") -> np.ndarray:
+    if isinstance(contours, torch.Tensor):
+        contours = contours.detach().cpu().numpy()
+    elif not isinstance(contours, np.ndarray):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array (H, W), got {type(contours).__name__}")
+    if contours.ndim != 2 or contours.shape[0] < 1 or contours.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (H, W), got {tuple(contours.shape)}")
+    if contours.dtype == bool or not (np.issubdtype(contours.dtype, np.floating)
+                                      or np.issubdtype(contours.dtype, np.integer)):
+        raise TypeError(f"{name} must hold real numbers, got {contours.dtype}")
+    contours = contours.astype(np.float64)
+    if not np.isfinite(contours).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if (contours < 0).any():
+        raise ValueError(f"{name} must be >= 0 (a boundary strength), got minimum {contours.min()}")
+    return contours
+
+
+def _ucm2_from_edges(horizontal: np.ndarray, vertical: np.ndarray) -> np.ndarray:
+    """Assemble the ``(2H+1, 2W+1)`` ucm2 array from the strengths of the boundaries between
+    horizontal neighbours ``(H, W-1)`` and vertical neighbours ``(H-1, W)``."""
+    H, W = horizontal.shape[0], vertical.shape[1]
+    ucm = np.zeros((2 * H + 1, 2 * W + 1), dtype=np.float64)
+    ucm[1:-1:2, 2:-1:2] = horizontal
+    ucm[2:-1:2, 1:-1:2] = vertical
+    # Junction and frame cells take the strongest boundary they touch, so that 8-connected
+    # labelling of ucm2 <= t never leaks through a junction (the official files do the same).
+    padded = np.pad(ucm, 1)
+    neighbours = np.maximum.reduce([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+    ucm[0::2, 0::2] = neighbours[0::2, 0::2]
+    return ucm
+
+
+def _merge_levels(num_regions: int, pair_a: np.ndarray, pair_b: np.ndarray, strength_sum: np.ndarray,
+                  strength_count: np.ndarray) -> np.ndarray:
+    """Greedy agglomeration of a region adjacency graph.
+
+    Repeatedly merges the two adjacent regions whose shared boundary has the lowest mean
+    strength (sum / count over the pixel pairs on it; a merged region's boundary with a
+    neighbour pools both parts).  Returns, for every input edge (adjacent pair), the level at
+    which its two regions first belong to the same region.  Levels never decrease: the
+    pooled mean of boundaries that were all >= the current minimum is >= it too.
+    """
+    num_edges = pair_a.size
+    total = strength_sum.astype(np.float64).copy()
+    count = strength_count.astype(np.float64).copy()
+    parent = np.arange(num_edges)  # an edge absorbed into another points to it
+    level = np.zeros(num_edges, dtype=np.float64)
+    version = np.zeros(num_edges, dtype=np.int64)
+    ends = [[int(a), int(b)] for a, b in zip(pair_a, pair_b)]
+    adjacency = [dict() for _ in range(num_regions)]
+    for e, (a, b) in enumerate(ends):
+        adjacency[a][b] = e
+        adjacency[b][a] = e
+    heap = [(total[e] / count[e], e, 0) for e in range(num_edges)]
+    heapq.heapify(heap)
+    current = 0.0
+    while heap:
+        mean, e, stamp = heapq.heappop(heap)
+        if parent[e] != e or stamp != version[e]:
+            continue  # absorbed into another edge, or its mean changed since this entry
+        current = max(current, mean)  # guards the order against rounding in the pooled means
+        level[e] = current
+        a, b = ends[e]
+        if len(adjacency[a]) < len(adjacency[b]):
+            a, b = b, a  # move the smaller neighbourhood
+        del adjacency[a][b]
+        for c, f in adjacency[b].items():
+            if c == a:
+                continue
+            del adjacency[c][b]
+            g = adjacency[a].get(c)
+            if g is None:  # b's boundary with c becomes a's, its mean unchanged
+                adjacency[a][c] = f
+                adjacency[c][a] = f
+                ends[f] = [a, c]
+            else:  # a and b both touch c: pool the two boundaries
+                total[g] += total[f]
+                count[g] += count[f]
+                parent[f] = g
+                version[g] += 1
+                heapq.heappush(heap, (total[g] / count[g], g, int(version[g])))
+        adjacency[b] = {}
+    # Every edge ends in exactly one popped edge; follow the (short) absorption chains.
+    root = parent.copy()
+    while True:
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    return level[root]
+
+
+def contour_ucm(contours: ArrayLike, *, markers: Optional[ArrayLike] = None, normalize: bool = True) -> torch.Tensor:
+    """Ultrametric contour map (BSDS ``ucm2`` layout) from a contour-strength map.
+
+    1. over-segmentation: watershed of ``contours`` (4-connected basins of its local minima,
+       or of ``markers``);
+    2. hierarchy: greedily merge the adjacent pair of regions whose shared boundary has the
+       weakest mean strength (per boundary pixel pair, the larger of the two pixels'
+       strengths), recording the level of every merge;
+    3. every boundary between two adjacent pixels gets the level at which their regions
+       merged (0 inside a watershed region).
+
+    Args:
+        contours: ``(H, W)`` non-negative boundary strengths (torch or numpy), e.g.
+            :func:`edge_strength` or a learned contour detector's output.
+        markers: optional int ``(H, W)`` watershed seeds (0 = not a seed).
+        normalize: divide the levels by the last (largest) one, so the map lies in [0, 1] as
+            the thresholds ``k / (n + 1)`` of the BSDS benchmark expect.
+
+    Returns:
+        float64 ``(2H+1, 2W+1)`` tensor.  :func:`ucm_to_labels` at threshold ``t`` gives the
+        regions merged at levels ``<= t``; the partitions are nested as ``t`` rises.
+
+    The merging is a Python loop over the watershed regions (about 0.5 s for the ~6,000 regions
+    of a 481x321 BSDS image smoothed with sigma 2): meant for data preparation, not a
+    training step.
+    """
+    from skimage.segmentation import watershed
+
+    strength = _contour_array(contours)
+    H, W = strength.shape
+    if markers is not None:
+        if isinstance(markers, torch.Tensor):
+            markers = markers.detach().cpu().numpy()
+        if not isinstance(markers, np.ndarray) or not np.issubdtype(markers.dtype, np.integer):
+            raise TypeError("markers must be an integer torch.Tensor or numpy array (H, W)")
+        if markers.shape != strength.shape:
+            raise ValueError(f"markers must have the shape of contours {strength.shape}, got {markers.shape}")
+        if not (markers > 0).any():
+            raise ValueError("markers must mark at least one seed (a value > 0)")
+    regions = watershed(strength, markers=markers, connectivity=1)
+    regions = _compact(regions.astype(np.int64) - 1)  # watershed labels every pixel 1..R
+    num_regions = int(regions.max()) + 1
+
+    # Boundary pixel pairs between different regions, with their strength.
+    left, right = regions[:, :-1], regions[:, 1:]
+    up, down = regions[:-1, :], regions[1:, :]
+    h_cut, v_cut = left != right, up != down
+    a = np.concatenate([left[h_cut], up[v_cut]])
+    b = np.concatenate([right[h_cut], down[v_cut]])
+    s = np.concatenate([np.maximum(strength[:, :-1], strength[:, 1:])[h_cut],
+                        np.maximum(strength[:-1, :], strength[1:, :])[v_cut]])
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    keys, pair_of_pixel = np.unique(lo * num_regions + hi, return_inverse=True)
+    pair_of_pixel = pair_of_pixel.reshape(-1)
+    sums = np.bincount(pair_of_pixel, weights=s, minlength=keys.size)
+    counts = np.bincount(pair_of_pixel, minlength=keys.size)
+    levels = _merge_levels(num_regions, keys // num_regions, keys % num_regions, sums, counts)
+    if normalize and levels.size and levels.max() > 0:
+        levels = levels / levels.max()
+
+    pixel_levels = levels[pair_of_pixel]
+    n_h = int(h_cut.sum())
+    horizontal = np.zeros((H, W - 1))
+    horizontal[h_cut] = pixel_levels[:n_h]
+    vertical = np.zeros((H - 1, W))
+    vertical[v_cut] = pixel_levels[n_h:]
+    return torch.from_numpy(_ucm2_from_edges(horizontal, vertical))
+
+
+def image_ucm(image: torch.Tensor, *, sigma: float = 2.0, markers: Optional[ArrayLike] = None,
+              normalize: bool = True) -> torch.Tensor:
+    """:func:`contour_ucm` of the :func:`edge_strength` (Sobel magnitude) of ``image``.
+
+    The default ``sigma=2`` scored better than 1 on BSDS500 val images (segmentation covering
+    0.43 vs 0.38 at the best common threshold on 5 images) and gives fewer initial regions.
+    """
+    return contour_ucm(edge_strength(image, sigma=sigma), markers=markers, normalize=normalize)
+
+
+def ucm_components(ucm2: np.ndarray, threshold: float) -> np.ndarray:
+    """The official region benchmark's ``bwlabel(ucm2 <= threshold)`` (8-connected) on the
+    full-resolution ``(2H+1, 2W+1)`` map, sampled at the pixel centres: ``(H, W)`` labels
+    1..N, unchecked (the checked, compact form is :func:`ucm_to_labels`)."""
+    labels, _ = ndimage.label(ucm2 <= threshold, structure=np.ones((3, 3), dtype=bool))
+    return labels[1::2, 1::2]
+
+
+def ucm_to_labels(ucm2: ArrayLike, threshold: float) -> torch.Tensor:
+    """Regions of an ultrametric contour map at ``threshold``.
+
+    Args:
+        ucm2: ``(2H+1, 2W+1)`` map (torch or numpy), e.g. from :func:`contour_ucm` or a BSDS
+            ``ucm2/*.mat`` file.
+        threshold: boundaries with strength ``<= threshold`` are removed (as the BSDS
+            benchmark's ``bwlabel(ucm2 <= t)``).
+
+    Returns:
+        int64 ``(H, W)`` region ids, compact ``[0, S)`` in raster order of first appearance.
+    """
+    ucm = _contour_array(ucm2, "ucm2")
+    if ucm.shape[0] < 3 or ucm.shape[1] < 3 or ucm.shape[0] % 2 == 0 or ucm.shape[1] % 2 == 0:
+        raise ValueError(f"ucm2 must have shape (2H+1, 2W+1) with H, W >= 1, got {ucm.shape}")
+    threshold = _number(threshold, "threshold", minimum=0.0)
+    labels = ucm_components(ucm, threshold).astype(np.int64) - 1
+    return torch.from_numpy(_compact(labels))

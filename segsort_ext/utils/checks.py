@@ -1,0 +1,74 @@
+"""Argument checks of the public functions: every message names the argument and what
+was expected, and is raised before anything reaches C++."""
+from __future__ import annotations
+
+import torch
+
+
+def tensor(value, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def int64_tensor(value, name: str) -> torch.Tensor:
+    tensor(value, name)
+    if value.dtype != torch.int64:
+        raise TypeError(f"{name} must be an int64 tensor, got {value.dtype}")
+    return value
+
+
+def float_tensor(value, name: str) -> torch.Tensor:
+    tensor(value, name)
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor, got {value.dtype}")
+    return value
+
+
+def same_device(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: str) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{a_name} ({a.device}) and {b_name} ({b.device}) must be on the same device")
+
+
+def nonnegative_int(value, name: str) -> int:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def positive_int(value, name: str) -> int:
+    value = nonnegative_int(value, name)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def pixel_features(x: torch.Tensor, ids: torch.Tensor) -> None:
+    """x (B, D, H, W) with ids (B, H, W), or x (N, D) with ids (N,)."""
+    if x.dim() == 4:
+        expected = (x.shape[0], x.shape[2], x.shape[3])
+        if tuple(ids.shape) != expected:
+            raise ValueError(f"ids must have shape (B, H, W) = {expected} to match x of shape "
+                             f"{tuple(x.shape)}, got {tuple(ids.shape)}")
+    elif x.dim() == 2:
+        if tuple(ids.shape) != (x.shape[0],):
+            raise ValueError(f"ids must have shape (N,) = ({x.shape[0]},) to match x of shape "
+                             f"{tuple(x.shape)}, got {tuple(ids.shape)}")
+    else:
+        raise ValueError(f"x must have shape (B, D, H, W) or (N, D), got {tuple(x.shape)}")
+
+
+def grid(value, name: str) -> tuple[int, int]:
+    """An int (a square grid) or a pair of ints (gh, gw), each >= 1."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(g, int) and not isinstance(g, bool) for g in value)):
+        raise TypeError(f"{name} must be an int or a pair of ints (gh, gw), got {value!r}")
+    if min(value) < 1:
+        raise ValueError(f"{name} must be >= 1 cells in each direction, got {tuple(value)}")
+    return int(value[0]), int(value[1])

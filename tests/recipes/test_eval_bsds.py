@@ -1,0 +1,123 @@
+"""python/eval_bsds.py end to end on tiny BSDS500 images (skipped without ../shared/data),
+and its helpers."""
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
+sys.path.insert(0, str(PYTHON_DIR))
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "bsds500"
+BENCH = DATA / "bench"
+
+import eval_bsds  # noqa: E402
+
+# torch.jit is deprecated in torch 2.11; the embedding checkpoint format is TorchScript.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+needs_data = pytest.mark.skipif(not (DATA / "images").is_dir(), reason="../shared/data/bsds500 absent")
+
+
+class TinyEmbedding(torch.nn.Module):
+    """A stand-in for a trained network: (1, 3, H, W) -> (1, 5, H/2, W/2)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 5, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def _check_rows(rows, methods, levels):
+    assert [r["method"] for r in rows] == methods
+    for row in rows:
+        assert row["levels"] == levels[row["method"]]
+        for key in ("cov_ods", "cov_ois", "pri_ods", "bdry_ods_f", "bdry_ois_f"):
+            assert 0.0 < row[key] <= 1.0, (row["method"], key, row[key])
+        assert row["cov_ois"] >= row["cov_ods"] - 1e-9 and row["bdry_ois_f"] >= row["bdry_ods_f"] - 0.02
+        assert 0.0 < row["voi_ods"] < 10.0 and math.isfinite(row["voi_ods"])
+        assert row["seconds"] >= 0.0
+
+
+@needs_data
+def test_end_to_end_on_two_tiny_images(tmp_path, capsys):
+    checkpoint = tmp_path / "tiny.pt"
+    torch.jit.script(TinyEmbedding()).save(str(checkpoint))
+    out = tmp_path / "table.json"
+    rows = eval_bsds.main(["--limit", "2", "--max-side", "40", "--ms-max-side", "20", "--grids", "2,4",
+                           "--margins", "0.9,0.98", "--felzenszwalb-scales", "50,200", "--slic-segments", "50,10",
+                           "--quickshift-kernels", "2,4", "--embedding-checkpoint", str(checkpoint),
+                           "--out", str(out)])
+    methods = ["pixel-sorting", "mean-shift", "embedding", "felzenszwalb", "slic", "quickshift"]
+    _check_rows(rows, methods, {m: 2 for m in methods})
+    printed = capsys.readouterr().out
+    assert "gPb-owt-ucm skipped" in printed  # the val split ships no ucm2
+    table_lines = [line for line in printed.splitlines() if line.startswith("|")]
+    assert len(table_lines) == 2 + len(methods) and "Cov ODS" in table_lines[0]
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == rows and len(saved["settings"]["images"]) == 2
+
+
+@pytest.mark.skipif(not (BENCH / "ucm2").is_dir(), reason="BSDS500 benchmark sample absent")
+def test_ucm_on_bench_layout_reproduces_official_region_scores(tmp_path):
+    # The bench folder has no split level and ships ucm2/ next to images/: the ucm levels at
+    # k/6 are the official allBench run of test_1 (nthresh 5), region scores exactly.
+    out = tmp_path / "table.md"
+    rows = eval_bsds.main(["--data-root", str(BENCH), "--methods", "gPb-owt-ucm,slic", "--ucm-levels", "5",
+                           "--slic-segments", "100,20", "--quiet", "--out", str(out)])
+    _check_rows(rows, ["gPb-owt-ucm", "slic"], {"gPb-owt-ucm": 5, "slic": 2})
+    cover = np.loadtxt(BENCH / "test_1" / "eval_cover.txt")  # bestT cov_ODS cov_OIS cov_best
+    ri_voi = np.loadtxt(BENCH / "test_1" / "eval_RI_VOI.txt")  # thr PRI_ODS PRI_OIS thr VOI_ODS VOI_OIS
+    bdry = np.loadtxt(BENCH / "test_1" / "eval_bdry.txt")  # bestT R P F | R P F | AP
+    ucm = rows[0]
+    assert ucm["cov_ods"] == pytest.approx(cover[1], abs=1e-5)
+    assert ucm["cov_ois"] == pytest.approx(cover[2], abs=1e-5)
+    assert ucm["pri_ods"] == pytest.approx(ri_voi[1], abs=1e-5)
+    assert ucm["voi_ods"] == pytest.approx(ri_voi[4], abs=1e-5)
+    # boundaries of the thresholded regions vs the thresholded ucm: nearly the same pixels
+    assert ucm["bdry_ods_f"] == pytest.approx(bdry[3], abs=0.005)
+    assert ucm["bdry_ois_f"] == pytest.approx(bdry[6], abs=0.005)
+    text = out.read_text()
+    assert text.startswith("| method |") and "| gPb-owt-ucm | 5 | 0.654 |" in text
+
+
+@needs_data
+def test_bad_arguments(tmp_path):
+    for argv in (["--methods", "nope"], ["--out", str(tmp_path / "x.txt")], ["--margins", "1.5"],
+                 ["--embedding-checkpoint", str(tmp_path / "missing.pt")], ["--grids", "0,2"]):
+        with pytest.raises(SystemExit):
+            eval_bsds.main(argv)
+    with pytest.raises(FileNotFoundError, match="groundTruth"):
+        eval_bsds.main(["--data-root", str(tmp_path), "--quiet"])
+
+
+def test_helpers():
+    labels = np.array([[5, 7], [9, 5]])
+    up = eval_bsds.upsample_labels(labels, (4, 6))
+    assert up.shape == (4, 6)
+    np.testing.assert_array_equal(up[:2, :3], 5)
+    np.testing.assert_array_equal(up[2:, 3:], 5)
+    np.testing.assert_array_equal(up[:2, 3:], 7)
+    np.testing.assert_array_equal(eval_bsds.relabel(np.array([[-1, 4], [4, 9]])), [[1, 2], [2, 3]])
+    feats = eval_bsds.colour_features(np.random.default_rng(0).random((3, 4, 3)).astype(np.float32), "lab", 2.0)
+    assert feats.shape == (3, 4, 4)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=-1), 1.0, rtol=1e-5)
+    # black and white differ after the lift (normalising the colour alone would not see it)
+    black_white = eval_bsds.colour_features(np.array([[[0, 0, 0], [1, 1, 1]]], np.float32), "rgb", 2.0)
+    assert float(black_white[0, 0] @ black_white[0, 1]) < 0.5
+    assert eval_bsds.grid_for(4, 321, 481) == (3, 4)
+
+
+def test_embedding_module_must_return_a_map():
+    class Flat(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten()
+
+    args = eval_bsds.parse_args([])
+    with pytest.raises(ValueError, match=r"\(1, D, h, w\)"):
+        eval_bsds.learned_embedding(np.zeros((8, 8, 3), np.float32), torch.jit.script(Flat()), args, "cpu")
