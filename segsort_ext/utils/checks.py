@@ -1,6 +1,12 @@
-"""Argument checks of the public functions: every message names the argument and what
-was expected, and is raised before anything reaches C++."""
+"""Argument checks, one home for every layer: each message names the argument and what
+was expected. Tensor arguments of the kernel ops are checked in C++ (the ops raise
+ValueError/TypeError naming the argument); these helpers check non-tensor arguments, and
+tensors where no kernel op sees them (composed functions, the pure-PyTorch fallback)."""
 from __future__ import annotations
+
+import math
+import numbers
+from typing import Optional
 
 import torch
 
@@ -72,3 +78,31 @@ def grid(value, name: str) -> tuple[int, int]:
     if min(value) < 1:
         raise ValueError(f"{name} must be >= 1 cells in each direction, got {tuple(value)}")
     return int(value[0]), int(value[1])
+
+
+def number(value, name: str, *, minimum: Optional[float] = None, maximum: Optional[float] = None,
+           strict: bool = False, finite: bool = True) -> float:
+    """A real number (a one-element tensor is accepted), finite unless ``finite=False``,
+    within ``[minimum, maximum]`` (open bounds with ``strict=True``)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value) or (finite and math.isinf(value)):
+        raise ValueError(f"{name} must be {'finite' if finite else 'a number, not NaN'}, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+    if maximum is not None and (value >= maximum if strict else value > maximum):
+        raise ValueError(f"{name} must be {'<' if strict else '<='} {maximum}, got {value}")
+    return value
+
+
+def optional_positive_int(value, name: str) -> Optional[int]:
+    return None if value is None else positive_int(value, name)
+
+
+def generator(value, name: str = "generator") -> Optional[torch.Generator]:
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(value).__name__}")
+    return value
