@@ -51,8 +51,8 @@ def _first_neighbour_components(first: torch.Tensor) -> tuple[np.ndarray, int]:
     j's, or both share one. The last case adds no connectivity beyond the first two (i and j
     both link to their shared neighbour), so the components are those of the undirected
     graph with the n edges {i, first[i]}. Components are numbered by their lowest row."""
-    from scipy.sparse import coo_matrix  # noqa: PLC0415
-    from scipy.sparse.csgraph import connected_components  # noqa: PLC0415
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     num_points = first.shape[0]
     targets = first.cpu().numpy()

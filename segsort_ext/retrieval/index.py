@@ -59,7 +59,7 @@ def _faiss():
     if not _faiss_checked:
         _faiss_checked = True
         try:
-            import faiss  # noqa: PLC0415
+            import faiss
 
             _faiss_module = faiss
         except ImportError:
@@ -414,7 +414,7 @@ class SegmentIndex:
         if kind == "torch":
             return
         if kind == "faiss-gpu":
-            import faiss.contrib.torch_utils  # noqa: F401,PLC0415  (lets faiss take torch CUDA tensors)
+            import faiss.contrib.torch_utils  # noqa: F401  (lets faiss take torch CUDA tensors)
 
             gpu = device.index if device.index is not None else torch.cuda.current_device()
             self._device = torch.device("cuda", gpu)
