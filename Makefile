@@ -14,12 +14,13 @@ HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 BUILD_FLAVOUR := $(if $(filter 1,$(REQUIRE_CUDA) $(WITH_CUDA) $(HAVE_GPU)),cuda,cpu)
 BUILT := $(VENV)/.built-$(BUILD_FLAVOUR)
 
-.PHONY: help venv build demo train test bench cmake buildinfo clean
+.PHONY: help venv build demo train test lint format bench cmake buildinfo clean
 
 help:
 	@echo "make demo   - build, then the main job: SegSort vs softmax, kNN explanations, mean-shift grouping (outputs/demo/)"
 	@echo "make train  - build, then the SegSort recipe: train, bank, kNN inference, mIoU (outputs/train_segsort/)"
 	@echo "make test   - build, then run the test suite"
+	@echo "make lint   - ruff and clang-format checks (make format applies them)"
 	@echo "make bench  - build, then run the benchmarks (pytest-benchmark)"
 	@echo "make cmake  - configure and build csrc/ with CMake (compile_commands.json)"
 
@@ -33,10 +34,11 @@ $(VENV)/.torch:
 
 venv: $(VENV)/.torch
 
-# Rebuilt when a source file or the flavour changes; installs the dependencies from pyproject.toml.
+# Rebuilt when a source file or the flavour changes; installs the package with every extra
+# (retrieval, data, recipes: see pyproject.toml) and the test tools.
 $(BUILT): $(VENV)/.torch setup.py pyproject.toml $(shell find csrc -type f)
 	rm -f $(VENV)/.built-*
-	$(if $(filter cpu,$(BUILD_FLAVOUR)),FORCE_CPU=1) $(PIP) install -q --no-build-isolation -e ".[test]"
+	$(if $(filter cpu,$(BUILD_FLAVOUR)),FORCE_CPU=1) $(PIP) install -q --no-build-isolation -e ".[all,test]"
 	touch $@
 
 build: $(BUILT)
@@ -50,6 +52,20 @@ train: build
 
 test: build
 	$(PY) -m pytest tests -q
+
+CXX_SOURCES = $(shell find csrc tests/ops/cuda_emulation -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
+
+$(VENV)/.lint: $(VENV)/.torch
+	$(PIP) install -q "ruff==0.17.6" "clang-format==23.1.5"
+	touch $@
+
+lint: $(VENV)/.lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/clang-format --dry-run -Werror $(CXX_SOURCES)
+
+format: $(VENV)/.lint
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/clang-format -i $(CXX_SOURCES)
 
 bench: build
 	$(PY) -m pytest benchmarks -q --benchmark-columns=median,iqr,rounds --benchmark-sort=name
