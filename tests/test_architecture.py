@@ -114,9 +114,19 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]", f"import segsort_ext imported {out.stdout.strip()}"
 
 
+# Every name segsort_ext 0.1 exported (its __all__): they keep working.
+NAMES_0_1 = """HAS_EXTENSION has_cuda_kernels Segments segment_partition segment_mean segment_label_histogram
+segment_majority_mean KMeansResult spherical_kmeans SphericalKMeans SegmentIndex Neighbours finch
+add_training_segments SegSortPredictor vmf_loss vmf_nca_loss blurring_mean_shift bandwidth_from_margin
+cosine_threshold_from_margin extract_instances Instances instance_proposals Proposals pseudo_segments slic_segments
+felzenszwalb_segments edge_strength contour_ucm image_ucm ucm_to_labels PrototypeMemory SegSortLoss
+pairwise_margin_loss soft_segmentation_loss soft_segmentation_features picie_loss PiCIEClustering""".split()
+
+
 def test_top_level_names_resolve():
     import segsort_ext
 
+    assert set(NAMES_0_1) <= set(segsort_ext.__all__)
     for name in segsort_ext.__all__:
         assert getattr(segsort_ext, name) is not None, name
     assert callable(segsort_ext.metrics.region_benchmark)
