@@ -19,12 +19,6 @@ _SEED_BLOCK_ELEMENTS = 1 << 24
 _MAX_SEEDS_PER_ROUND = 256
 
 
-def _number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    return float(value)
-
-
 def cosine_threshold_from_margin(alpha: float, *, calibrated: bool = True) -> float:
     """Cosine above which two converged embeddings belong to one instance, for the margin
     ``alpha`` of :func:`segsort_ext.pairwise_margin_loss`.
@@ -37,7 +31,7 @@ def cosine_threshold_from_margin(alpha: float, *, calibrated: bool = True) -> fl
       s >= (1 + alpha) / 2, i.e. ``cos >= alpha``;
     * ``calibrated=False`` (s = cos): ``cos >= (1 + alpha) / 2``.
     """
-    alpha = _number(alpha, "alpha")
+    alpha = check.number(alpha, "alpha")
     if not 0 <= alpha < 1:
         raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
     return alpha if calibrated else (1.0 + alpha) / 2.0
@@ -119,9 +113,7 @@ def extract_instances(x: torch.Tensor, threshold: float, *, lengths: Optional[to
         are padding, have a non-finite or zero embedding, or fall in a dropped instance get
         -1. Not differentiable (ids are discrete; the embeddings are detached).
     """
-    threshold = _number(threshold, "threshold")
-    if not -1 <= threshold <= 1:
-        raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold!r}")
+    threshold = check.number(threshold, "threshold", minimum=-1.0, maximum=1.0)
     min_size = check.positive_int(min_size, "min_size")
     x3, squeeze = _points(x)
     B, N, D = x3.shape
@@ -225,10 +217,9 @@ def instance_proposals(x: torch.Tensor, bandwidths: Sequence[float], *, threshol
     """
     if isinstance(bandwidths, (int, float)) or not isinstance(bandwidths, Sequence) or not len(bandwidths):
         raise TypeError(f"bandwidths must be a non-empty sequence of numbers, got {bandwidths!r}")
-    for value in bandwidths:
-        if _number(value, "bandwidths[i]") <= 0:
-            raise ValueError(f"bandwidths must all be > 0, got {list(bandwidths)!r}")
-    duplicate_iou = _number(duplicate_iou, "duplicate_iou")
+    bandwidths = [check.number(value, f"bandwidths[{i}]", minimum=0.0, strict=True)
+                  for i, value in enumerate(bandwidths)]
+    duplicate_iou = check.number(duplicate_iou, "duplicate_iou")
     if not 0 < duplicate_iou <= 1:
         raise ValueError(f"duplicate_iou must be in (0, 1], got {duplicate_iou!r}")
     x3, squeeze = _points(x)
@@ -237,7 +228,7 @@ def instance_proposals(x: torch.Tensor, bandwidths: Sequence[float], *, threshol
     levels: List[Instances] = []
     with torch.no_grad():
         for bandwidth in bandwidths:
-            shifted = blurring_mean_shift(x3, bandwidth=float(bandwidth), iters=iters, eta=eta, lengths=lengths)
+            shifted = blurring_mean_shift(x3, bandwidth=bandwidth, iters=iters, eta=eta, lengths=lengths)
             found = extract_instances(shifted, threshold, lengths=lengths, min_size=min_size)
             # Proposal embeddings describe the input points, not their collapsed images.
             embeddings = segment_mean(F.normalize(x3, dim=2, eps=NORM_EPS).reshape(B * N, D),
@@ -245,16 +236,16 @@ def instance_proposals(x: torch.Tensor, bandwidths: Sequence[float], *, threshol
             levels.append(found._replace(embeddings=embeddings))
 
     keep_masks = []
-    for l, level in enumerate(levels):
+    for j, level in enumerate(levels):
         keep = torch.ones(level.size.numel(), dtype=torch.bool, device=x3.device)
-        ids_l = level.ids.reshape(-1)
-        for k in range(l):
+        ids_j = level.ids.reshape(-1)
+        for k in range(j):
             ids_k = levels[k].ids.reshape(-1)
-            both = (ids_l >= 0) & (ids_k >= 0)
+            both = (ids_j >= 0) & (ids_k >= 0)
             count_k = levels[k].size.numel()
             if not count_k or not keep.numel():
                 continue
-            pairs, inter = torch.unique(ids_l[both] * count_k + ids_k[both], return_counts=True)
+            pairs, inter = torch.unique(ids_j[both] * count_k + ids_k[both], return_counts=True)
             p, q = pairs // count_k, pairs % count_k
             union = level.size[p] + levels[k].size[q] - inter
             duplicate = (inter.to(torch.float64) / union.to(torch.float64) >= duplicate_iou) & keep_masks[k][q]
@@ -263,12 +254,12 @@ def instance_proposals(x: torch.Tensor, bandwidths: Sequence[float], *, threshol
 
     ids_out, batch, level_index, embeddings, sizes = [], [], [], [], []
     offset = 0
-    for l, (level, keep) in enumerate(zip(levels, keep_masks)):
+    for j, (level, keep) in enumerate(zip(levels, keep_masks)):
         renumber = torch.where(keep, torch.cumsum(keep.to(torch.int64), 0) - 1 + offset, -1)
         flat = level.ids.reshape(-1)
         ids_out.append(torch.where(flat >= 0, renumber[flat.clamp_min(0)] if renumber.numel() else -1, -1).view(B, N))
         batch.append(level.batch[keep])
-        level_index.append(torch.full((int(keep.sum()),), l, dtype=torch.int64, device=x3.device))
+        level_index.append(torch.full((int(keep.sum()),), j, dtype=torch.int64, device=x3.device))
         embeddings.append(level.embeddings[keep])
         sizes.append(level.size[keep])
         offset += int(keep.sum())

@@ -9,6 +9,7 @@ import torch
 from segsort_ext.ops import segment_mean
 from segsort_ext.utils import checks as check
 from segsort_ext.utils import distributed as dist_utils
+from segsort_ext.utils.constants import NORM_EPS
 
 __all__ = ["SphericalKMeans"]
 
@@ -17,7 +18,7 @@ def _as_points(data, name: str) -> torch.Tensor:
     if not isinstance(data, torch.Tensor):
         try:
             data = torch.as_tensor(data)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
+        except Exception as exc:  # re-raised with the argument's name
             raise TypeError(f"{name} must be a tensor or array of shape (N, D), got {type(data).__name__}") from exc
     if data.dim() != 2 or not data.is_floating_point():
         raise ValueError(f"{name} must be a floating point (N, D) tensor, got {tuple(data.shape)} {data.dtype}")
@@ -65,7 +66,7 @@ class SphericalKMeans:
     def __init__(self, num_clusters: int, *, init="k-means++", max_iter: int = 20, tol: float = 1e-6,
                  chunk_size: int = 1 << 20, seed: int = 0, device=None, init_sample: int = 100_000,
                  distributed: bool = False, process_group=None):
-        check.positive_int(num_clusters, "num_clusters")
+        num_clusters = check.positive_int(num_clusters, "num_clusters")
         if isinstance(init, torch.Tensor):
             check.float_tensor(init, "init")
             if init.dim() != 2 or init.shape[0] != num_clusters or init.shape[1] < 1:
@@ -80,7 +81,7 @@ class SphericalKMeans:
         self.num_clusters = num_clusters
         self.init = init
         self.max_iter = check.nonnegative_int(max_iter, "max_iter")
-        self.tol = float(tol)
+        self.tol = check.number(tol, "tol", finite=False)
         self.chunk_size = check.positive_int(chunk_size, "chunk_size")
         self.seed = seed
         self.device = torch.device(device) if device is not None else None
@@ -103,7 +104,7 @@ class SphericalKMeans:
         for start in range(0, data.shape[0], self.chunk_size):
             chunk = data[start:start + self.chunk_size].to(device, non_blocking=True)
             yield torch.nn.functional.normalize(chunk.float() if chunk.dtype in (torch.float16, torch.bfloat16)
-                                                else chunk, dim=1, eps=1e-12)
+                                                else chunk, dim=1, eps=NORM_EPS)
 
     def _assign(self, chunk: torch.Tensor, centroids: torch.Tensor):
         best, labels = (chunk @ centroids.t()).max(1)  # max returns the first maximal index
@@ -143,7 +144,7 @@ class SphericalKMeans:
         if isinstance(self.init, torch.Tensor):
             if self.init.shape[1] != data.shape[1]:
                 raise ValueError(f"init has D = {self.init.shape[1]} but the data has D = {data.shape[1]}")
-            centroids = torch.nn.functional.normalize(self.init.to(device, torch.float64), dim=1, eps=1e-12)
+            centroids = torch.nn.functional.normalize(self.init.to(device, torch.float64), dim=1, eps=NORM_EPS)
             return centroids if group is None else dist_utils.broadcast_from_first(centroids, group)
         generator = torch.Generator().manual_seed(self.seed)
         if group is None:
@@ -188,7 +189,7 @@ class SphericalKMeans:
         """Normalised float64 rows of the global data set at the ascending global row
         numbers `rows`, in that order (gathered from the ranks that own them)."""
         local = rows[(rows >= offset) & (rows < offset + data.shape[0])] - offset
-        picked = torch.nn.functional.normalize(data[local].to(device).double(), dim=1, eps=1e-12)
+        picked = torch.nn.functional.normalize(data[local].to(device).double(), dim=1, eps=NORM_EPS)
         if group is None:
             return picked
         # Ranks own contiguous, ascending row ranges: rank order is ascending row order.
@@ -210,7 +211,7 @@ class SphericalKMeans:
         for _ in range(self.max_iter):
             sums, counts, total_cos = self._accumulate(data, centroids, group)
             # Empty clusters keep their centroid.
-            centroids = torch.where(counts.unsqueeze(1) > 0, torch.nn.functional.normalize(sums, dim=1, eps=1e-12),
+            centroids = torch.where(counts.unsqueeze(1) > 0, torch.nn.functional.normalize(sums, dim=1, eps=NORM_EPS),
                                     centroids)
             self.n_iter_ += 1
             # All-reduced values, identical on every rank: all ranks stop together.
@@ -242,7 +243,7 @@ class SphericalKMeans:
         rate = (counts / self.counts.clamp_min(1)).to(self.centroids.dtype).unsqueeze(1)
         batch_mean = sums / counts.clamp_min(1).to(sums.dtype).unsqueeze(1)
         moved = self.centroids + rate * (batch_mean - self.centroids)
-        self.centroids = torch.where(counts.unsqueeze(1) > 0, torch.nn.functional.normalize(moved, dim=1, eps=1e-12),
+        self.centroids = torch.where(counts.unsqueeze(1) > 0, torch.nn.functional.normalize(moved, dim=1, eps=NORM_EPS),
                                      self.centroids)
         return self
 

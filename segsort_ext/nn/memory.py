@@ -38,7 +38,9 @@ class PrototypeMemory(nn.Module):
     is a collective: it all-gathers the pushed rows of all ranks (in rank order) so every
     rank holds the same memory, in the order a single process pushing the concatenated
     batch would hold it. All ranks must call push together. ``ranks`` in
-    :meth:`provenance` records which rank pushed each row.
+    :meth:`provenance` records which rank pushed each row. Rows a caller has already
+    gathered (SegSortLoss's prototypes of the global batch) go in with
+    :meth:`push_gathered`, without a second all-gather.
 
     All state is in buffers (``prototypes``, ``labels``, ``image_ids``, ``segment_ids``,
     ``ranks``, ``batches``, ``write_position``, ``num_filled``, ``num_pushes``), so
@@ -62,14 +64,9 @@ class PrototypeMemory(nn.Module):
                  device=None, gather_distributed: bool = True, process_group=None):
         super().__init__()
         dist_utils.check_process_group(process_group)
-        size = check.nonnegative_int(size, "size")
-        dim = check.nonnegative_int(dim, "dim")
-        if size < 1:
-            raise ValueError(f"size must be >= 1, got {size}")
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        if max_batches is not None and check.nonnegative_int(max_batches, "max_batches") < 1:
-            raise ValueError(f"max_batches must be None or >= 1, got {max_batches}")
+        size = check.positive_int(size, "size")
+        dim = check.positive_int(dim, "dim")
+        max_batches = check.optional_positive_int(max_batches, "max_batches")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating point torch.dtype, got {dtype!r}")
         self.size = size
@@ -104,10 +101,8 @@ class PrototypeMemory(nn.Module):
         torch.distributed); the capacity is ``num_batches * max_per_batch`` rows. Other
         keyword arguments go to the constructor.
         """
-        num_batches = check.nonnegative_int(num_batches, "num_batches")
-        max_per_batch = check.nonnegative_int(max_per_batch, "max_per_batch")
-        if num_batches < 1 or max_per_batch < 1:
-            raise ValueError(f"num_batches and max_per_batch must be >= 1, got {num_batches}, {max_per_batch}")
+        num_batches = check.positive_int(num_batches, "num_batches")
+        max_per_batch = check.positive_int(max_per_batch, "max_per_batch")
         return cls(num_batches * max_per_batch, dim, max_batches=num_batches, **kwargs)
 
     # -- state ---------------------------------------------------------------------
@@ -171,6 +166,74 @@ class PrototypeMemory(nn.Module):
         A push of zero rows still counts as a batch for ``max_batches``. All tensors must
         be on the memory's device. Under torch.distributed this is a collective.
         """
+        self._push_rows(*self._checked_rows(prototypes, labels, image_ids, segment_ids))
+
+    @torch.no_grad()
+    def push_gathered(self, prototypes: torch.Tensor, labels: torch.Tensor, image_ids: Optional[torch.Tensor] = None,
+                      segment_ids: Optional[torch.Tensor] = None, *, counts: torch.Tensor,
+                      group: dist_utils.Group) -> None:
+        """Appends one batch whose rows the caller already all-gathered over ``group`` in
+        rank order (as :class:`~segsort_ext.nn.SegSortLoss` does with the prototypes of the
+        global batch): the memory then holds what :meth:`push` of each rank's own rows
+        would give it.
+
+        When :meth:`push` would gather over the same group, the rows are written as they
+        are (no second all-gather, no communication). Otherwise this rank's rows (its slice
+        by ``counts``) go through :meth:`push`: a collective over the memory's own group,
+        or a local write with ``gather_distributed=False`` or without torch.distributed.
+
+        Args:
+            prototypes, labels, image_ids: as in :meth:`push`, the n rows of all ranks.
+            segment_ids: as in :meth:`push`; default ``arange(n)``, the row in the
+                gathered batch (the global segment id of SegSortLoss's segments).
+            counts: (world_size,) int64 rows per rank, summing to n (as returned by
+                :func:`~segsort_ext.utils.distributed.all_gather_rows`).
+            group: the :class:`~segsort_ext.utils.distributed.Group` the rows were
+                gathered over.
+        """
+        rows = self._checked_rows(prototypes, labels, image_ids, segment_ids)
+        if not isinstance(group, dist_utils.Group):
+            raise TypeError(f"group must be a segsort_ext.utils.distributed.Group, got {type(group).__name__}")
+        check.int64_tensor(counts, "counts")
+        n = prototypes.shape[0]
+        if tuple(counts.shape) != (group.world_size,) or int(counts.sum()) != n or bool((counts < 0).any()):
+            raise ValueError(f"counts must hold world_size = {group.world_size} row counts >= 0 summing to "
+                             f"n = {n}, got {counts.tolist()}")
+        if self.gather_distributed and dist_utils.is_initialized() and self.process_group is group.group:
+            self._write_gathered(*rows, counts)
+            return
+        start = int(counts[:group.rank].sum())
+        mine = slice(start, start + int(counts[group.rank]))
+        self._push_rows(*(t[mine] for t in rows))
+
+    def tensors(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """``(prototypes (M, D), labels (M,) int64)``, oldest row first, or None when empty.
+
+        The result is a copy (pushing later does not change it, so it is safe to use in a
+        loss whose backward runs after the next push) and is what ``vmf_loss`` and
+        ``vmf_nca_loss`` accept as ``memory`` (None included). Prototypes are in the
+        memory's dtype: cast them to the embeddings' dtype if they differ.
+        """
+        if self._num_filled == 0:
+            return None
+        order = self._order()
+        return self.prototypes.index_select(0, order), self.labels.index_select(0, order)
+
+    def provenance(self) -> MemoryProvenance:
+        """:class:`MemoryProvenance` of the rows, in the order of :meth:`tensors` (length M,
+        empty tensors when the memory is empty)."""
+        order = self._order()
+        return MemoryProvenance(*(buffer.index_select(0, order)
+                                  for buffer in (self.image_ids, self.segment_ids, self.ranks, self.batches)))
+
+    def extra_repr(self) -> str:
+        return (f"size={self.size}, dim={self.dim}, max_batches={self.max_batches}, filled={self._num_filled}, "
+                f"dtype={self.prototypes.dtype}")
+
+    # -- writing -------------------------------------------------------------------
+    def _checked_rows(self, prototypes, labels, image_ids, segment_ids) -> tuple[torch.Tensor, ...]:
+        """The arguments of a push, checked, detached in the memory's dtype, with the
+        default image ids (-1) and segment ids (``arange(n)``) filled in."""
         check.float_tensor(prototypes, "prototypes")
         if prototypes.dim() != 2 or prototypes.shape[1] != self.dim:
             raise ValueError(f"prototypes must have shape (n, {self.dim}), got {tuple(prototypes.shape)}")
@@ -192,9 +255,11 @@ class PrototypeMemory(nn.Module):
             image_ids = torch.full((n,), -1, dtype=torch.int64, device=device)
         if segment_ids is None:
             segment_ids = torch.arange(n, dtype=torch.int64, device=device)
-        rows = prototypes.detach().to(self.prototypes.dtype)
+        return prototypes.detach().to(self.prototypes.dtype), labels, image_ids, segment_ids
+
+    def _push_rows(self, rows, labels, image_ids, segment_ids) -> None:
         # Gathers even with world size 1 (one code path for every world size).
-        group = self._group()
+        group = dist_utils.resolve_group(True, self.process_group)
         if group is not None and self.gather_distributed:
             ints = torch.stack([labels, image_ids, segment_ids], 1)
             (rows, ints), counts = dist_utils.all_gather_rows([rows, ints], group)
@@ -202,26 +267,13 @@ class PrototypeMemory(nn.Module):
             self._write_gathered(rows, labels, image_ids, segment_ids, counts)
             return
         rank = group.rank if group is not None else 0
-        ranks = torch.full((n,), rank, dtype=torch.int64, device=device)
+        ranks = torch.full((rows.shape[0],), rank, dtype=torch.int64, device=rows.device)
         self._write(rows, labels, image_ids, segment_ids, ranks)
 
-    def _group(self) -> Optional[dist_utils.Group]:
-        """The resolved process group, or None without torch.distributed."""
-        return dist_utils.resolve_group(True, self.process_group)
-
-    def _gathers_over(self, group: Optional[dist_utils.Group]) -> bool:
-        """True when a push would all-gather over exactly `group` (SegSortLoss then
-        writes its already gathered prototypes instead of gathering them again)."""
-        return (group is not None and self.gather_distributed and dist_utils.is_initialized()
-                and self.process_group is group.group)
-
-    @torch.no_grad()
     def _write_gathered(self, rows, labels, image_ids, segment_ids, counts) -> None:
-        """Writes rows already all-gathered in rank order; counts (world,) rows per rank."""
-        device = self.prototypes.device
-        ranks = torch.repeat_interleave(torch.arange(len(counts)), counts.cpu()).to(device)
-        self._write(rows.detach().to(device, self.prototypes.dtype), labels.to(device), image_ids.to(device),
-                    segment_ids.to(device), ranks)
+        """Writes rows gathered in rank order; counts (world,) rows per rank."""
+        ranks = torch.repeat_interleave(torch.arange(len(counts)), counts.cpu()).to(rows.device)
+        self._write(rows, labels, image_ids, segment_ids, ranks)
 
     def _write(self, rows, labels, image_ids, segment_ids, ranks) -> None:
         self._num_pushes += 1
@@ -250,27 +302,3 @@ class PrototypeMemory(nn.Module):
             self._recent_push_rows.append(kept)
             self._num_filled = min(self.size, sum(self._recent_push_rows))
         self._sync_counter_buffers()
-
-    def tensors(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-        """``(prototypes (M, D), labels (M,) int64)``, oldest row first, or None when empty.
-
-        The result is a copy (pushing later does not change it, so it is safe to use in a
-        loss whose backward runs after the next push) and is what ``vmf_loss`` and
-        ``vmf_nca_loss`` accept as ``memory`` (None included). Prototypes are in the
-        memory's dtype: cast them to the embeddings' dtype if they differ.
-        """
-        if self._num_filled == 0:
-            return None
-        order = self._order()
-        return self.prototypes.index_select(0, order), self.labels.index_select(0, order)
-
-    def provenance(self) -> MemoryProvenance:
-        """:class:`MemoryProvenance` of the rows, in the order of :meth:`tensors` (length M,
-        empty tensors when the memory is empty)."""
-        order = self._order()
-        return MemoryProvenance(*(buffer.index_select(0, order)
-                                  for buffer in (self.image_ids, self.segment_ids, self.ranks, self.batches)))
-
-    def extra_repr(self) -> str:
-        return (f"size={self.size}, dim={self.dim}, max_batches={self.max_batches}, filled={self._num_filled}, "
-                f"dtype={self.prototypes.dtype}")

@@ -8,6 +8,8 @@ _NAMES = {
                      "sample_photometric", "apply_photometric", "picie_views"], "segsort_ext.transforms.views"),
     **dict.fromkeys(["slic_segments", "felzenszwalb_segments", "pseudo_segments", "edge_strength", "contour_ucm",
                      "image_ucm", "ucm_to_labels", "ucm_components"], "segsort_ext.transforms.pseudo_segments"),
+    **dict.fromkeys(["box_filter", "guided_filter", "pca_project", "rescale_to_unit"],
+                    "segsort_ext.transforms.guided_filtering"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES)
 __all__ = list(_NAMES)

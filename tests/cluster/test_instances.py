@@ -150,6 +150,8 @@ def test_bad_inputs():
         extract_instances(x, 1.5)
     with pytest.raises(TypeError, match="threshold"):
         extract_instances(x, None)
+    with pytest.raises(ValueError, match="threshold"):
+        extract_instances(x, float("nan"))
     with pytest.raises(ValueError, match="min_size"):
         extract_instances(x, 0.5, min_size=0)
     with pytest.raises(ValueError, match="lengths"):
@@ -160,8 +162,10 @@ def test_bad_inputs():
         extract_instances(x, 0.5, lengths=torch.tensor([5.0, 1.0]))
     with pytest.raises(TypeError, match="bandwidths"):
         instance_proposals(x, 5.0, threshold=0.5)
-    with pytest.raises(ValueError, match="bandwidths"):
+    with pytest.raises(ValueError, match=r"bandwidths\[1\]"):
         instance_proposals(x, [5.0, -1.0], threshold=0.5)
+    with pytest.raises(ValueError, match=r"bandwidths\[0\]"):
+        instance_proposals(x, [float("inf")], threshold=0.5)
     with pytest.raises(ValueError, match="duplicate_iou"):
         instance_proposals(x, [5.0], threshold=0.5, duplicate_iou=0.0)
 

@@ -8,8 +8,9 @@ import textwrap
 import pytest
 import torch
 
-from segsort_ext.ops import reference
 from segsort_ext.nn import PrototypeMemory
+from segsort_ext.ops import reference
+from segsort_ext.utils import distributed as dist_utils
 
 
 class FifoModel:
@@ -220,6 +221,37 @@ def test_bad_inputs(generator):
     assert len(memory) == 0  # nothing was written by the failed pushes
 
 
+def test_push_gathered_without_a_process_group_pushes_this_ranks_rows(generator):
+    # Rows gathered from 2 ranks, seen from rank 1: without torch.distributed the memory
+    # gathers nothing, so it holds what push of rank 1's own rows gives.
+    prototypes, labels, image_ids, _ = _batch(generator, 5, 3)
+    counts = torch.tensor([2, 3])
+    memory = PrototypeMemory(8, 3, dtype=torch.float64)
+    memory.push_gathered(prototypes, labels, image_ids, counts=counts, group=dist_utils.Group(None, 1, 2))
+    expected = PrototypeMemory(8, 3, dtype=torch.float64)
+    expected.push(prototypes[2:], labels[2:], image_ids[2:], torch.arange(2, 5))
+    for a, b in zip(memory.tensors() + tuple(memory.provenance()), expected.tensors() + tuple(expected.provenance())):
+        assert torch.equal(a, b)
+    assert memory.provenance().segment_ids.tolist() == [2, 3, 4]  # rows of the gathered batch
+
+
+def test_push_gathered_bad_inputs(generator):
+    memory = PrototypeMemory(8, 3, dtype=torch.float64)
+    prototypes, labels, _, _ = _batch(generator, 5, 3)
+    group = dist_utils.Group(None, 0, 2)
+    with pytest.raises(ValueError, match="counts"):
+        memory.push_gathered(prototypes, labels, counts=torch.tensor([2, 2]), group=group)
+    with pytest.raises(ValueError, match="counts"):
+        memory.push_gathered(prototypes, labels, counts=torch.tensor([5]), group=group)
+    with pytest.raises(TypeError, match="counts"):
+        memory.push_gathered(prototypes, labels, counts=torch.tensor([2.0, 3.0]), group=group)
+    with pytest.raises(TypeError, match="group"):
+        memory.push_gathered(prototypes, labels, counts=torch.tensor([2, 3]), group=None)
+    with pytest.raises(ValueError, match="labels"):
+        memory.push_gathered(prototypes, labels[:4], counts=torch.tensor([2, 3]), group=group)
+    assert len(memory) == 0
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -231,6 +263,7 @@ def test_distributed_single_process_gloo_group():
     script = textwrap.dedent(f"""
         import torch, torch.distributed as dist
         from segsort_ext.nn import PrototypeMemory
+        from segsort_ext.utils import distributed as dist_utils
         dist.init_process_group("gloo", rank=0, world_size=1, init_method="tcp://127.0.0.1:{_free_port()}")
         try:
             memory = PrototypeMemory(5, 2, dtype=torch.float64)
@@ -248,6 +281,21 @@ def test_distributed_single_process_gloo_group():
             assert torch.equal(local.tensors()[0], bank)
             memory.push(torch.zeros(0, 2, dtype=torch.float64), torch.zeros(0, dtype=torch.int64))
             assert len(memory) == 5
+            # push_gathered: rows gathered over the memory's own group are written without
+            # a second all-gather; a memory of another group gathers them over its own.
+            gathers = []
+            all_gather_rows = dist_utils.all_gather_rows
+            dist_utils.all_gather_rows = lambda *args, **kwargs: gathers.append(1) or all_gather_rows(*args, **kwargs)
+            group = dist_utils.resolve_group(True)
+            other = PrototypeMemory(5, 2, dtype=torch.float64, process_group=dist.new_group([0]))
+            rows, labels, image_ids = second[:3], torch.tensor([7, 8, 9]), torch.tensor([1, 2, 3])
+            for m in (memory, local, other):
+                m.clear()
+                m.push_gathered(rows, labels, image_ids, counts=torch.tensor([3]), group=group)
+                assert torch.equal(m.tensors()[0], rows) and m.tensors()[1].tolist() == [7, 8, 9]
+                assert m.provenance().segment_ids.tolist() == [0, 1, 2]
+                assert m.provenance().image_ids.tolist() == [1, 2, 3]
+            assert len(gathers) == 1, gathers
             print("DISTRIBUTED-OK")
         finally:
             dist.destroy_process_group()

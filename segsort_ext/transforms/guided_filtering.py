@@ -1,0 +1,168 @@
+"""He et al.'s guided filter (ECCV 2010 / TPAMI 2013) and the feature-map preprocessing
+around it in semantic soft segmentation (Aksoy et al., SIGGRAPH 2018): box means, per-image
+PCA and per-channel rescaling of (B, C, H, W) maps, differentiable, in plain PyTorch."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from segsort_ext.utils import checks as check
+
+__all__ = ["box_filter", "guided_filter", "pca_project", "rescale_to_unit"]
+
+
+def _box_sum_along(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Sum over the window [i - radius, i + radius] clipped to the axis, via a cumulative
+    sum (O(1) per element whatever the radius: He et al.'s fast box filter)."""
+    n = x.shape[dim]
+    cumulative = F.pad(x.movedim(dim, -1).cumsum(-1), (1, 0)).movedim(-1, dim)
+    positions = torch.arange(n, device=x.device)
+    upper = (positions + radius + 1).clamp(max=n)
+    lower = (positions - radius).clamp(min=0)
+    return cumulative.index_select(dim, upper) - cumulative.index_select(dim, lower)
+
+
+def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the (2 radius + 1)^2 window around each pixel, windows clipped at the
+    border (divided by the number of in-image pixels, as He et al.'s boxfilter / N).
+
+    Args:
+        x: (B, C, H, W) float tensor.
+        radius: window radius r >= 0.
+
+    Returns:
+        (B, C, H, W) box means.
+    """
+    check.float_tensor(x, "x")
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    radius = check.nonnegative_int(radius, "radius")
+    sums = _box_sum_along(_box_sum_along(x, radius, 2), radius, 3)
+    ones = torch.ones(1, 1, x.shape[2], x.shape[3], dtype=x.dtype, device=x.device)
+    counts = _box_sum_along(_box_sum_along(ones, radius, 2), radius, 3)
+    return sums / counts
+
+
+def guided_filter(guide_image: torch.Tensor, features: torch.Tensor, radius: int, eps: float, *,
+                  channel_chunk: int = 16) -> torch.Tensor:
+    """He et al.'s guided filter (ECCV 2010 / TPAMI 2013), color-guide form, applied
+    to every feature channel with the same guide.
+
+    With box means m(.) over the (2r+1)^2 window omega_k (clipped at the border), guide
+    I (G channels, G = 3 for color) and one input channel p:
+
+        Sigma_k = m(I I^T)_k - m(I)_k m(I)_k^T          (G x G)
+        a_k = (Sigma_k + eps U)^-1 (m(I p)_k - m(I)_k m(p)_k)
+        b_k = m(p)_k - a_k . m(I)_k
+        q_i = m(a)_i . I_i + m(b)_i
+
+    All box means use the cumulative-sum box filter (O(1) per pixel in r).
+
+    Args:
+        guide_image: (B, G, H, W) float guide (G = 3 for an RGB image, 1 for grey).
+        features: (B, C, H, W) float features to filter, same B, H, W and dtype.
+        radius: window radius r >= 0.
+        eps: regularisation (> 0); larger = smoother.
+        channel_chunk: feature channels filtered at once (bounds memory to
+            O(B * G * chunk * H * W)).
+
+    Returns:
+        (B, C, H, W) filtered features. Differentiable in both inputs.
+    """
+    check.float_tensor(guide_image, "guide_image")
+    check.float_tensor(features, "features")
+    check.same_device(guide_image, "guide_image", features, "features")
+    if guide_image.dim() != 4:
+        raise ValueError(f"guide_image must have shape (B, G, H, W), got {tuple(guide_image.shape)}")
+    if features.dim() != 4:
+        raise ValueError(f"features must have shape (B, C, H, W), got {tuple(features.shape)}")
+    B, G, H, W = guide_image.shape
+    if (features.shape[0], features.shape[2], features.shape[3]) != (B, H, W):
+        raise ValueError(f"features must have shape (B, C, H, W) with (B, H, W) = {(B, H, W)} of guide_image, "
+                         f"got {tuple(features.shape)} (resize features first, e.g. F.interpolate)")
+    if features.dtype != guide_image.dtype:
+        raise TypeError(f"features ({features.dtype}) and guide_image ({guide_image.dtype}) must have the same dtype")
+    radius = check.nonnegative_int(radius, "radius")
+    eps = check.number(eps, "eps", minimum=0.0, strict=True)
+    channel_chunk = check.positive_int(channel_chunk, "channel_chunk")
+
+    mean_guide = box_filter(guide_image, radius)  # (B, G, H, W)
+    outer = (guide_image.unsqueeze(2) * guide_image.unsqueeze(1)).reshape(B, G * G, H, W)
+    covariance = (box_filter(outer, radius).view(B, G, G, H, W)
+                  - mean_guide.unsqueeze(2) * mean_guide.unsqueeze(1))
+    identity = torch.eye(G, dtype=guide_image.dtype, device=guide_image.device)
+    # (B, H, W, G, G): one small SPD system per pixel, inverted once for all channels
+    # (an explicit G x G inverse, as in He et al.'s reference code).
+    inverse = torch.linalg.inv(covariance.permute(0, 3, 4, 1, 2) + eps * identity)
+    outputs = []
+    for start in range(0, features.shape[1], channel_chunk):
+        p = features[:, start:start + channel_chunk]
+        C = p.shape[1]
+        mean_p = box_filter(p, radius)  # (B, C, H, W)
+        products = (guide_image.unsqueeze(2) * p.unsqueeze(1)).reshape(B, G * C, H, W)
+        cross = box_filter(products, radius).view(B, G, C, H, W) - mean_guide.unsqueeze(2) * mean_p.unsqueeze(1)
+        a = (inverse @ cross.permute(0, 3, 4, 1, 2)).permute(0, 3, 4, 1, 2)  # (B, G, C, H, W)
+        b = mean_p - (a * mean_guide.unsqueeze(2)).sum(1)
+        mean_a = box_filter(a.reshape(B, G * C, H, W), radius).view(B, G, C, H, W)
+        outputs.append((mean_a * guide_image.unsqueeze(2)).sum(1) + box_filter(b, radius))
+    if not outputs:
+        return features.clone()
+    return torch.cat(outputs, 1)
+
+
+def pca_project(features: torch.Tensor, dims: int = 3) -> torch.Tensor:
+    """Projects each image's pixel features on their top ``dims`` principal components.
+
+    Per image: X (H*W, C) centred by its mean pixel, the eigenvectors v_1..v_dims of
+    X^T X with the largest eigenvalues (equivalently the top right singular vectors of
+    X), and the projection X v_k. Each v_k's sign is fixed so that its entry of largest
+    magnitude is positive (the lowest index among equal magnitudes), making the result
+    deterministic.
+
+    Args:
+        features: (B, C, H, W) float features.
+        dims: number of components, 1 <= dims <= C.
+
+    Returns:
+        (B, dims, H, W) projections (mean zero per image and channel), ordered by
+        decreasing variance.
+    """
+    check.float_tensor(features, "features")
+    if features.dim() != 4:
+        raise ValueError(f"features must have shape (B, C, H, W), got {tuple(features.shape)}")
+    B, C, H, W = features.shape
+    dims = check.positive_int(dims, "dims")
+    if dims > C:
+        raise ValueError(f"dims must be <= the number of channels C = {C}, got {dims}")
+    pixels = features.reshape(B, C, H * W).transpose(1, 2)
+    centred = pixels - pixels.mean(1, keepdim=True)
+    # eigh of the C x C scatter matrix: cheaper than an SVD of the (H*W, C) pixels.
+    _, vectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)
+    components = vectors[:, :, -dims:].flip(-1)  # (B, C, dims), largest eigenvalue first
+    components = _canonical_signs(components)
+    return (centred @ components).transpose(1, 2).reshape(B, dims, H, W)
+
+
+def _canonical_signs(components: torch.Tensor) -> torch.Tensor:
+    """Flips each column of (B, C, k) so that its largest-magnitude entry is positive."""
+    index = components.abs().argmax(1, keepdim=True)
+    signs = torch.sign(components.gather(1, index))
+    return components * torch.where(signs == 0, 1.0, signs).to(components.dtype)
+
+
+def rescale_to_unit(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Min-max rescales each channel of each image to [0, 1]:
+    ``(x - min) / max(max - min, eps)`` (a constant channel becomes 0).
+
+    Args:
+        x: (B, C, H, W) float tensor.
+    Returns:
+        (B, C, H, W) in [0, 1].
+    """
+    check.float_tensor(x, "x")
+    if x.dim() != 4:
+        raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    flat = x.flatten(2)
+    low = flat.amin(2, keepdim=True)
+    span = (flat.amax(2, keepdim=True) - low).clamp_min(check.number(eps, "eps"))
+    return ((flat - low) / span).view_as(x)
