@@ -109,7 +109,7 @@ def finch(x: torch.Tensor, *, metric: str = "cosine", max_levels: Optional[int] 
             raise TypeError(f"index must be a SegmentIndex, got {type(index).__name__}")
         if metric != "cosine":
             raise ValueError("index can only serve metric='cosine' (it searches by inner product)")
-        if index._group() is not None:
+        if index.is_sharded:
             raise ValueError("index must not be a sharded (distributed) SegmentIndex: finch runs on one process")
         if index.dim != x.shape[1] or len(index) != num_rows:
             raise ValueError(f"index must hold exactly the rows of x ({num_rows} x {x.shape[1]}), "

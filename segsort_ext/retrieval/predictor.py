@@ -9,10 +9,10 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.utils import checks as check
-from segsort_ext.ops import spherical_kmeans
+from segsort_ext.ops import segment_majority_mean, segment_mean, segment_partition, spherical_kmeans
 from segsort_ext.retrieval.index import SegmentIndex
-from segsort_ext.ops import segment_majority_mean, segment_mean, segment_partition
+from segsort_ext.utils import checks as check
+from segsort_ext.utils.constants import IGNORE_INDEX
 
 __all__ = ["add_training_segments", "SegSortPredictor"]
 
@@ -27,7 +27,7 @@ def add_training_segments(
     grid=(5, 5),
     iters: int = 10,
     coord_weight: float = 1.0,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> int:
     """Adds the segments of a batch of training images to the bank: pixel sorting
     (spherical_kmeans), one segment per cluster, prototype = normalised mean of the

@@ -1,9 +1,10 @@
+"""SegSort inference: building a bank with add_training_segments, and SegSortPredictor's
+vote maps over single, flipped and rescaled views."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.retrieval import SegSortPredictor, add_training_segments
-from segsort_ext.retrieval import SegmentIndex
+from segsort_ext.retrieval import SegmentIndex, SegSortPredictor, add_training_segments
 
 C, D = 4, 16
 
