@@ -38,7 +38,7 @@ import recipe_utils as ru  # noqa: E402
 
 import segsort_ext  # noqa: E402
 from segsort_ext.utils import viz  # noqa: E402
-from segsort_ext.nn.losses import cluster_balance_weights  # noqa: E402
+from segsort_ext.nn import cluster_balance_weights  # noqa: E402
 from segsort_ext.transforms.views import apply_geometry, picie_views  # noqa: E402
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",

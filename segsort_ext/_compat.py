@@ -17,7 +17,7 @@ MOVED_MODULES = {
     "meanshift": ("segsort_ext.ops.blurring_mean_shift", "segsort_ext.cluster.instances"),
     "reference": ("segsort_ext.ops.reference",),
     "memory": ("segsort_ext.nn.memory",),
-    "losses": ("segsort_ext.nn.losses",),
+    "losses": ("segsort_ext.nn", "segsort_ext.transforms.guided_filtering"),
     "inference": ("segsort_ext.retrieval.predictor",),
     "pseudo_segments": ("segsort_ext.transforms",),
     "views": ("segsort_ext.transforms",),

@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 import torch
 
-from segsort_ext.nn.losses import SegSortLoss
+from segsort_ext.nn import SegSortLoss
 from segsort_ext.metrics import region_benchmark
 from segsort_ext.transforms import ucm_components
 from segsort_ext.transforms.pseudo_segments import (

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from segsort_ext.utils import distributed as dist_utils
 from segsort_ext.retrieval import SegSortPredictor
 from segsort_ext.cluster import SphericalKMeans
-from segsort_ext.nn.losses import SegSortLoss
+from segsort_ext.nn import SegSortLoss
 from segsort_ext.nn import PrototypeMemory
 from segsort_ext.retrieval import SegmentIndex
 from segsort_ext.testing import random_labels

@@ -13,7 +13,8 @@ from segsort_ext.utils.optional import require
                                                     ("faiss", "retrieval", "faiss-gpu"),
                                                     ("matplotlib.pyplot", "recipes", "matplotlib")])
 def test_missing_extra_names_the_pip_command(monkeypatch, module, extra, package):
-    monkeypatch.setitem(sys.modules, module.split(".")[0], None)  # import now raises ImportError
+    for name in (module, module.split(".")[0]):  # importing it now raises ImportError
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=rf"the feature needs .*pip install 'segsort_ext\[{extra}\]'.*{package}"):
         require(module, "the feature")
 
