@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 
 from segsort_ext.ops import has_cuda_kernels
+from segsort_ext.utils.constants import IGNORE_INDEX
 
 
 def devices() -> list[str]:
@@ -26,7 +27,7 @@ def random_clusters(batch: int, height: int, width: int, num_clusters: int, *, b
     return clusters.to(device)
 
 
-def random_labels(batch: int, height: int, width: int, num_classes: int, *, ignore_index: int = 255,
+def random_labels(batch: int, height: int, width: int, num_classes: int, *, ignore_index: int = IGNORE_INDEX,
                   ignore_fraction: float = 0.1, generator: Optional[torch.Generator] = None,
                   device="cpu") -> torch.Tensor:
     """(B, H, W) int64 class map of horizontal bands with ignored pixels."""

@@ -7,6 +7,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from segsort_ext.utils.constants import IGNORE_INDEX
+
 __all__ = ["voc_palette", "class_palette", "colorize", "instance_colors", "outline", "pca_rgb", "to_uint8", "highlight"]
 
 # Distinct, colour-blind friendly-ish colours (Tableau 10 + extras); index = class id.
@@ -43,7 +45,7 @@ def class_palette(num_classes: int) -> np.ndarray:
     return np.concatenate([_PALETTE, extra])
 
 
-def colorize(labels, num_classes: int, ignore_index: Optional[int] = 255) -> np.ndarray:
+def colorize(labels, num_classes: int, ignore_index: Optional[int] = IGNORE_INDEX) -> np.ndarray:
     """Class map (H, W) -> (H, W, 3) uint8; ignored (or out-of-range) pixels light grey."""
     labels = _numpy(labels).astype(np.int64)
     palette = np.concatenate([class_palette(num_classes), IGNORE_COLOR[None]])
