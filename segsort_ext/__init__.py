@@ -53,7 +53,7 @@ _LAZY_NAMES = {
     "slic_segments": "segsort_ext.transforms",
     "ucm_to_labels": "segsort_ext.transforms",
 }
-_SUBPACKAGES = ("ops", "nn", "cluster", "retrieval", "transforms", "datasets", "metrics", "utils", "testing",
+_SUBPACKAGES = ("ops", "nn", "cluster", "retrieval", "transforms", "datasets", "metrics", "models", "utils", "testing",
                 "buildinfo")
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY_NAMES, _SUBPACKAGES + tuple(_compat.MOVED_MODULES))
 _compat.install()

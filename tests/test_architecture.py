@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "segsort_ext"
 
 # Lower layers never import higher ones; equal ranks do not import each other.
-LAYERS = {"utils": 0, "ops": 1, "transforms": 2, "retrieval": 2, "cluster": 3, "metrics": 3, "datasets": 3, "nn": 4}
+LAYERS = {"utils": 0, "ops": 1, "transforms": 2, "retrieval": 2, "models": 2, "cluster": 3, "metrics": 3, "datasets": 3,
+          "nn": 4}
 TOP_LEVEL = float("inf")  # segsort_ext/__init__.py, _compat.py, testing.py, buildinfo.py
 LONG_FILE_LINES = 500
 LONG_FILE_MARKER = "# long-file:"  # within the first lines: why this file is longer
