@@ -55,6 +55,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset, Subset
 
 from segsort_ext import datasets as sdata
+from segsort_ext import transforms
 from segsort_ext.utils import viz
 from segsort_ext.metrics import ConfusionMatrix, semantic_boundary_f
 
@@ -497,9 +498,9 @@ def sample_crops(dataset: ScaledSet, picks: Sequence[int], crop: int, generator:
         # A second label channel marks padding: a void pixel of the label stays valid image content.
         stacked = torch.stack([label, torch.zeros_like(label)])
         if scale_range is not None and tuple(scale_range) != (1.0, 1.0):
-            image, stacked = sdata.random_scale(image, stacked, scale_range, generator)
-        image, stacked = sdata.random_crop(image, stacked, (crop, crop), generator=generator)
-        image, stacked = sdata.random_hflip(image, stacked, generator=generator)
+            image, stacked = transforms.random_scale(image, stacked, scale_range, generator)
+        image, stacked = transforms.random_crop(image, stacked, (crop, crop), generator=generator)
+        image, stacked = transforms.random_hflip(image, stacked, generator=generator)
         images.append(image)
         labels.append(stacked[0])
         valid.append(stacked[1] == 0)

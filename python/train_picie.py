@@ -4,7 +4,7 @@ with invariance (photometric) and equivariance (geometric).
 Each epoch:
 
 1. features of the whole (small) training set, for two views of one crop per image
-   (view 1 = G(P1(x)) through the network; view 2 = G(net(P2(x))), segsort_ext.views),
+   (view 1 = G(P1(x)) through the network; view 2 = G(net(P2(x))), segsort_ext.transforms),
    a random subset of pixels per image;
 2. dataset-level SphericalKMeans of each view's features, with K clusters (K = number
    of classes) and an overclustering K2: four centroid sets, their cluster sizes giving
@@ -39,7 +39,7 @@ import recipe_utils as ru  # noqa: E402
 import segsort_ext  # noqa: E402
 from segsort_ext.utils import viz  # noqa: E402
 from segsort_ext.nn import cluster_balance_weights  # noqa: E402
-from segsort_ext.transforms.views import apply_geometry, picie_views  # noqa: E402
+from segsort_ext.transforms import apply_geometry, picie_views  # noqa: E402
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "clusters", "overclusters", "cluster_pixels",

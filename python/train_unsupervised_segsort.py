@@ -33,7 +33,7 @@ import recipe_utils as ru  # noqa: E402
 
 import segsort_ext  # noqa: E402
 from segsort_ext.utils import viz  # noqa: E402
-from segsort_ext.transforms.pseudo_segments import pseudo_segments  # noqa: E402
+from segsort_ext.transforms import pseudo_segments  # noqa: E402
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "concentration", "grid", "kmeans_iters", "memory_batches",

@@ -55,7 +55,10 @@ _LAZY_NAMES = {
 }
 _SUBPACKAGES = ("ops", "nn", "cluster", "retrieval", "transforms", "datasets", "metrics", "models", "utils", "testing",
                 "buildinfo")
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY_NAMES, _SUBPACKAGES + tuple(_compat.MOVED_MODULES))
+# An old module path that is also a function's name (pseudo_segments) resolves to the function,
+# as in 0.1; `import segsort_ext.pseudo_segments` still finds the module alias.
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_NAMES,
+                                    _SUBPACKAGES + tuple(m for m in _compat.MOVED_MODULES if m not in _LAZY_NAMES))
 _compat.install()
 
 __all__ = [

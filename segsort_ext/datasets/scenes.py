@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from segsort_ext.utils import checks as check
+from segsort_ext.utils.optional import require
 
 __all__ = ["TEXTURE_CLASSES", "TextureMosaics", "DigitScenes", "texture_sources"]
 
@@ -36,11 +37,7 @@ _texture_cache: dict = {}
 
 
 def _load_skimage(name: str) -> np.ndarray:
-    try:
-        import skimage.data
-    except ImportError as error:  # pragma: no cover - a dependency of the package
-        raise ImportError("the embedded scenes need scikit-image (pip install scikit-image)") from error
-    return getattr(skimage.data, name)()
+    return getattr(require("skimage.data", "TextureMosaics"), name)()
 
 
 def texture_sources(split: str) -> List[torch.Tensor]:
@@ -164,11 +161,7 @@ class TextureMosaics(_Scenes):
 
 
 def _digit_scans(split: str) -> Tuple[torch.Tensor, torch.Tensor]:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as error:  # pragma: no cover - a dependency of the package
-        raise ImportError("the embedded digit scenes need scikit-learn (pip install scikit-learn)") from error
-    digits = load_digits()
+    digits = require("sklearn.datasets", "DigitScenes").load_digits()
     images = torch.from_numpy(digits.images).float() / 16
     targets = torch.from_numpy(digits.target).long()
     cut = 1300  # 1797 scans: the first 1300 for training, the rest for testing

@@ -1,10 +1,10 @@
-"""The embedded default data (segsort_ext.scenes) and the picture helpers (segsort_ext.viz)."""
+"""The embedded default data (segsort_ext.datasets.scenes) and the picture helpers (segsort_ext.utils.viz)."""
 import numpy as np
 import pytest
 import torch
 
-from segsort_ext.utils import viz
 from segsort_ext.datasets.scenes import TEXTURE_CLASSES, DigitScenes, TextureMosaics, scene_batches, texture_sources
+from segsort_ext.utils import viz
 
 
 def test_texture_sources_split_disjoint_columns():
@@ -20,7 +20,7 @@ def test_texture_mosaics_labels_follow_regions():
     data = TextureMosaics("train", 12, 48, seed=3)
     assert data.images.shape == (12, 3, 48, 48) and data.labels.shape == data.instances.shape == (12, 48, 48)
     assert data.labels.dtype == data.instances.dtype == torch.int64
-    for image, label, instance in data:
+    for _, label, instance in data:
         regions = instance.unique()
         assert 2 <= len(regions) <= 5
         classes = [int(label[instance == r].unique().item()) for r in regions]  # one class per region

@@ -1,17 +1,15 @@
-"""Unsupervised pseudo segments: superpixels and a contour-based segmentation hierarchy.
+"""A contour-based segmentation hierarchy: ultrametric contour maps (UCM).
 
 SegSort trains without labels on segments of a contour detector's hierarchy (HED edges ->
-oriented watershed -> ultrametric contour map, "HED-owt-ucm").  This module provides
-stand-ins that need only scikit-image:
+oriented watershed -> ultrametric contour map, "HED-owt-ucm").  This module is a stand-in
+that needs only scipy and scikit-image:
 
-* :func:`slic_segments` / :func:`felzenszwalb_segments`: one image ``(C, H, W)`` -> int64
-  ``(H, W)`` ids, compact ``[0, S)``, numbered in raster order of first appearance;
-* :func:`pseudo_segments`: a batch ``(B, C, H, W)`` -> ``(B, H, W)`` per-image ids with ``-1``
-  on ignored pixels, ready to pass as ``labels`` to ``SegSortLoss(loss='vmf')``;
+* :func:`edge_strength`: a Sobel contour-strength map of an image;
 * :func:`contour_ucm` / :func:`image_ucm`: an ultrametric contour map in the BSDS ``ucm2``
   layout from any edge-strength map (watershed over-segmentation, then greedy merging of the
-  adjacent pair with the weakest mean boundary strength), and :func:`ucm_to_labels`, which
-  cuts it at a threshold (the regions of ``segsort_ext.metrics`` ``kind='ucm2'``).
+  adjacent pair with the weakest mean boundary strength);
+* :func:`ucm_to_labels` cuts it at a threshold (the regions of ``segsort_ext.metrics``
+  ``kind='ucm2'``); :func:`ucm_components` is the region benchmark's unchecked cut.
 
 The ``ucm2`` layout (as ``BSR/bench`` ``ucm2/*.mat``): an array ``(2H+1, 2W+1)``; pixel
 ``(y, x)`` sits at ``(2y+1, 2x+1)`` (value 0), the boundary between ``(y, x)`` and
@@ -20,189 +18,21 @@ The ``ucm2`` layout (as ``BSR/bench`` ``ucm2/*.mat``): an array ``(2H+1, 2W+1)``
 4-neighbours, and the other frame cells are 0.  Regions at threshold ``t`` are the
 8-connected components of ``ucm2 <= t`` sampled at the pixel cells.
 """
-
 from __future__ import annotations
 
 import heapq
-import numbers
 from typing import Optional, Union
 
 import numpy as np
 import torch
-from scipy import ndimage
 
+from segsort_ext.transforms._arrays import compact_ids, image_array
+from segsort_ext.utils import checks as check
+from segsort_ext.utils.optional import require
 
-__all__ = [
-    "slic_segments",
-    "felzenszwalb_segments",
-    "pseudo_segments",
-    "edge_strength",
-    "contour_ucm",
-    "image_ucm",
-    "ucm_to_labels",
-    "ucm_components",
-]
+__all__ = ["edge_strength", "contour_ucm", "image_ucm", "ucm_to_labels", "ucm_components"]
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
-
-
-# ============================================================================================
-# Argument checks and helpers
-# ============================================================================================
-
-
-def _image_array(image, name: str = "image") -> np.ndarray:
-    """A torch image ``(C, H, W)`` (C = 1 or 3) or ``(H, W)`` as float64 numpy ``(H, W[, C])``."""
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (C, H, W), got {type(image).__name__}")
-    if not image.is_floating_point():
-        raise TypeError(f"{name} must be a floating point tensor with values in [0, 1], got {image.dtype}")
-    if image.dim() == 2:
-        image = image.unsqueeze(0)
-    if image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"{name} must have shape (C, H, W) with C = 1 or 3, or (H, W), got {tuple(image.shape)}")
-    if image.shape[1] < 1 or image.shape[2] < 1:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(image.shape)}")
-    array = image.detach().to("cpu", torch.float64).numpy()
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array[0] if array.shape[0] == 1 else np.ascontiguousarray(array.transpose(1, 2, 0))
-
-
-def _number(value, name: str, *, minimum: Optional[float] = None, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
-    return value
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _compact(labels: np.ndarray) -> np.ndarray:
-    """Renumber the values of ``labels`` to ``0..S-1`` in raster order of first appearance
-    (negative values stay -1), so that equal partitions always get equal ids."""
-    flat = labels.reshape(-1)
-    out = np.full(flat.shape, -1, dtype=np.int64)
-    keep = flat >= 0
-    if keep.any():
-        values, first, inverse = np.unique(flat[keep], return_index=True, return_inverse=True)
-        rank = np.empty(values.size, dtype=np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(values.size)
-        out[keep] = rank[inverse.reshape(-1)]
-    return out.reshape(labels.shape)
-
-
-# ============================================================================================
-# Superpixels
-# ============================================================================================
-
-
-def slic_segments(image: torch.Tensor, n_segments: int = 100, *, compactness: float = 10.0, sigma: float = 1.0,
-                  max_num_iter: int = 10, enforce_connectivity: bool = True) -> torch.Tensor:
-    """SLIC superpixels (scikit-image) of one image.
-
-    Args:
-        image: float ``(3, H, W)`` RGB in [0, 1] (clustered in CIELAB), ``(1, H, W)`` or ``(H, W)``.
-        n_segments: approximate number of superpixels.
-        compactness, sigma, max_num_iter, enforce_connectivity: as ``skimage.segmentation.slic``.
-
-    Returns:
-        int64 ``(H, W)`` ids, compact ``[0, S)`` in raster order of first appearance.
-    """
-    from skimage.segmentation import slic
-
-    array = _image_array(image)
-    n_segments = _positive_int(n_segments, "n_segments")
-    compactness = _number(compactness, "compactness", minimum=0.0, strict=True)
-    sigma = _number(sigma, "sigma", minimum=0.0)
-    max_num_iter = _positive_int(max_num_iter, "max_num_iter")
-    labels = slic(array, n_segments=n_segments, compactness=compactness, sigma=sigma, max_num_iter=max_num_iter,
-                  enforce_connectivity=bool(enforce_connectivity), start_label=0,
-                  channel_axis=-1 if array.ndim == 3 else None)
-    return torch.from_numpy(_compact(labels))
-
-
-def felzenszwalb_segments(image: torch.Tensor, *, scale: float = 100.0, sigma: float = 0.8,
-                          min_size: int = 50) -> torch.Tensor:
-    """Felzenszwalb-Huttenlocher graph-based segmentation (scikit-image) of one image.
-
-    Args:
-        image: float ``(3, H, W)`` in [0, 1], ``(1, H, W)`` or ``(H, W)``.
-        scale: larger gives larger segments; sigma: pre-smoothing; min_size: smallest segment.
-
-    Returns:
-        int64 ``(H, W)`` ids, compact ``[0, S)`` in raster order of first appearance.
-    """
-    from skimage.segmentation import felzenszwalb
-
-    array = _image_array(image)
-    scale = _number(scale, "scale", minimum=0.0, strict=True)
-    sigma = _number(sigma, "sigma", minimum=0.0)
-    min_size = _positive_int(min_size, "min_size")
-    labels = felzenszwalb(array, scale=scale, sigma=sigma, min_size=min_size,
-                          channel_axis=-1 if array.ndim == 3 else None)
-    return torch.from_numpy(_compact(labels))
-
-
-_METHODS = {"slic": slic_segments, "felzenszwalb": felzenszwalb_segments}
-
-
-def pseudo_segments(images: torch.Tensor, method: str = "slic", *, valid: Optional[torch.Tensor] = None,
-                    **options) -> torch.Tensor:
-    """Pseudo segments of a batch, for unsupervised SegSort.
-
-    Args:
-        images: float ``(B, C, H, W)`` in [0, 1] (C = 1 or 3; un-normalised pixels, i.e.
-            before any mean/std normalisation).
-        method: ``'slic'`` (:func:`slic_segments`) or ``'felzenszwalb'``
-            (:func:`felzenszwalb_segments`); ``options`` go to that function.
-        valid: optional bool ``(B, H, W)``; pixels where it is False (e.g. the padding added by
-            :func:`segsort_ext.data.collate`) get id -1 and the others are renumbered.
-
-    Returns:
-        int64 ``(B, H, W)`` on the device of ``images``: per image, compact ids ``[0, S_b)`` in
-        raster order of first appearance, -1 where not valid.  Pass it as ``labels`` to
-        ``SegSortLoss(loss='vmf', ignore_index=-1)``: segments are then aligned with the pseudo
-        segments and each is its own class (with the default ``ignore_index=255`` an image with
-        more than 255 segments would lose segment 255).
-    """
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
-    if images.dim() != 4:
-        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
-    B, _, H, W = images.shape
-    if valid is not None:
-        if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
-            raise TypeError(f"valid must be a bool tensor (B, H, W), got "
-                            f"{valid.dtype if isinstance(valid, torch.Tensor) else type(valid).__name__}")
-        if tuple(valid.shape) != (B, H, W):
-            raise ValueError(f"valid must have shape (B, H, W) = {(B, H, W)}, got {tuple(valid.shape)}")
-        valid = valid.cpu().numpy()
-    segment = _METHODS[method]
-    out = np.empty((B, H, W), dtype=np.int64)
-    for b in range(B):
-        ids = segment(images[b], **options).numpy()
-        if valid is not None:
-            ids = _compact(np.where(valid[b], ids, -1))
-        out[b] = ids
-    return torch.from_numpy(out).to(images.device)
-
-
-# ============================================================================================
-# Contour-based hierarchy (OWT-UCM stand-in)
-# ============================================================================================
 
 
 def edge_strength(image: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
@@ -216,10 +46,10 @@ def edge_strength(image: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
         float64 ``(H, W)``: the root mean square over channels of the per-channel Sobel
         magnitude (``skimage.filters.sobel``).
     """
-    from skimage.filters import sobel
-
-    array = _image_array(image)
-    sigma = _number(sigma, "sigma", minimum=0.0)
+    sobel = require("skimage.filters", "edge_strength").sobel
+    ndimage = require("scipy.ndimage", "edge_strength")
+    array = image_array(image)
+    sigma = check.number(sigma, "sigma", minimum=0.0)
     channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[-1])]
     squares = 0.0
     for channel in channels:
@@ -348,8 +178,7 @@ def contour_ucm(contours: ArrayLike, *, markers: Optional[ArrayLike] = None, nor
     of a 481x321 BSDS image smoothed with sigma 2): meant for data preparation, not a
     training step.
     """
-    from skimage.segmentation import watershed
-
+    watershed = require("skimage.segmentation", "contour_ucm").watershed
     strength = _contour_array(contours)
     H, W = strength.shape
     if markers is not None:
@@ -362,7 +191,7 @@ def contour_ucm(contours: ArrayLike, *, markers: Optional[ArrayLike] = None, nor
         if not (markers > 0).any():
             raise ValueError("markers must mark at least one seed (a value > 0)")
     regions = watershed(strength, markers=markers, connectivity=1)
-    regions = _compact(regions.astype(np.int64) - 1)  # watershed labels every pixel 1..R
+    regions = compact_ids(regions.astype(np.int64) - 1)  # watershed labels every pixel 1..R
     num_regions = int(regions.max()) + 1
 
     # Boundary pixel pairs between different regions, with their strength.
@@ -405,6 +234,7 @@ def ucm_components(ucm2: np.ndarray, threshold: float) -> np.ndarray:
     """The official region benchmark's ``bwlabel(ucm2 <= threshold)`` (8-connected) on the
     full-resolution ``(2H+1, 2W+1)`` map, sampled at the pixel centres: ``(H, W)`` labels
     1..N, unchecked (the checked, compact form is :func:`ucm_to_labels`)."""
+    ndimage = require("scipy.ndimage", "ucm_components")
     labels, _ = ndimage.label(ucm2 <= threshold, structure=np.ones((3, 3), dtype=bool))
     return labels[1::2, 1::2]
 
@@ -424,6 +254,6 @@ def ucm_to_labels(ucm2: ArrayLike, threshold: float) -> torch.Tensor:
     ucm = _contour_array(ucm2, "ucm2")
     if ucm.shape[0] < 3 or ucm.shape[1] < 3 or ucm.shape[0] % 2 == 0 or ucm.shape[1] % 2 == 0:
         raise ValueError(f"ucm2 must have shape (2H+1, 2W+1) with H, W >= 1, got {ucm.shape}")
-    threshold = _number(threshold, "threshold", minimum=0.0)
+    threshold = check.number(threshold, "threshold", minimum=0.0)
     labels = ucm_components(ucm, threshold).astype(np.int64) - 1
-    return torch.from_numpy(_compact(labels))
+    return torch.from_numpy(compact_ids(labels))

@@ -1,19 +1,23 @@
+"""Geometric transforms: PiCIE's Geometry (exact crops, flips, equivariance at every
+stride, labels never interpolated) and the per-sample crop, flip and scale."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from transforms_testing import assert_label_under_image, coded_sample, position_sample
 
-from segsort_ext.transforms.views import (
+from segsort_ext.transforms import (
     Geometry,
-    Photometric,
     apply_geometry,
-    apply_photometric,
+    crop_or_pad,
     identity_geometry,
-    picie_views,
+    random_crop,
+    random_hflip,
+    random_scale,
     sample_geometry,
-    sample_photometric,
 )
+from segsort_ext.utils.constants import IGNORE_INDEX
 
 
 def _geometry(boxes_px, size, output_size, flip):
@@ -45,10 +49,10 @@ def test_aligned_crop_copies_pixels_at_every_stride(device, generator):
     out_features = apply_geometry(features, geometry)
     out_labels = apply_geometry(labels, geometry)
     assert out_features.shape == (2, 5, 4, 5) and out_labels.shape == (2, 4, 5)
-    for b, (t, l, flip) in enumerate([(4, 8, False), (16, 20, True)]):
-        crop = images[b, :, t:t + 16, l:l + 20]
-        cells = features[b, :, t // stride:t // stride + 4, l // stride:l // stride + 5]
-        label_cells = labels[b, t // stride:t // stride + 4, l // stride:l // stride + 5]
+    for b, (top, left, flip) in enumerate([(4, 8, False), (16, 20, True)]):
+        crop = images[b, :, top:top + 16, left:left + 20]
+        rows, cols = slice(top // stride, top // stride + 4), slice(left // stride, left // stride + 5)
+        cells, label_cells = features[b, :, rows, cols], labels[b, rows, cols]
         if flip:
             crop, cells, label_cells = crop.flip(-1), cells.flip(-1), label_cells.flip(-1)
         assert torch.equal(out_images[b], crop)
@@ -170,112 +174,60 @@ def test_geometry_bad_inputs(generator):
         sample_geometry(2, (8, 8), generator=0)
 
 
-# -- photometric -----------------------------------------------------------------------
-def _photometric(B, **values):
-    fields = dict(brightness=torch.ones(B, dtype=torch.float64), contrast=torch.ones(B, dtype=torch.float64),
-                  saturation=torch.ones(B, dtype=torch.float64), hue=torch.zeros(B, dtype=torch.float64),
-                  grey=torch.zeros(B, dtype=torch.bool), blur_sigma=torch.zeros(B, dtype=torch.float64))
-    fields.update(values)
-    return Photometric(**fields)
+def test_crop_or_pad_keeps_the_top_left_corner():
+    image, label = coded_sample(3, 4)
+    padded = crop_or_pad(label, (5, 3), IGNORE_INDEX)
+    assert torch.equal(padded[:3], label[:, :3]) and (padded[3:] == IGNORE_INDEX).all()
+    assert torch.equal(crop_or_pad(image, (2, 2), 0.0), image[:, :2, :2])
+    assert torch.equal(crop_or_pad(image, (3, 4), 0.0), image)
 
 
-def _grey(images):
-    return 0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]
+def test_random_crop_pads_small_inputs_and_hflip():
+    image, label = coded_sample(3, 4)
+    generator = torch.Generator().manual_seed(0)
+    out_image, out_label = random_crop(image, label, (5, 6), generator)
+    assert out_image.shape == (3, 5, 6)
+    torch.testing.assert_close(out_label[:3, :4], label)
+    assert (out_label[3:] == IGNORE_INDEX).all() and (out_label[:, 4:] == IGNORE_INDEX).all()
+    flipped_image, flipped_label = random_hflip(image, label, p=1.0)
+    torch.testing.assert_close(flipped_label, label.flip(-1))
+    torch.testing.assert_close(flipped_image, image.flip(-1))
+    same_image, same_label = random_hflip(image, label, p=0.0)
+    assert same_image is image and same_label is label
 
 
-def test_photometric_identity_and_each_operation(device, generator):
-    images = torch.rand(2, 3, 6, 7, dtype=torch.float64, generator=generator).to(device)
-    assert torch.equal(apply_photometric(images, _photometric(2)), images)
-    half = torch.full((2,), 0.5, dtype=torch.float64)
-    torch.testing.assert_close(apply_photometric(images, _photometric(2, brightness=half)), images * 0.5)
-    # contrast 0: every pixel becomes the image's mean grey.
-    flat = apply_photometric(images, _photometric(2, contrast=torch.zeros(2, dtype=torch.float64)))
-    torch.testing.assert_close(flat, _grey(images).mean((1, 2)).view(2, 1, 1, 1).expand_as(images))
-    # saturation 0 and grey: every channel is the luma.
-    for params in (_photometric(2, saturation=torch.zeros(2, dtype=torch.float64)),
-                   _photometric(2, grey=torch.tensor([True, True]))):
-        torch.testing.assert_close(apply_photometric(images, params), _grey(images).unsqueeze(1).expand_as(images))
-    # saturation 2 extrapolates away from grey, then clamps to [0, 1].
-    vivid = apply_photometric(images, _photometric(2, saturation=torch.full((2,), 2.0, dtype=torch.float64)))
-    torch.testing.assert_close(vivid, (2 * images - _grey(images).unsqueeze(1)).clamp(0, 1))
+def test_random_scale_keeps_label_under_image():
+    image, label = position_sample(13, 17)
+    generator = torch.Generator().manual_seed(5)
+    sizes = set()
+    for scale_range in [(0.3, 0.95)] * 6 + [(1.05, 3.0)] * 6:
+        out_image, out_label = random_scale(image, torch.stack([label, label + 1]), scale_range, generator)
+        sizes.add(tuple(out_image.shape[1:]))
+        assert out_label.shape == (2, *out_image.shape[1:]) and out_label.dtype == torch.int64
+        assert torch.equal(out_label[1], out_label[0] + 1)
+        assert_label_under_image(out_image, out_label[0], 17)
+    assert len(sizes) > 6 and any(h > 13 for h, _ in sizes) and any(h < 13 for h, _ in sizes)
+    # The check has teeth: 'nearest' resampling of the label misses it when downscaling.
+    down = torch.nn.functional.interpolate(image[None], size=(5, 6), mode="bilinear", align_corners=False)[0]
+    shifted = torch.nn.functional.interpolate(label[None, None].double(), size=(5, 6), mode="nearest")[0, 0].long()
+    with pytest.raises(AssertionError):
+        assert_label_under_image(down, shifted, 17)
 
 
-def test_hue_rotation_by_a_third_permutes_channels(device, generator):
-    images = torch.rand(2, 3, 5, 5, dtype=torch.float64, generator=generator).to(device)
-    third = torch.tensor([1 / 3, -1 / 3], dtype=torch.float64)
-    out = apply_photometric(images, _photometric(2, hue=third))
-    # +120 degrees: red -> green -> blue -> red, i.e. (r, g, b) -> (b, r, g).
-    torch.testing.assert_close(out[0], images[0, [2, 0, 1]], rtol=0, atol=1e-12)
-    torch.testing.assert_close(out[1], images[1, [1, 2, 0]], rtol=0, atol=1e-12)
-    small = apply_photometric(images, _photometric(2, hue=torch.tensor([0.05, 0.0], dtype=torch.float64)))
-    assert not torch.allclose(small[0], images[0]) and torch.equal(small[1], images[1])
-    # Hue never changes the value (max channel) or the grey images.
-    torch.testing.assert_close(small.amax(1), images.amax(1))
+def test_random_scale_is_exact_on_blocks():
+    label = torch.arange(1, 21).reshape(4, 5).repeat_interleave(4, 0).repeat_interleave(4, 1)  # 4 x 4 blocks
+    image = label.double().expand(3, -1, -1)
+    out_image, out_label = random_scale(image, label, (0.5, 0.5))
+    assert out_label.shape == (8, 10)
+    assert torch.equal(out_image[0], out_label.double())  # the image encoding the label survives exactly
 
 
-def test_gaussian_blur_matches_direct_convolution(device, generator):
-    images = torch.rand(2, 3, 9, 10, dtype=torch.float64, generator=generator)
-    sigma = torch.tensor([0.0, 1.3], dtype=torch.float64)
-    out = apply_photometric(images.to(device), _photometric(2, blur_sigma=sigma)).cpu()
-    assert torch.equal(out[0], images[0])  # sigma 0: untouched
-    radius = math.ceil(3 * 1.3)
-    weights = torch.tensor([math.exp(-0.5 * (t / 1.3) ** 2) for t in range(-radius, radius + 1)], dtype=torch.float64)
-    weights = weights / weights.sum()
-
-    def reflect(i, n):
-        return -i if i < 0 else (2 * (n - 1) - i if i >= n else i)
-
-    expected = torch.zeros(3, 9, 10, dtype=torch.float64)
-    for c in range(3):
-        for y in range(9):
-            for x in range(10):
-                expected[c, y, x] = sum(weights[dy + radius] * weights[dx + radius] * images[1, c, reflect(y + dy, 9),
-                                                                                           reflect(x + dx, 10)]
-                                        for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1))
-    torch.testing.assert_close(out[1], expected, rtol=0, atol=1e-12)
-
-
-def test_sample_photometric_ranges_and_reproducibility(generator):
-    params = sample_photometric(400, generator=generator)
-    jittered = params.brightness != 1
-    assert 0.7 < float(jittered.double().mean()) < 0.9  # p = 0.8
-    assert float(params.brightness.min()) >= 0.7 and float(params.brightness.max()) <= 1.3
-    assert float(params.hue.abs().max()) <= 0.1
-    assert 0.1 < float(params.grey.double().mean()) < 0.3
-    blurred = params.blur_sigma > 0
-    assert 0.4 < float(blurred.double().mean()) < 0.6
-    assert float(params.blur_sigma[blurred].min()) >= 0.1 and float(params.blur_sigma.max()) <= 2.0
-    again = sample_photometric(400, generator=torch.Generator().manual_seed(0))
-    assert all(torch.equal(a, b) for a, b in zip(params, again))
-    none = sample_photometric(5, jitter_probability=0, grey_probability=0, blur_probability=0, generator=generator)
-    images = torch.rand(5, 3, 4, 4, generator=generator)
-    assert torch.equal(apply_photometric(images, none), images)
-
-
-def test_photometric_bad_inputs(generator):
-    params = sample_photometric(2, generator=generator)
-    with pytest.raises(ValueError, match="images"):
-        apply_photometric(torch.rand(2, 8, 5, 5), params)  # feature maps are not images
-    with pytest.raises(TypeError, match="images"):
-        apply_photometric(torch.zeros(2, 3, 5, 5, dtype=torch.uint8), params)
-    with pytest.raises(ValueError, match="photometric.brightness"):
-        apply_photometric(torch.rand(3, 3, 5, 5), params)
-    with pytest.raises(ValueError, match="hue"):
-        sample_photometric(2, hue=0.7)
-    with pytest.raises(ValueError, match="grey_probability"):
-        sample_photometric(2, grey_probability=1.5)
-    with pytest.raises(TypeError, match="blur_sigma"):
-        sample_photometric(2, blur_sigma=1.0)
-
-
-def test_picie_views(generator):
-    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    view_1, view_2, geometry = picie_views(images, output_size=(8, 8), generator=generator,
-                                           geometry_options={"align": 4})
-    assert view_1.shape == (2, 3, 8, 8) and view_2.shape == (2, 3, 16, 16)
-    assert float(view_1.min()) >= 0 and float(view_1.max()) <= 1
-    again = picie_views(images, output_size=(8, 8), generator=torch.Generator().manual_seed(0),
-                        geometry_options={"align": 4})
-    assert torch.equal(again[0], view_1) and torch.equal(again[1], view_2)
-    # Features of view 2 are brought to view 1's crop: a stride-2 map gives 4 x 4.
-    assert apply_geometry(torch.rand(2, 5, 8, 8), geometry).shape == (2, 5, 4, 4)
+def test_random_scale_bad_arguments():
+    image, label = torch.rand(3, 4, 5), torch.zeros(4, 5, dtype=torch.int64)
+    for bad in [(0.0, 1.0), (2.0, 1.0), (-1.0, 1.0), (1.0, float("nan"))]:
+        with pytest.raises(ValueError, match="scale_range"):
+            random_scale(image, label, bad)
+    with pytest.raises(TypeError, match="scale_range"):
+        random_scale(image, label, 1.5)
+    with pytest.raises(ValueError, match="label"):
+        random_scale(image, torch.zeros(4, 6, dtype=torch.int64))

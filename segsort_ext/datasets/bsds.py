@@ -1,0 +1,83 @@
+"""The Berkeley Segmentation Dataset 500 (BSDS500): images with every annotator's regions
+and boundaries, for the region and boundary benchmarks of :mod:`segsort_ext.metrics`.
+Reading the ``groundTruth/*.mat`` files needs scipy."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from segsort_ext.datasets.io import PathLike, read_image
+from segsort_ext.utils.optional import require
+
+__all__ = ["load_bsds_ground_truth", "BSDS500"]
+
+
+def load_bsds_ground_truth(path: PathLike) -> List[Dict[str, np.ndarray]]:
+    """Read a BSDS500 ``groundTruth/*.mat`` file.
+
+    Returns:
+        one dict per human annotator with ``'segmentation'`` (uint16 ``HxW``, region ids 1..N)
+        and ``'boundaries'`` (bool ``HxW``) -- the format :mod:`segsort_ext.metrics` expects.
+    """
+    cells = require("scipy.io", "load_bsds_ground_truth").loadmat(os.fspath(path))["groundTruth"]
+    annotations = []
+    for k in range(cells.shape[1]):
+        entry = cells[0, k]
+        annotations.append(
+            {
+                "segmentation": np.asarray(entry["Segmentation"][0, 0]),
+                "boundaries": np.asarray(entry["Boundaries"][0, 0]).astype(bool),
+            }
+        )
+    return annotations
+
+
+class BSDS500(Dataset):
+    """Berkeley Segmentation Dataset 500.
+
+    Args:
+        root: folder holding ``images/<split>/`` and ``groundTruth/<split>/`` (the ``BSR``
+            release's ``BSDS500/data`` folder, or a folder containing ``data/`` with them).
+        split: ``'train'``, ``'val'`` or ``'test'``.
+
+    Each item is ``(image, segmentations, boundaries, id)``: ``image`` float32 ``(3, H, W)``
+    in [0, 1]; ``segmentations`` a list (one per annotator, 4-8 of them) of int64 ``(H, W)``
+    tensors with region ids 1..N; ``boundaries`` a matching list of bool ``(H, W)`` tensors.
+    Use ``batch_size=1`` with ``collate_fn=lambda batch: batch[0]`` (the number of annotators
+    varies between images).
+    """
+
+    def __init__(self, root: PathLike, split: str = "val"):
+        root = Path(root)
+        if not (root / "images").is_dir() and (root / "data" / "images").is_dir():
+            root = root / "data"
+        self.root = root
+        self.split = split
+        self.image_folder = root / "images" / split
+        self.gt_folder = root / "groundTruth" / split
+        if not self.image_folder.is_dir() or not self.gt_folder.is_dir():
+            raise FileNotFoundError(f"{root} has no images/{split}/ and groundTruth/{split}/ folders")
+        # Only images that come with a ground-truth file (the release ships Thumbs.db etc.).
+        self.ids = sorted(
+            p.stem for p in self.image_folder.glob("*.jpg") if (self.gt_folder / f"{p.stem}.mat").is_file()
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def ground_truth(self, index: int) -> List[Dict[str, np.ndarray]]:
+        """The raw numpy annotations of image ``index`` (see :func:`load_bsds_ground_truth`)."""
+        return load_bsds_ground_truth(self.gt_folder / f"{self.ids[index]}.mat")
+
+    def __getitem__(self, index: int):
+        image_id = self.ids[index]
+        image = read_image(self.image_folder / f"{image_id}.jpg")
+        annotations = self.ground_truth(index)
+        segmentations = [torch.from_numpy(a["segmentation"].astype(np.int64)) for a in annotations]
+        boundaries = [torch.from_numpy(a["boundaries"]) for a in annotations]
+        return image, segmentations, boundaries, image_id
