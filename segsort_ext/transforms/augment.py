@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from segsort_ext.transforms._checks import image_label_pair, image_size, interval, jitter_strengths
+from segsort_ext.transforms._checks import image_label_pair, jitter_strengths
 from segsort_ext.transforms.geometry import apply_geometry, random_crop, random_hflip, random_scale, sample_geometry
 from segsort_ext.transforms.photometric import apply_photometric, color_jitter, sample_photometric
 from segsort_ext.utils import checks as check
@@ -85,8 +85,8 @@ class TrainAugmentation:
         seed: int = 0,
         ignore_index: int = IGNORE_INDEX,
     ):
-        self.crop_size = None if crop_size is None else image_size(crop_size, "crop_size")
-        self.scale_range = None if scale_range is None else interval(scale_range, "scale_range", minimum=0.0,
+        self.crop_size = None if crop_size is None else check.int_pair(crop_size, "crop_size")
+        self.scale_range = None if scale_range is None else check.interval(scale_range, "scale_range", minimum=0.0,
                                                                      strict=True)
         self.jitter = jitter_strengths(brightness, contrast, saturation, hue)
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):

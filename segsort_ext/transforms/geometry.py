@@ -23,7 +23,7 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.transforms._checks import image_label_pair, image_size, interval
+from segsort_ext.transforms._checks import image_label_pair
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.constants import IGNORE_INDEX
 
@@ -78,14 +78,14 @@ def _check_geometry(geometry) -> None:
     top, left, bottom, right = boxes.unbind(1)
     if not bool(((0 <= top) & (top < bottom) & (bottom <= 1) & (0 <= left) & (left < right) & (right <= 1)).all()):
         raise ValueError("geometry.boxes must satisfy 0 <= top < bottom <= 1 and 0 <= left < right <= 1")
-    image_size(geometry.input_size, "geometry.input_size")
-    image_size(geometry.output_size, "geometry.output_size")
+    check.int_pair(geometry.input_size, "geometry.input_size")
+    check.int_pair(geometry.output_size, "geometry.output_size")
 
 
 def identity_geometry(batch_size: int, input_size, *, flip: Optional[torch.Tensor] = None) -> Geometry:
     """The full image at its own size; with ``flip`` ((B,) bool) a pure left-right flip."""
     batch_size = check.nonnegative_int(batch_size, "batch_size")
-    input_size = image_size(input_size, "input_size")
+    input_size = check.int_pair(input_size, "input_size")
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64).repeat(batch_size, 1)
     if flip is None:
         flip = torch.zeros(batch_size, dtype=torch.bool)
@@ -124,12 +124,12 @@ def sample_geometry(batch_size: int, input_size, output_size=None, *, scale=(0.5
         :class:`Geometry` with float64 boxes on the CPU.
     """
     batch_size = check.nonnegative_int(batch_size, "batch_size")
-    H, W = image_size(input_size, "input_size")
-    output_size = (H, W) if output_size is None else image_size(output_size, "output_size")
-    scale = interval(scale, "scale", minimum=0.0, maximum=1.0)
+    H, W = check.int_pair(input_size, "input_size")
+    output_size = (H, W) if output_size is None else check.int_pair(output_size, "output_size")
+    scale = check.interval(scale, "scale", minimum=0.0, maximum=1.0)
     if scale[0] == 0:
         raise ValueError(f"scale must lie within (0, 1], got {scale}")
-    ratio = interval(ratio, "ratio", minimum=0.0, strict=True)
+    ratio = check.interval(ratio, "ratio", minimum=0.0, strict=True)
     flip_probability = check.number(flip_probability, "flip_probability", minimum=0.0, maximum=1.0)
     align = check.positive_int(align, "align")
     if align > min(H, W):
@@ -237,7 +237,7 @@ def apply_geometry(x: torch.Tensor, geometry: Geometry, *, mode: Optional[str] =
     if mode == "bilinear" and not is_float:
         raise TypeError(f"x of dtype {x.dtype} (labels) can only be resampled with mode='nearest'")
     if output_size is not None:
-        h_out, w_out = image_size(output_size, "output_size")
+        h_out, w_out = check.int_pair(output_size, "output_size")
     elif (h, w) == tuple(geometry.input_size):
         h_out, w_out = geometry.output_size
     else:
@@ -331,7 +331,7 @@ def random_scale(
     image.)  Follow with :func:`random_crop`, which pads with the ignore index.
     """
     image_label_pair(image, label)
-    low, high = interval(scale_range, "scale_range", minimum=0.0, strict=True)
+    low, high = check.interval(scale_range, "scale_range", minimum=0.0, strict=True)
     factor = low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
     height, width = image.shape[-2:]
     size = (max(1, round(height * factor)), max(1, round(width * factor)))

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.transforms._checks import interval, jitter_strengths
+from segsort_ext.transforms._checks import jitter_strengths
 from segsort_ext.utils import checks as check
 
 __all__ = ["color_jitter", "Photometric", "sample_photometric", "apply_photometric"]
@@ -164,7 +164,7 @@ def sample_photometric(batch_size: int, *, brightness: float = 0.3, contrast: fl
     jitter_probability = check.number(jitter_probability, "jitter_probability", minimum=0.0, maximum=1.0)
     grey_probability = check.number(grey_probability, "grey_probability", minimum=0.0, maximum=1.0)
     blur_probability = check.number(blur_probability, "blur_probability", minimum=0.0, maximum=1.0)
-    sigma_lo, sigma_hi = interval(blur_sigma, "blur_sigma", minimum=0.0)
+    sigma_lo, sigma_hi = check.interval(blur_sigma, "blur_sigma", minimum=0.0)
     check.generator(generator)
 
     draws = torch.rand((batch_size, 8), generator=generator, dtype=torch.float64)

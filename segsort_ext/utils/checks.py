@@ -68,16 +68,35 @@ def pixel_features(x: torch.Tensor, ids: torch.Tensor) -> None:
         raise ValueError(f"x must have shape (B, D, H, W) or (N, D), got {tuple(x.shape)}")
 
 
-def grid(value, name: str) -> tuple[int, int]:
-    """An int (a square grid) or a pair of ints (gh, gw), each >= 1."""
+def int_pair(value, name: str, form: str = "(H, W)") -> tuple[int, int]:
+    """An int (both the same) or a pair of ints ``form``, each >= 1: image sizes, grids."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(g, int) and not isinstance(g, bool) for g in value)):
-        raise TypeError(f"{name} must be an int or a pair of ints (gh, gw), got {value!r}")
+    if (not isinstance(value, (tuple, list, torch.Size)) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"{name} must be an int or a pair of ints {form}, got {value!r}")
     if min(value) < 1:
-        raise ValueError(f"{name} must be >= 1 cells in each direction, got {tuple(value)}")
+        raise ValueError(f"{name} must be >= 1 in each direction, got {tuple(value)}")
     return int(value[0]), int(value[1])
+
+
+def grid(value, name: str) -> tuple[int, int]:
+    """A k-means grid: an int (a square grid) or a pair of ints (gh, gw), each >= 1."""
+    return int_pair(value, name, "(gh, gw)")
+
+
+def interval(value, name: str, *, minimum: Optional[float] = None, maximum: Optional[float] = None,
+             strict: bool = False) -> tuple[float, float]:
+    """A pair (min, max) of finite numbers, min <= max, both within the bounds of :func:`number`."""
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair of numbers (min, max), got {value!r}") from None
+    low = number(low, f"{name} min", minimum=minimum, maximum=maximum, strict=strict)
+    high = number(high, f"{name} max", minimum=minimum, maximum=maximum, strict=strict)
+    if low > high:
+        raise ValueError(f"{name} must satisfy min <= max, got {(low, high)}")
+    return low, high
 
 
 def number(value, name: str, *, minimum: Optional[float] = None, maximum: Optional[float] = None,
