@@ -102,7 +102,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration", "superpixels",
                                             "compactness", "fz_scale", "fz_min_size", "cluster_pixels"),
-                       nonnegative=("memory_batches", "annotated_images", "clusters"))
+                    nonnegative=("memory_batches", "annotated_images", "clusters"))
     seed_everything(args.seed)
     data = open_data(args, "semantic")
     crop = args.crop or data.default_crop
