@@ -30,18 +30,19 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from recipe_backbones import TinyNet
+from recipe_eval import semantic_scores
+from tqdm.auto import tqdm
 
-import segsort_ext  # noqa: E402
-from segsort_ext.utils import viz  # noqa: E402
-from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances  # noqa: E402
-from segsort_ext.metrics import ConfusionMatrix, average_recall, semantic_boundary_f  # noqa: E402
-from segsort_ext.datasets.scenes import TEXTURE_CLASSES, DigitScenes, TextureMosaics, scene_batches  # noqa: E402
-from recipe_utils import TinyNet  # noqa: E402  (python/: the recipes' five dilated convolutions)
+import segsort_ext
+from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
+from segsort_ext.datasets.scenes import TEXTURE_CLASSES, DigitScenes, TextureMosaics, scene_batches
+from segsort_ext.metrics import average_recall
+from segsort_ext.utils import viz
 
 
 def progress(steps: int, desc: str):
@@ -117,22 +118,10 @@ def segments_of(embedding: torch.Tensor, grid) -> segsort_ext.Segments:
     return segsort_ext.segment_partition(clusters)
 
 
-def semantic_scores(preds, targets) -> dict:
-    confusion = ConfusionMatrix(TextureMosaics.num_classes)
-    for p, t in zip(preds, targets):
-        confusion.update(p.numpy(), t.numpy())
-    scores = confusion.compute()
-    boundary = semantic_boundary_f([p.numpy() for p in preds], [t.numpy() for t in targets],
-                                   TextureMosaics.num_classes)
-    return {"mean_iou": float(scores["mean_iou"]), "pixel_accuracy": float(scores["pixel_accuracy"]),
-            "class_iou": {name: float(v) for name, v in zip(TEXTURE_CLASSES, scores["iou"])},
-            "boundary_f": float(boundary["f"]), "boundary_precision": float(boundary["precision"]),
-            "boundary_recall": float(boundary["recall"])}
-
-
 def draw_predictions(path, test_set, softmax_pred, segsort_pred, embeddings, args, rows: int = 6):
     rgb = viz.pca_rgb(embeddings[:rows])
-    columns = ["image", "ground truth", "softmax baseline", "SegSort (kNN vote)", "SegSort embedding (PCA)\n+ k-means segments"]
+    columns = ["image", "ground truth", "softmax baseline", "SegSort (kNN vote)",
+               "SegSort embedding (PCA)\n+ k-means segments"]
     fig, axes = plt.subplots(rows, len(columns), figsize=(2.1 * len(columns), 2.1 * rows + 0.9))
     n = TextureMosaics.num_classes
     for r in range(rows):
@@ -389,11 +378,12 @@ def main(argv=None) -> dict:
     with torch.no_grad():
         softmax_pred = torch.cat([softmax_net(mosaics_test.images[i:i + 32].to(device)).argmax(1).cpu()
                                   for i in range(0, len(mosaics_test), 32)])
+    classes = (TextureMosaics.num_classes, TEXTURE_CLASSES)
     metrics = {"device": str(device), "platform": platform.processor() or platform.machine(),
                "bank_size": len(index),
-               "segsort": {**semantic_scores(list(segsort_pred), list(mosaics_test.labels)),
+               "segsort": {**semantic_scores(list(segsort_pred), list(mosaics_test.labels), *classes),
                            "train_seconds": segsort_seconds, "losses": segsort_losses},
-               "softmax": {**semantic_scores(list(softmax_pred), list(mosaics_test.labels)),
+               "softmax": {**semantic_scores(list(softmax_pred), list(mosaics_test.labels), *classes),
                            "train_seconds": softmax_seconds, "losses": softmax_losses}}
 
     group_net, group_losses, group_seconds = train_grouping(digits_train, args, device)

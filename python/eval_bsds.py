@@ -7,7 +7,7 @@ sweeps as thresholds):
   (CIE Lab or RGB) lifted onto the sphere plus position, one level per k-means grid;
 * ``mean-shift``: Kong & Fowlkes' grouping, ``segsort_ext.blurring_mean_shift`` on the same
   colour + position features at one bandwidth per level, then
-  ``segsort_ext.meanshift.extract_instances`` (bandwidth and threshold both derived from a
+  ``segsort_ext.cluster.extract_instances`` (bandwidth and threshold both derived from a
   margin alpha: ``bandwidth_from_margin`` / ``cosine_threshold_from_margin``);
 * ``embedding``: with ``--embedding-checkpoint``, pixel sorting of a learned embedding;
 * scikit-image's ``felzenszwalb``, ``slic`` and ``quickshift`` at several scales;
@@ -50,10 +50,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 import segsort_ext
-from segsort_ext.datasets import load_bsds_ground_truth
 from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
-from segsort_ext.ops import bandwidth_from_margin
+from segsort_ext.datasets import load_bsds_ground_truth
 from segsort_ext.metrics import boundary_benchmark, region_benchmark, regions_from_ucm2
+from segsort_ext.ops import bandwidth_from_margin
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "bsds500"
@@ -346,7 +346,7 @@ def main(argv=None) -> List[Dict]:
         candidates = []
         for i, (image, small) in enumerate(zip(images, smalls)):
             levels = runners[name](i, small)
-            candidates.append([relabel(upsample_labels(np.asarray(l), image.shape[:2])) for l in levels])
+            candidates.append([relabel(upsample_labels(np.asarray(level), image.shape[:2])) for level in levels])
         seconds = time.perf_counter() - start
         region = region_benchmark(candidates, humans)
         boundary = boundary_benchmark(candidates, truths)

@@ -14,7 +14,7 @@ Data: the embedded DigitScenes by default (the VOC sample in ../shared/data has 
 SegmentationObject/ folder); --dataset voc-object (VOC SegmentationObject, 255 void) or
 sbd-object for real data, images at --scale 0.25 by default (mean shift over all pixels
 of a test image costs O(pixels^2)). Run folder, checkpoints and --resume as in
-python/recipe_utils.py.
+python/recipe_run.py.
 """
 from __future__ import annotations
 
@@ -28,12 +28,17 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import recipe_utils as ru  # noqa: E402
+from recipe_args import add_common_arguments, check_arguments, total_steps
+from recipe_backbones import build_backbone
+from recipe_data import INSTANCE_DATASETS, open_data, sample_crops
+from recipe_eval import embed, save_panels
+from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 
-import segsort_ext  # noqa: E402
-from segsort_ext.utils import viz  # noqa: E402
-from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances  # noqa: E402
-from segsort_ext.metrics import InstanceEvaluator  # noqa: E402
+import segsort_ext
+from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
+from segsort_ext.datasets import IGNORE_INDEX
+from segsort_ext.metrics import InstanceEvaluator
+from segsort_ext.utils import viz
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "batch_size", "lr",
          "backbone", "seed", "dim", "alpha", "iters", "pixels", "aug_scale", "coords")
@@ -41,8 +46,8 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ru.add_common_arguments(parser, datasets=ru.INSTANCE_DATASETS, default_out="outputs/train_grouping",
-                            default_steps=150, default_batch=4, default_test_images=24, real_scale=0.25)
+    add_common_arguments(parser, datasets=INSTANCE_DATASETS, default_out="outputs/train_grouping",
+                         default_steps=150, default_batch=4, default_test_images=24, real_scale=0.25)
     group = parser.add_argument_group("grouping")
     group.add_argument("--dim", type=int, default=8, help="embedding dimension")
     group.add_argument("--alpha", type=float, default=0.5, help="margin of the pairwise loss, in [0, 1)")
@@ -78,7 +83,7 @@ def training_points(embeddings: torch.Tensor, ids: torch.Tensor, count: int, gen
 def group_image(net, image, args, device):
     """Instances of one image: (proposal masks (P, H, W) bool, scores (P,), id map (H, W)
     with 0 = background and 1.. = proposals by decreasing size)."""
-    e = ru.embed(net, image, device)
+    e = embed(net, image, device)
     _, D, H, W = e.shape
     points = e.flatten(2).transpose(1, 2).to(device)
     shifted = segsort_ext.blurring_mean_shift(points, bandwidth=segsort_ext.bandwidth_from_margin(args.alpha),
@@ -97,35 +102,35 @@ def group_image(net, image, args, device):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    ru.check_arguments(parser, args, positive=("dim", "pixels", "min_instance"), nonnegative=("iters",))
+    check_arguments(parser, args, positive=("dim", "pixels", "min_instance"), nonnegative=("iters",))
     if not 0 <= args.alpha < 1:
         parser.error(f"--alpha must be in [0, 1), got {args.alpha}")
     if args.eval_iters is not None and args.eval_iters < 0:
         parser.error(f"--eval-iters must be >= 0, got {args.eval_iters}")
-    ru.seed_everything(args.seed)
+    seed_everything(args.seed)
     # Mean shift runs over every pixel of a test image: real images at a quarter size.
-    data = ru.open_data(args, "instance", real_scale=0.25)
+    data = open_data(args, "instance", real_scale=0.25)
     crop = args.crop or data.default_crop
     pixels = min(args.pixels, crop * crop)
-    steps = ru.total_steps(args, len(data.train))
-    run = ru.Run(args, "train_grouping", Path(args.out), FIXED)
+    steps = total_steps(args, len(data.train))
+    run = Run(args, "train_grouping", Path(args.out), FIXED)
     device = run.device
     bandwidth = segsort_ext.bandwidth_from_margin(args.alpha)
     print(f"{data.describe()}; {steps} steps of {args.batch_size} x {crop}x{crop} crops, {args.iters} unrolled "
           f"mean-shift iterations (bandwidth {bandwidth:.3g}) over {pixels} pixels per crop on {device}")
 
-    net = ru.build_backbone(args.backbone, args.dim, coords=args.coords).to(device)
+    net = build_backbone(args.backbone, args.dim, coords=args.coords).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
-    scheduler = ru.poly_schedule(optimizer, steps)
+    scheduler = poly_schedule(optimizer, steps)
     generator = torch.Generator().manual_seed(args.seed)
-    run.track(model=net, optimizer=optimizer, scheduler=scheduler, data_generator=ru.GeneratorState(generator))
-    start = ru.start_run(run)
+    run.track(model=net, optimizer=optimizer, scheduler=scheduler, data_generator=GeneratorState(generator))
+    start = start_run(run)
 
     def step_fn(step: int) -> dict:
         net.train()
         picks = torch.randint(len(data.train), (args.batch_size,), generator=generator)
-        images, instances, valid = ru.sample_crops(data.train, picks.tolist(), crop, generator, tuple(args.aug_scale))
-        ids = torch.where(valid & (instances != ru.IGNORE), instances, -1)
+        images, instances, valid = sample_crops(data.train, picks.tolist(), crop, generator, tuple(args.aug_scale))
+        ids = torch.where(valid & (instances != IGNORE_INDEX), instances, -1)
         embeddings = F.normalize(net(images.to(device)), dim=1)
         points, point_ids, lengths = training_points(embeddings, ids.to(device), pixels, generator)
         iterates = segsort_ext.blurring_mean_shift(points, bandwidth=bandwidth, iters=args.iters, lengths=lengths,
@@ -146,14 +151,14 @@ def main(argv=None):
 
     eval_start = time.perf_counter()
     net.eval()
-    evaluator = InstanceEvaluator(ignore_index=ru.IGNORE, background=0)
+    evaluator = InstanceEvaluator(ignore_index=IGNORE_INDEX, background=0)
     rows = []
     for i in range(len(data.test)):
         image, gt = data.test[i]
         masks, scores, id_map = group_image(net, image, args, device)
         evaluator.update(masks, gt.numpy(), scores)
         if i < 4:
-            rows.append([viz.to_uint8(image), viz.instance_colors(torch.where(gt == ru.IGNORE, 0, gt)),
+            rows.append([viz.to_uint8(image), viz.instance_colors(torch.where(gt == IGNORE_INDEX, 0, gt)),
                          viz.instance_colors(id_map)])
     result = evaluator.compute()
     scores = {"average_recall": result["average_recall"], "recall_at_0.5": float(result["recall"][0]),
@@ -163,7 +168,7 @@ def main(argv=None):
     print(f"{result['num_instances']} instances in {len(data.test)} held-out images, "
           f"{scores['proposals_per_image']:.1f} proposals per image: average recall {scores['average_recall']:.3f}, "
           f"recall@0.5 {scores['recall_at_0.5']:.3f}, AP@0.5 {scores['ap_at_0.5']:.3f}")
-    ru.save_panels(run.out / "grouping.png", rows, ("image", "true instances", "found instances"))
+    save_panels(run.out / "grouping.png", rows, ("image", "true instances", "found instances"))
     return run.finish({"dataset": data.describe(), "steps": steps, "train_seconds": round(train_seconds, 2),
                        "eval_seconds": round(time.perf_counter() - eval_start, 2),
                        "final_loss": run.last_logged().get("loss"), "eval": scores})

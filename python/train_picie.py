@@ -20,8 +20,8 @@ held-out set -> pixel accuracy and mIoU.
     python python/train_picie.py --epochs 10 --out runs/picie
     python python/train_picie.py --data /data/cocostuff --dataset cocostuff --overclusters 100
 
-Data, run folder, checkpoints and --resume as in python/recipe_utils.py; the k-means
-state of the current epoch is part of the checkpoint.
+Data as in python/recipe_data.py; run folder, checkpoints and --resume as in
+python/recipe_run.py, the k-means state of the current epoch being part of the checkpoint.
 """
 from __future__ import annotations
 
@@ -34,12 +34,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import recipe_utils as ru  # noqa: E402
+from recipe_args import add_common_arguments, check_arguments
+from recipe_backbones import build_backbone
+from recipe_data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
+from recipe_eval import class_colours, hungarian_scores, save_panels
+from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 
-import segsort_ext  # noqa: E402
-from segsort_ext.utils import viz  # noqa: E402
-from segsort_ext.nn import cluster_balance_weights  # noqa: E402
-from segsort_ext.transforms import apply_geometry, picie_views  # noqa: E402
+import segsort_ext
+from segsort_ext.nn import cluster_balance_weights
+from segsort_ext.transforms import apply_geometry, picie_views
+from segsort_ext.utils import viz
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "clusters", "overclusters", "cluster_pixels",
@@ -48,9 +52,9 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="outputs/train_picie",
-                            default_steps=0, default_batch=8, default_test_images=6, default_lr=1e-3,
-                            steps_help="training steps (default: 4 epochs of --steps-per-epoch)")
+    add_common_arguments(parser, datasets=SEMANTIC_DATASETS, default_out="outputs/train_picie",
+                         default_steps=0, default_batch=8, default_test_images=6, default_lr=1e-3,
+                         steps_help="training steps (default: 4 epochs of --steps-per-epoch)")
     group = parser.add_argument_group("PiCIE")
     group.add_argument("--dim", type=int, default=32, help="feature dimension")
     group.add_argument("--clusters", type=int, default=0, help="K (0: the number of classes)")
@@ -126,10 +130,10 @@ def recluster(net, data, args, epoch_state, epoch, generator, crop, K, K2, devic
     rows = {1: [], 2: []}
     for start in range(0, count, args.batch_size):
         picks = list(range(start, min(start + args.batch_size, count)))
-        images, _, valid = ru.sample_crops(data.train, picks, crop, generator)
+        images, _, valid = sample_crops(data.train, picks, crop, generator)
         z1, z2, valid_views = two_views(net, images, valid, generator, args.view_scale, device)
-        rows[1].append(ru.sample_pixels(z1, valid_views, args.cluster_pixels, generator))
-        rows[2].append(ru.sample_pixels(z2, valid_views, args.cluster_pixels, generator))
+        rows[1].append(sample_pixels(z1, valid_views, args.cluster_pixels, generator))
+        rows[2].append(sample_pixels(z2, valid_views, args.cluster_pixels, generator))
     fitted = {}
     for view in (1, 2):
         points = torch.cat(rows[view]).to(device)
@@ -156,18 +160,18 @@ def evaluate(net, data, kmeans, K, device):
         features = net(image[None].to(device))
         maps.append(assign(kmeans, features, torch.ones_like(features[:, 0], dtype=torch.bool))[0].cpu())
         targets.append(label)
-    return ru.hungarian_scores(maps, targets, K, data.num_classes, data.class_names)
+    return hungarian_scores(maps, targets, K, data.num_classes, data.class_names)
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    ru.check_arguments(parser, args, positive=("dim", "cluster_pixels", "kmeans_iters"),
-                       nonnegative=("clusters", "overclusters", "cluster_images", "steps_per_epoch"))
+    check_arguments(parser, args, positive=("dim", "cluster_pixels", "kmeans_iters"),
+                    nonnegative=("clusters", "overclusters", "cluster_images", "steps_per_epoch"))
     if not 0 < args.view_scale[0] <= args.view_scale[1] <= 1:
         parser.error(f"--view-scale must satisfy 0 < MIN <= MAX <= 1, got {args.view_scale}")
-    ru.seed_everything(args.seed)
-    data = ru.open_data(args, "semantic")
+    seed_everything(args.seed)
+    data = open_data(args, "semantic")
     crop = args.crop or data.default_crop
     K = args.clusters or data.num_classes
     K2 = args.overclusters or min(100, 4 * K)
@@ -178,19 +182,19 @@ def main(argv=None):
         steps = args.steps
     else:
         steps = max(1, math.ceil((args.epochs if args.epochs is not None else args.default_epochs) * per_epoch))
-    run = ru.Run(args, "train_picie", Path(args.out), FIXED)
+    run = Run(args, "train_picie", Path(args.out), FIXED)
     device = run.device
     print(f"{data.describe()}; {steps} steps ({steps / per_epoch:.3g} epochs of {per_epoch}) of {args.batch_size} x "
           f"{crop}x{crop} crops on {device}; K={K}, K2={K2} (training labels unused)")
 
-    net = ru.build_backbone(args.backbone, args.dim).to(device)
+    net = build_backbone(args.backbone, args.dim).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
-    scheduler = ru.poly_schedule(optimizer, steps)
+    scheduler = poly_schedule(optimizer, steps)
     generator = torch.Generator().manual_seed(args.seed)
     epoch_state = EpochState(device)
     run.track(model=net, optimizer=optimizer, scheduler=scheduler, epoch=epoch_state,
-              data_generator=ru.GeneratorState(generator))
-    start = ru.start_run(run)
+              data_generator=GeneratorState(generator))
+    start = start_run(run)
 
     def weights(name):
         return cluster_balance_weights(epoch_state.kmeans[name].counts).float() if args.balance else None
@@ -203,7 +207,7 @@ def main(argv=None):
         order = epoch_state.order
         # Walk the epoch's order, wrapping around when steps_per_epoch asks for more images.
         picks = [int(order[(position * args.batch_size + j) % len(order)]) for j in range(args.batch_size)]
-        images, _, valid = ru.sample_crops(data.train, picks, crop, generator)
+        images, _, valid = sample_crops(data.train, picks, crop, generator)
         z1, z2, valid_views = two_views(net, images, valid, generator, args.view_scale, device)
         clusterings = []
         for name in ("K", "K2"):
@@ -235,9 +239,9 @@ def main(argv=None):
     rows = []
     for i in range(min(4, len(maps))):
         image, label = data.test[i]
-        rows.append([viz.to_uint8(image), ru.class_colours(label, data.num_classes, data.kind),
-                     ru.class_colours(maps[i], data.num_classes, data.kind)])
-    ru.save_panels(run.out / "predictions.png", rows, ("image", "ground truth", "clusters (Hungarian-matched)"))
+        rows.append([viz.to_uint8(image), class_colours(label, data.num_classes, data.kind),
+                     class_colours(maps[i], data.num_classes, data.kind)])
+    save_panels(run.out / "predictions.png", rows, ("image", "ground truth", "clusters (Hungarian-matched)"))
     return run.finish({"dataset": data.describe(), "steps": steps, "steps_per_epoch": per_epoch,
                        "epochs": steps / per_epoch, "clusters": K, "overclusters": K2,
                        "train_seconds": round(train_seconds, 2),

@@ -13,8 +13,8 @@ Without --data it uses the VOC sample in ../shared/data when present, else the e
 texture mosaics. --out is the run folder (config.json, log.jsonl, checkpoint.pt,
 metrics.json, predictions.png); a path ending in .png or .jpg (the original interface)
 names the picture, and the run folder is that path without its suffix. The network is
-deliberately tiny (see recipe_utils.BACKBONES to plug in a real one): the recipe, not the
-network, is the point.
+deliberately tiny (see recipe_backbones.BACKBONES to plug in a real one): the recipe,
+not the network, is the point.
 """
 from __future__ import annotations
 
@@ -26,10 +26,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import recipe_utils as ru  # noqa: E402
+from recipe_args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
+from recipe_backbones import build_backbone
+from recipe_data import SEMANTIC_DATASETS, open_data, sample_crops
+from recipe_eval import class_colours, knn_scores, save_panels
+from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 
-import segsort_ext  # noqa: E402
-from segsort_ext.utils import viz  # noqa: E402
+import segsort_ext
+from segsort_ext.utils import viz
 
 # Arguments that define the training run: --resume refuses to continue with others.
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
@@ -39,14 +43,14 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="outputs/train_segsort.png",
-                            default_steps=60, default_batch=4, default_test_images=6)
-    ru.add_segsort_arguments(parser, "SegSort")
+    add_common_arguments(parser, datasets=SEMANTIC_DATASETS, default_out="outputs/train_segsort.png",
+                         default_steps=60, default_batch=4, default_test_images=6)
+    add_segsort_arguments(parser, "SegSort")
     group = parser.add_argument_group("evaluation")
     group.add_argument("--knn", type=int, default=21, help="neighbours voting for each test segment")
-    group.add_argument("--bank-grid", type=ru.parse_grid, default=None,
+    group.add_argument("--bank-grid", type=parse_grid, default=None,
                        help="k-means grid of a training image for the bank (default 6, 4 for mosaics)")
-    group.add_argument("--test-grid", type=ru.parse_grid, default=None,
+    group.add_argument("--test-grid", type=parse_grid, default=None,
                        help="k-means grid of a test image (default 8, 4 for mosaics)")
     group.add_argument("--bank-images", type=int, default=0, help="training images in the bank (0: all)")
     return parser
@@ -63,18 +67,18 @@ def run_paths(out: str):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    ru.check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration"),
-                       nonnegative=("memory_batches", "bank_images"))
+    check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration"),
+                    nonnegative=("memory_batches", "bank_images"))
     out, picture = run_paths(args.out)
-    ru.seed_everything(args.seed)
-    data = ru.open_data(args, "semantic")
+    seed_everything(args.seed)
+    data = open_data(args, "semantic")
     crop = args.crop or data.default_crop
-    steps = ru.total_steps(args, len(data.train))
-    run = ru.Run(args, "train_segsort", out, FIXED)
+    steps = total_steps(args, len(data.train))
+    run = Run(args, "train_segsort", out, FIXED)
     device = run.device
     print(f"{data.describe()}; {steps} steps of {args.batch_size} x {crop}x{crop} crops on {device}")
 
-    net = ru.build_backbone(args.backbone, args.dim).to(device)
+    net = build_backbone(args.backbone, args.dim).to(device)
     grid = tuple(args.grid)
     memory = None
     if args.memory_batches:
@@ -84,17 +88,17 @@ def main(argv=None):
     criterion = segsort_ext.SegSortLoss(concentration=args.concentration, grid=grid, kmeans_iters=args.kmeans_iters,
                                         memory=memory).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
-    scheduler = ru.poly_schedule(optimizer, steps)
+    scheduler = poly_schedule(optimizer, steps)
     generator = torch.Generator().manual_seed(args.seed)
     run.track(model=net, optimizer=optimizer, scheduler=scheduler, loss=criterion,
-              data_generator=ru.GeneratorState(generator))
-    start = ru.start_run(run)
+              data_generator=GeneratorState(generator))
+    start = start_run(run)
 
     def step_fn(step: int) -> dict:
         net.train()
         criterion.train()
         picks = torch.randint(len(data.train), (args.batch_size,), generator=generator)
-        images, labels, _ = ru.sample_crops(data.train, picks.tolist(), crop, generator, tuple(args.aug_scale))
+        images, labels, _ = sample_crops(data.train, picks.tolist(), crop, generator, tuple(args.aug_scale))
         loss = criterion(net(images.to(device)), labels.to(device), image_ids=picks.to(device))
         lr = optimizer.param_groups[0]["lr"]
         optimizer.zero_grad(set_to_none=True)
@@ -109,9 +113,9 @@ def main(argv=None):
     train_seconds = time.perf_counter() - train_start
 
     eval_start = time.perf_counter()
-    scores, bank_size, predictions = ru.knn_scores(net, data, device, dim=args.dim, knn=args.knn,
-                                                   bank_grid=args.bank_grid, test_grid=args.test_grid,
-                                                   bank_images=args.bank_images)
+    scores, bank_size, predictions = knn_scores(net, data, device, dim=args.dim, knn=args.knn,
+                                                bank_grid=args.bank_grid, test_grid=args.test_grid,
+                                                bank_images=args.bank_images)
     if scores is None:
         print(f"bank: {bank_size} training segments; no labelled held-out pixels: nothing to score")
     else:
@@ -121,9 +125,9 @@ def main(argv=None):
     rows = []
     for i, predicted in list(enumerate(predictions))[:4]:
         image, label = data.test[i]
-        rows.append([viz.to_uint8(image), ru.class_colours(label, data.num_classes, data.kind),
-                     ru.class_colours(predicted, data.num_classes, data.kind)])
-    ru.save_panels(picture, rows, ("image", "ground truth", "SegSort kNN prediction"))
+        rows.append([viz.to_uint8(image), class_colours(label, data.num_classes, data.kind),
+                     class_colours(predicted, data.num_classes, data.kind)])
+    save_panels(picture, rows, ("image", "ground truth", "SegSort kNN prediction"))
     if rows:
         print(f"wrote {picture} (rows: image | ground truth | prediction)")
     return run.finish({"dataset": data.describe(), "steps": steps, "bank_size": bank_size,

@@ -17,7 +17,7 @@ Evaluation (labels are used only here):
     python python/train_unsupervised_segsort.py --steps 200 --out runs/unsup
     python python/train_unsupervised_segsort.py --pseudo felzenszwalb --annotated-images 20
 
-Data, run folder, checkpoints and --resume as in recipe_utils (python/recipe_utils.py).
+Data as in python/recipe_data.py; run folder, checkpoints and --resume as in python/recipe_run.py.
 """
 from __future__ import annotations
 
@@ -29,11 +29,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import recipe_utils as ru  # noqa: E402
+from recipe_args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
+from recipe_backbones import build_backbone
+from recipe_data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
+from recipe_eval import class_colours, embed, hungarian_scores, knn_scores, save_panels
+from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 
-import segsort_ext  # noqa: E402
-from segsort_ext.utils import viz  # noqa: E402
-from segsort_ext.transforms import pseudo_segments  # noqa: E402
+import segsort_ext
+from segsort_ext.transforms import pseudo_segments
+from segsort_ext.utils import viz
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "concentration", "grid", "kmeans_iters", "memory_batches",
@@ -42,9 +46,9 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ru.add_common_arguments(parser, datasets=ru.SEMANTIC_DATASETS, default_out="outputs/train_unsupervised_segsort",
-                            default_steps=100, default_batch=4, default_test_images=6)
-    group = ru.add_segsort_arguments(parser, "unsupervised SegSort")
+    add_common_arguments(parser, datasets=SEMANTIC_DATASETS, default_out="outputs/train_unsupervised_segsort",
+                         default_steps=100, default_batch=4, default_test_images=6)
+    group = add_segsort_arguments(parser, "unsupervised SegSort")
     group.add_argument("--pseudo", choices=("slic", "felzenszwalb"), default="slic", help="pseudo segments")
     group.add_argument("--superpixels", type=int, default=24, help="SLIC superpixels per crop")
     group.add_argument("--compactness", type=float, default=10.0, help="SLIC compactness")
@@ -54,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--annotated-images", type=int, default=0,
                        help="labelled training images in the kNN bank (the first N; 0: all)")
     group.add_argument("--knn", type=int, default=21)
-    group.add_argument("--bank-grid", type=ru.parse_grid, default=None)
-    group.add_argument("--test-grid", type=ru.parse_grid, default=None)
+    group.add_argument("--bank-grid", type=parse_grid, default=None)
+    group.add_argument("--test-grid", type=parse_grid, default=None)
     group.add_argument("--clusters", type=int, default=0, help="k-means clusters for the Hungarian evaluation "
                        "(0: the number of classes)")
     group.add_argument("--cluster-pixels", type=int, default=2000, help="pixels per held-out image for k-means")
@@ -77,17 +81,17 @@ def cluster_scores(net, data, args, device):
     embeddings, targets, rows = [], [], []
     for i in range(len(data.test)):
         image, label = data.test[i]
-        e = ru.embed(net, image, device)
+        e = embed(net, image, device)
         embeddings.append(e)
         targets.append(label)
-        rows.append(ru.sample_pixels(e, torch.ones(e.shape[0], *e.shape[2:], dtype=torch.bool),
-                                     args.cluster_pixels, generator))
+        rows.append(sample_pixels(e, torch.ones(e.shape[0], *e.shape[2:], dtype=torch.bool),
+                                  args.cluster_pixels, generator))
     points = torch.cat(rows)
     if points.shape[0] < K:
         return None, []
     kmeans = segsort_ext.SphericalKMeans(K, seed=args.seed, device=device).fit(points.to(device))
     maps = [kmeans.predict(e[0].flatten(1).t().to(device)).cpu().view(e.shape[2:]) for e in embeddings]
-    scores, relabelled = ru.hungarian_scores(maps, targets, K, data.num_classes, data.class_names)
+    scores, relabelled = hungarian_scores(maps, targets, K, data.num_classes, data.class_names)
     if scores is not None:
         scores["clusters"] = K
     return scores, relabelled
@@ -96,19 +100,19 @@ def cluster_scores(net, data, args, device):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    ru.check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration", "superpixels",
-                                               "compactness", "fz_scale", "fz_min_size", "cluster_pixels"),
-                       nonnegative=("memory_batches", "annotated_images", "clusters"))
-    ru.seed_everything(args.seed)
-    data = ru.open_data(args, "semantic")
+    check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration", "superpixels",
+                                            "compactness", "fz_scale", "fz_min_size", "cluster_pixels"),
+                    nonnegative=("memory_batches", "annotated_images", "clusters"))
+    seed_everything(args.seed)
+    data = open_data(args, "semantic")
     crop = args.crop or data.default_crop
-    steps = ru.total_steps(args, len(data.train))
-    run = ru.Run(args, "train_unsupervised_segsort", Path(args.out), FIXED)
+    steps = total_steps(args, len(data.train))
+    run = Run(args, "train_unsupervised_segsort", Path(args.out), FIXED)
     device = run.device
     print(f"{data.describe()}; {steps} steps of {args.batch_size} x {crop}x{crop} crops with {args.pseudo} pseudo "
           f"segments on {device} (training labels unused)")
 
-    net = ru.build_backbone(args.backbone, args.dim).to(device)
+    net = build_backbone(args.backbone, args.dim).to(device)
     grid = tuple(args.grid)
     memory = None
     if args.memory_batches:
@@ -122,18 +126,18 @@ def main(argv=None):
     criterion = segsort_ext.SegSortLoss(concentration=args.concentration, grid=grid, kmeans_iters=args.kmeans_iters,
                                         loss="vmf", ignore_index=-1, memory=memory).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
-    scheduler = ru.poly_schedule(optimizer, steps)
+    scheduler = poly_schedule(optimizer, steps)
     generator = torch.Generator().manual_seed(args.seed)
     run.track(model=net, optimizer=optimizer, scheduler=scheduler, loss=criterion,
-              data_generator=ru.GeneratorState(generator))
-    start = ru.start_run(run)
+              data_generator=GeneratorState(generator))
+    start = start_run(run)
     options = pseudo_options(args)
 
     def step_fn(step: int) -> dict:
         net.train()
         criterion.train()
         picks = torch.randint(len(data.train), (args.batch_size,), generator=generator)
-        images, _, valid = ru.sample_crops(data.train, picks.tolist(), crop, generator, tuple(args.aug_scale))
+        images, _, valid = sample_crops(data.train, picks.tolist(), crop, generator, tuple(args.aug_scale))
         segments = pseudo_segments(images, args.pseudo, valid=valid, **options)
         loss, info = criterion(net(images.to(device)), segments.to(device), image_ids=picks.to(device),
                                return_diagnostics=True)
@@ -152,9 +156,9 @@ def main(argv=None):
     train_seconds = time.perf_counter() - train_start
 
     eval_start = time.perf_counter()
-    knn, bank_size, predictions = ru.knn_scores(net, data, device, dim=args.dim, knn=args.knn,
-                                                bank_grid=args.bank_grid, test_grid=args.test_grid,
-                                                bank_images=args.annotated_images)
+    knn, bank_size, predictions = knn_scores(net, data, device, dim=args.dim, knn=args.knn,
+                                             bank_grid=args.bank_grid, test_grid=args.test_grid,
+                                             bank_images=args.annotated_images)
     clusters, cluster_maps = cluster_scores(net, data, args, device)
     if knn is None:
         print("no labelled pixels: nothing to score")
@@ -167,12 +171,12 @@ def main(argv=None):
     rows = []
     for i in range(min(4, len(predictions))):
         image, label = data.test[i]
-        row = [viz.to_uint8(image), ru.class_colours(label, data.num_classes, data.kind),
-               ru.class_colours(predictions[i], data.num_classes, data.kind)]
+        row = [viz.to_uint8(image), class_colours(label, data.num_classes, data.kind),
+               class_colours(predictions[i], data.num_classes, data.kind)]
         if cluster_maps:
-            row.append(ru.class_colours(cluster_maps[i], data.num_classes, data.kind))
+            row.append(class_colours(cluster_maps[i], data.num_classes, data.kind))
         rows.append(row)
-    ru.save_panels(run.out / "predictions.png", rows, ("image", "ground truth", "kNN prediction", "k-means + Hungarian"))
+    save_panels(run.out / "predictions.png", rows, ("image", "ground truth", "kNN prediction", "k-means + Hungarian"))
     return run.finish({"dataset": data.describe(), "steps": steps, "pseudo": args.pseudo, "bank_size": bank_size,
                        "train_seconds": round(train_seconds, 2),
                        "eval_seconds": round(time.perf_counter() - eval_start, 2),

@@ -133,12 +133,12 @@ def test_resume_refuses_changed_run(tmp_path, capsys):
 @pytest.mark.parametrize("shared_present", [False, True])
 def test_default_data(shared_present, tmp_path, monkeypatch):
     """No --data: the VOC sample of ../shared/data when present, else the embedded mosaics."""
-    import recipe_utils
+    import recipe_data
 
     if shared_present and not VOC.is_dir():
         pytest.skip("../shared/data/voc2012 absent")
     if not shared_present:
-        monkeypatch.setattr(recipe_utils, "SHARED_DATA", tmp_path / "absent")
+        monkeypatch.setattr(recipe_data, "SHARED_DATA", tmp_path / "absent")
     train_segsort.main(["--steps", "1", "--skip-eval", "--scale", "0.25", "--out", str(tmp_path / "run")] + TINY)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["resolved_dataset"] == ("voc" if shared_present else "mosaics")
@@ -289,7 +289,7 @@ CITYSCAPES_IDS = np.array([7, 8, 11, 12, 13, 17], dtype=np.uint8)
 
 def make_layout(kind: str, root: Path) -> None:
     """4 training and 2 validation mosaics (64x64, classes 0..5) in a dataset's layout."""
-    from segsort_ext.datasets.scenes import TextureMosaics
+    from segsort_ext.datasets import TextureMosaics
 
     scenes = TextureMosaics("train", 6, 64, seed=1)
     names = [f"img{i}" for i in range(6)]
