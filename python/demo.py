@@ -34,8 +34,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from recipe_backbones import TinyNet
-from recipe_eval import semantic_scores
 from tqdm.auto import tqdm
 
 import segsort_ext
@@ -43,6 +41,9 @@ from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
 from segsort_ext.datasets.scenes import TEXTURE_CLASSES, DigitScenes, TextureMosaics, scene_batches
 from segsort_ext.metrics import average_recall
 from segsort_ext.utils import viz
+
+from recipe_backbones import TinyNet
+from recipe_eval import semantic_scores
 
 
 def progress(steps: int, desc: str):

@@ -9,6 +9,7 @@ import sys
 from typing import Optional, Sequence, Tuple
 
 import torch
+
 from recipe_backbones import BACKBONES
 
 

@@ -20,7 +20,6 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from recipe_args import fail
 from torch.utils.data import Dataset, Subset
 
 from segsort_ext.datasets import (
@@ -37,6 +36,8 @@ from segsort_ext.datasets import (
     VOCSegmentation,
 )
 from segsort_ext.transforms import random_crop, random_hflip, random_scale
+
+from recipe_args import fail
 
 #: The shared data folder beside the project root (tests skip data variants without it).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

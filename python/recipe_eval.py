@@ -10,12 +10,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from recipe_data import SegmentationData
 
 from segsort_ext.datasets import IGNORE_INDEX
 from segsort_ext.metrics import ConfusionMatrix, hungarian_match, semantic_boundary_f
 from segsort_ext.retrieval import SegmentIndex, SegSortPredictor, add_training_segments
 from segsort_ext.utils import viz
+
+from recipe_data import SegmentationData
 
 
 @torch.no_grad()

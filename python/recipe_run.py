@@ -25,6 +25,7 @@ from typing import Callable, Dict, Sequence
 
 import numpy as np
 import torch
+
 from recipe_args import fail
 
 CHECKPOINT_FORMAT = 1

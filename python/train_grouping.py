@@ -28,17 +28,17 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe_args import add_common_arguments, check_arguments, total_steps
-from recipe_backbones import build_backbone
-from recipe_data import INSTANCE_DATASETS, open_data, sample_crops
-from recipe_eval import embed, save_panels
-from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
-
 import segsort_ext
 from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
 from segsort_ext.datasets import IGNORE_INDEX
 from segsort_ext.metrics import InstanceEvaluator
 from segsort_ext.utils import viz
+
+from recipe_args import add_common_arguments, check_arguments, total_steps
+from recipe_backbones import build_backbone
+from recipe_data import INSTANCE_DATASETS, open_data, sample_crops
+from recipe_eval import embed, save_panels
+from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "batch_size", "lr",
          "backbone", "seed", "dim", "alpha", "iters", "pixels", "aug_scale", "coords")

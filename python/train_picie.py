@@ -34,16 +34,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import segsort_ext
+from segsort_ext.nn import cluster_balance_weights
+from segsort_ext.transforms import apply_geometry, picie_views
+from segsort_ext.utils import viz
+
 from recipe_args import add_common_arguments, check_arguments
 from recipe_backbones import build_backbone
 from recipe_data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
 from recipe_eval import class_colours, hungarian_scores, save_panels
 from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
-
-import segsort_ext
-from segsort_ext.nn import cluster_balance_weights
-from segsort_ext.transforms import apply_geometry, picie_views
-from segsort_ext.utils import viz
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "clusters", "overclusters", "cluster_pixels",

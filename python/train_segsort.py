@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import segsort_ext
+from segsort_ext.utils import viz
+
 from recipe_args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
 from recipe_backbones import build_backbone
 from recipe_data import SEMANTIC_DATASETS, open_data, sample_crops
 from recipe_eval import class_colours, knn_scores, save_panels
 from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
-
-import segsort_ext
-from segsort_ext.utils import viz
 
 # Arguments that define the training run: --resume refuses to continue with others.
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",

@@ -29,15 +29,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import segsort_ext
+from segsort_ext.transforms import pseudo_segments
+from segsort_ext.utils import viz
+
 from recipe_args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
 from recipe_backbones import build_backbone
 from recipe_data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
 from recipe_eval import class_colours, embed, hungarian_scores, knn_scores, save_panels
 from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
-
-import segsort_ext
-from segsort_ext.transforms import pseudo_segments
-from segsort_ext.utils import viz
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "concentration", "grid", "kmeans_iters", "memory_batches",
