@@ -8,8 +8,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "segsort/checks.h"
-#include "segsort/segment_math.h"
+#include "segsort/segment_mean.h"
 
 namespace segsort {
 namespace {
@@ -62,10 +61,10 @@ void segment_sum_cpu_kernel(const scalar_t* x, const PixelView v, const int64_t*
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cpu(const at::Tensor& x,
+std::tuple<at::Tensor, at::Tensor> segment_mean_cpu(const at::Tensor& x,
                                                             const at::Tensor& ids,
                                                             int64_t num_segments, bool normalize) {
-  check_segment_mean_forward(x, ids, num_segments);
+  check_segment_mean_inputs(x, ids, num_segments);
   const int64_t D = x.size(1);
   auto out = at::zeros({num_segments, D}, x.options());
   auto denom = at::zeros({num_segments}, x.options());
@@ -75,7 +74,7 @@ std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cpu(const at::Tensor& x,
   const PixelView v = pixel_view(x_bdp);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
-                                  "segment_mean_forward_cpu", [&] {
+                                  "segment_mean_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     std::vector<acc_t> sums(num_segments * D, acc_t(0));
     std::vector<acc_t> counts(num_segments, acc_t(0));
@@ -102,7 +101,7 @@ at::Tensor segment_mean_backward_cpu(const at::Tensor& grad_out, const at::Tenso
                                      const at::Tensor& denom, const at::Tensor& ids,
                                      c10::SymIntArrayRef x_shape_sym, bool normalize) {
   const auto x_shape = C10_AS_INTARRAYREF_SLOW(x_shape_sym);
-  check_segment_mean_backward(grad_out, out, denom, ids, x_shape);
+  check_segment_mean_backward_inputs(grad_out, out, denom, ids, x_shape);
   auto grad_x = at::zeros(x_shape, grad_out.options());
   const int64_t S = out.size(0), D = out.size(1);
   if (grad_x.numel() == 0 || S == 0) return grad_x;
@@ -153,8 +152,8 @@ at::Tensor segment_mean_backward_cpu(const at::Tensor& grad_out, const at::Tenso
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segsort_ext, CPU, m) {
-  m.impl("segment_mean_forward", &segment_mean_forward_cpu);
-  m.impl("segment_mean_backward", &segment_mean_backward_cpu);
+  m.impl("segment_mean", &segment_mean_cpu);
+  m.impl("_segment_mean_backward", &segment_mean_backward_cpu);
 }
 
 }  // namespace segsort

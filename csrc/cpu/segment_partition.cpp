@@ -7,7 +7,7 @@
 
 #include <vector>
 
-#include "segsort/partition.h"
+#include "segsort/segment_partition.h"
 
 namespace segsort {
 namespace {
@@ -86,7 +86,7 @@ void label_components_image(const int64_t* g, int64_t H, int64_t W, int64_t conn
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> segment_partition_cpu(
     const at::Tensor& clusters_in, const c10::optional<at::Tensor>& labels_in,
     int64_t ignore_index, int64_t connectivity) {
-  check_partition_inputs(clusters_in, labels_in, connectivity);
+  check_segment_partition_inputs(clusters_in, labels_in, connectivity);
   const auto clusters = clusters_in.contiguous();
   c10::optional<at::Tensor> labels;
   if (labels_in.has_value()) labels = labels_in->contiguous();

@@ -13,8 +13,7 @@
 #include <limits>
 #include <vector>
 
-#include "segsort/kmeans.h"
-#include "segsort/kmeans_math.h"
+#include "segsort/spherical_kmeans.h"
 
 namespace segsort {
 namespace {
@@ -148,7 +147,7 @@ std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cpu(const at::Tensor& x,
                                                         int64_t grid_h, int64_t grid_w,
                                                         int64_t iters, double coord_weight,
                                                         double tol) {
-  check_kmeans_inputs(x, mask, init, grid_h, grid_w, iters);
+  check_spherical_kmeans_inputs(x, mask, init, grid_h, grid_w, iters, coord_weight, tol);
   const int64_t B = x.size(0), D = x.size(1), H = x.size(2), W = x.size(3), K = grid_h * grid_w;
   auto labels = at::empty({B, H, W}, x.options().dtype(at::kLong));
   auto centroids = at::zeros({B, K, D + 2}, x.options());

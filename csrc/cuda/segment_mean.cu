@@ -8,9 +8,8 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include "segsort/checks.h"
 #include "segsort/cuda_utils.h"
-#include "segsort/segment_math.h"
+#include "segsort/segment_mean.h"
 
 namespace segsort {
 namespace {
@@ -99,11 +98,11 @@ __global__ void segment_mean_finalize_kernel(const acc_t* __restrict__ sums,
   segment_mean_row<acc_t, scalar_t>(sums + s * D, D, count, normalize, out + s * D, denom + s);
 }
 
-std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cuda(const at::Tensor& x,
+std::tuple<at::Tensor, at::Tensor> segment_mean_cuda(const at::Tensor& x,
                                                              const at::Tensor& ids,
                                                              int64_t num_segments, bool normalize) {
+  check_segment_mean_inputs(x, ids, num_segments);
   const c10::cuda::CUDAGuard guard(x.device());
-  check_segment_mean_forward(x, ids, num_segments);
   const int64_t D = x.size(1);
   auto out = at::zeros({num_segments, D}, x.options());
   auto denom = at::zeros({num_segments}, x.options());
@@ -116,7 +115,7 @@ std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cuda(const at::Tensor& x
   const auto stream = current_stream();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
-                                  "segment_mean_forward_cuda", [&] {
+                                  "segment_mean_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto acc_type = c10::CppTypeToScalarType<acc_t>::value;
     auto sums = at::zeros({num_segments, D}, x.options().dtype(acc_type));
@@ -194,8 +193,8 @@ at::Tensor segment_mean_backward_cuda(const at::Tensor& grad_out, const at::Tens
                                       const at::Tensor& denom, const at::Tensor& ids,
                                       c10::SymIntArrayRef x_shape_sym, bool normalize) {
   const auto x_shape = C10_AS_INTARRAYREF_SLOW(x_shape_sym);
+  check_segment_mean_backward_inputs(grad_out, out, denom, ids, x_shape);
   const c10::cuda::CUDAGuard guard(grad_out.device());
-  check_segment_mean_backward(grad_out, out, denom, ids, x_shape);
   auto grad_x = at::empty(x_shape, grad_out.options());
   const int64_t S = out.size(0), D = out.size(1);
   if (grad_x.numel() == 0) return grad_x;
@@ -233,8 +232,8 @@ at::Tensor segment_mean_backward_cuda(const at::Tensor& grad_out, const at::Tens
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segsort_ext, CUDA, m) {
-  m.impl("segment_mean_forward", &segment_mean_forward_cuda);
-  m.impl("segment_mean_backward", &segment_mean_backward_cuda);
+  m.impl("segment_mean", &segment_mean_cuda);
+  m.impl("_segment_mean_backward", &segment_mean_backward_cuda);
 }
 
 }  // namespace segsort

@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 #include "segsort/cuda_utils.h"
-#include "segsort/partition.h"
+#include "segsort/segment_partition.h"
 
 namespace segsort {
 namespace {
@@ -141,7 +141,7 @@ __global__ void segment_size_kernel(const int64_t* __restrict__ ids, int64_t n,
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> segment_partition_cuda(
     const at::Tensor& clusters_in, const c10::optional<at::Tensor>& labels_in,
     int64_t ignore_index, int64_t connectivity) {
-  check_partition_inputs(clusters_in, labels_in, connectivity);
+  check_segment_partition_inputs(clusters_in, labels_in, connectivity);
   const c10::cuda::CUDAGuard guard(clusters_in.device());
   const auto clusters = clusters_in.contiguous();
   c10::optional<at::Tensor> labels;

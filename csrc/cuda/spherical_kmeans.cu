@@ -12,8 +12,7 @@
 #include <torch/library.h>
 
 #include "segsort/cuda_utils.h"
-#include "segsort/kmeans.h"
-#include "segsort/kmeans_math.h"
+#include "segsort/spherical_kmeans.h"
 
 namespace segsort {
 namespace {
@@ -223,11 +222,13 @@ std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cuda(const at::Tensor& x,
                                                          int64_t grid_h, int64_t grid_w,
                                                          int64_t iters, double coord_weight,
                                                          double tol) {
-  check_kmeans_inputs(x, mask, init, grid_h, grid_w, iters);
+  check_spherical_kmeans_inputs(x, mask, init, grid_h, grid_w, iters, coord_weight, tol);
   const c10::cuda::CUDAGuard guard(x.device());
   const KMeansShape s{x.size(0), x.size(1), x.size(2), x.size(3), x.size(2) * x.size(3),
                       x.size(1) + 2, grid_h * grid_w, grid_h, grid_w};
   SEGSORT_CHECK_ARG(s.B < 65536, "x: at most 65535 images per call, got ", s.B);
+  // Pixel counts per image and cluster are int32.
+  SEGSORT_CHECK_ARG(s.P < (int64_t(1) << 31), "x: an image must have < 2^31 pixels, got ", s.P);
   auto labels = at::empty({s.B, s.H, s.W}, x.options().dtype(at::kLong));
   auto centroids_out = at::zeros({s.B, s.K, s.F}, x.options());
   if (labels.numel() == 0) return {labels, centroids_out};

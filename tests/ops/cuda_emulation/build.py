@@ -57,7 +57,8 @@ def build(build_dir: str, verbose: bool = False):
         ops = fh.read()
     assert "TORCH_LIBRARY(segsort_ext," in ops
     ops_out = os.path.join(build_dir, "ops_emulated.cpp")
-    _write_if_changed(ops_out, '#line 1 "csrc/ops.cpp"\n' + ops.replace("TORCH_LIBRARY(segsort_ext,", "TORCH_LIBRARY(segsort_emulated,"))
+    ops = ops.replace("TORCH_LIBRARY(segsort_ext,", "TORCH_LIBRARY(segsort_emulated,")
+    _write_if_changed(ops_out, '#line 1 "csrc/ops.cpp"\n' + ops)
     sources.append(ops_out)
     return load(
         name="segsort_cuda_emulation",

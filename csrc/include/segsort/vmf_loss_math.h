@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "segsort/segment_math.h"  // SEGSORT_HOST_DEVICE
+#include "segsort/checks.h"  // SEGSORT_HOST_DEVICE
 
 namespace segsort {
 

@@ -1,19 +1,46 @@
-// Per-segment arithmetic shared by the CPU and CUDA kernels of segment_mean, so both
-// backends compute bit-for-bit the same formula from the same sums.
+// segment_mean's argument checks and per-segment arithmetic, shared by the CPU and CUDA
+// kernels so that both backends compute bit-for-bit the same formula from the same sums.
 #pragma once
+
+#include <ATen/ATen.h>
 
 #include <cmath>
 #include <cstdint>
 
 #include "segsort/checks.h"
 
-#if defined(__CUDACC__)
-#define SEGSORT_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define SEGSORT_HOST_DEVICE inline
-#endif
-
 namespace segsort {
+
+// segment_mean's inputs. Afterwards every id is < num_segments.
+inline void check_segment_mean_inputs(const at::Tensor& x, const at::Tensor& ids,
+                                      int64_t num_segments) {
+  check_floating(x, "x");
+  check_int64(ids, "ids");
+  check_same_device(x, "x", ids, "ids");
+  check_pixel_shapes(x.sizes(), ids.sizes());
+  SEGSORT_CHECK_ARG(num_segments >= 0, "num_segments must be >= 0, got ", num_segments);
+  check_ids_below(ids, "ids", num_segments, "num_segments");
+}
+
+// _segment_mean_backward's inputs: grad_out and out (S, D), denom (S,), ids matching x_shape.
+inline void check_segment_mean_backward_inputs(const at::Tensor& grad_out, const at::Tensor& out,
+                                               const at::Tensor& denom, const at::Tensor& ids,
+                                               at::IntArrayRef x_shape) {
+  check_floating(grad_out, "grad_out");
+  check_like(out, "out", grad_out, "grad_out");
+  check_like(denom, "denom", grad_out, "grad_out");
+  check_int64(ids, "ids");
+  check_same_device(grad_out, "grad_out", ids, "ids");
+  SEGSORT_CHECK_ARG(grad_out.sizes() == out.sizes() && out.dim() == 2,
+                    "grad_out must have the shape of out (S, D), got ", grad_out.sizes(), " and ",
+                    out.sizes());
+  SEGSORT_CHECK_ARG(denom.dim() == 1 && denom.size(0) == out.size(0),
+                    "denom must have shape (S,) = (", out.size(0), ",), got ", denom.sizes());
+  check_pixel_shapes(x_shape, ids.sizes());
+  SEGSORT_CHECK_ARG(x_shape[1] == out.size(1), "x_shape must have D = ", out.size(1),
+                    " channels, got ", x_shape);
+  check_ids_below(ids, "ids", out.size(0), "S");
+}
 
 // From a segment's feature sum (and member count) write its output row and its
 // denominator: the norm of the sum when normalising (F.normalize, eps kNormEps), the

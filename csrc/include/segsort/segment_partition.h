@@ -5,8 +5,9 @@
 
 #include <ATen/ATen.h>
 
+#include <limits>
+
 #include "segsort/checks.h"
-#include "segsort/segment_math.h"  // SEGSORT_HOST_DEVICE
 
 namespace segsort {
 
@@ -23,9 +24,9 @@ SEGSORT_HOST_DEVICE int64_t partition_key(int64_t b, int64_t cluster, int64_t la
   return (b * num_clusters + cluster) * num_labels + label;
 }
 
-inline void check_partition_inputs(const at::Tensor& clusters,
-                                   const c10::optional<at::Tensor>& labels,
-                                   int64_t connectivity) {
+inline void check_segment_partition_inputs(const at::Tensor& clusters,
+                                           const c10::optional<at::Tensor>& labels,
+                                           int64_t connectivity) {
   check_int64(clusters, "clusters");
   SEGSORT_CHECK_ARG(clusters.dim() == 3, "clusters must have shape (B, H, W), got ",
                     clusters.sizes());
@@ -64,8 +65,16 @@ inline KeyRange partition_key_range(const at::Tensor& clusters,
   const auto host = maxima.cpu();  // the one sync needed to size the key table
   const int64_t* m = host.const_data_ptr<int64_t>();
   KeyRange r;
+  if (m[0] < 0) return r;  // no valid pixel
+  // A value of INT64_MAX has no "max + 1": such ranges go through sorting.
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const int64_t max_label = labels.has_value() ? m[1] : 0;
+  if (m[0] == kMax || max_label == kMax) {
+    r.num_clusters = kMax;  // not dense: the sort path needs neither count
+    return r;
+  }
   r.num_clusters = m[0] + 1;
-  r.num_labels = labels.has_value() ? std::max<int64_t>(m[1] + 1, 1) : 1;
+  r.num_labels = std::max<int64_t>(max_label + 1, 1);
   const double table = double(clusters.size(0)) * double(r.num_clusters) * double(r.num_labels);
   r.dense = table <= std::max(4.0 * double(clusters.numel()), double(1 << 16));
   return r;
