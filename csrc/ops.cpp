@@ -59,8 +59,8 @@ py::dict build_info() {
   py::dict info;
 #ifdef SEGSORT_WITH_CUDA
   info["with_cuda"] = true;
-  info["cuda_version"] = std::to_string(CUDART_VERSION / 1000) + "." +
-                         std::to_string((CUDART_VERSION % 1000) / 10);
+  info["cuda_version"] =
+      std::to_string(CUDART_VERSION / 1000) + "." + std::to_string((CUDART_VERSION % 1000) / 10);
 #else
   info["with_cuda"] = false;
   info["cuda_version"] = py::none();

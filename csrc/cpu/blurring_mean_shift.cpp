@@ -51,7 +51,8 @@ void for_each_block(const std::vector<RowGroup>& groups, const std::vector<int64
     for (int64_t t = begin; t < end; ++t) {
       const RowGroup& g = groups[t];
       const int64_t block = std::max<int64_t>(1, std::min(g.end - g.start, kBlockElements / valid[g.image]));
-      for (int64_t start = g.start; start < g.end; start += block) body(g, t, start, std::min(g.end, start + block));
+      for (int64_t start = g.start; start < g.end; start += block)
+        body(g, t, start, std::min(g.end, start + block));
     }
   });
 }
@@ -72,12 +73,10 @@ std::tuple<at::Tensor, at::Tensor> blurring_mean_shift_step_cpu(
   return {out.to(x_in.scalar_type()), norms};
 }
 
-at::Tensor blurring_mean_shift_step_backward_cpu(const at::Tensor& grad_out_in, const at::Tensor& x_in,
-                                                 const at::Tensor& out_in, const at::Tensor& norms_in,
-                                                 const c10::optional<at::Tensor>& lengths,
-                                                 double bandwidth, double eta) {
-  check_blurring_mean_shift_step_backward_inputs(grad_out_in, x_in, out_in, norms_in, lengths,
-                                                 bandwidth, eta);
+at::Tensor blurring_mean_shift_step_backward_cpu(
+    const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& out_in, const at::Tensor& norms_in,
+    const c10::optional<at::Tensor>& lengths, double bandwidth, double eta) {
+  check_blurring_mean_shift_step_backward_inputs(grad_out_in, x_in, out_in, norms_in, lengths, bandwidth, eta);
   const int64_t B = x_in.size(0), N = x_in.size(1);
   const auto type = at::toOpMathType(x_in.scalar_type());
   const auto x = x_in.to(type).contiguous().detach();

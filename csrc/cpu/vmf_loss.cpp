@@ -100,8 +100,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_cpu(
     const at::Tensor& embeddings, const at::Tensor& segment_ids, const at::Tensor& prototypes,
     const c10::optional<at::Tensor>& prototype_labels, const c10::optional<at::Tensor>& memory,
     const c10::optional<at::Tensor>& memory_labels, double concentration, bool nca) {
-  const VmfBank bank = check_vmf_loss_inputs(embeddings, segment_ids, prototypes, prototype_labels,
-                                             memory, memory_labels, concentration, nca);
+  const VmfBank bank = check_vmf_loss_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
+                                             memory_labels, concentration, nca);
   const int64_t N = embeddings.size(0);
   const auto type = at::toOpMathType(embeddings.scalar_type());
   const auto opts = embeddings.options().dtype(type);
@@ -123,15 +123,14 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cpu(
     const at::Tensor& prototypes, const c10::optional<at::Tensor>& prototype_labels,
     const c10::optional<at::Tensor>& memory, const c10::optional<at::Tensor>& memory_labels,
     const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration, bool nca) {
-  const VmfBank bank = check_vmf_loss_inputs(embeddings, segment_ids, prototypes, prototype_labels,
-                                             memory, memory_labels, concentration, nca);
+  const VmfBank bank = check_vmf_loss_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
+                                             memory_labels, concentration, nca);
   check_vmf_loss_backward_inputs(embeddings, grad_loss, lse_den, lse_num);
   const int64_t N = embeddings.size(0), S = bank.num_batch, D = embeddings.size(1);
   const auto type = at::toOpMathType(embeddings.scalar_type());
   auto grad_embeddings = at::zeros(embeddings.sizes(), embeddings.options().dtype(type));
   if (N == 0 || bank.vectors.size(0) == 0) {
-    return {grad_embeddings.to(embeddings.scalar_type()),
-            at::zeros({S, D}, embeddings.options())};
+    return {grad_embeddings.to(embeddings.scalar_type()), at::zeros({S, D}, embeddings.options())};
   }
   const auto vectors = bank.vectors.to(type).detach();
   const auto e_all = embeddings.to(type).detach();

@@ -17,8 +17,8 @@
 #include <ATen/OpMathType.h>
 #include <torch/library.h>
 
-#include "segsort/cuda_utils.h"
 #include "segsort/blurring_mean_shift.h"
+#include "segsort/cuda_utils.h"
 #include "segsort/tiles.cuh"
 
 namespace segsort {
@@ -38,8 +38,8 @@ struct MeanShiftTilings {
 // this thread's feature columns. Every thread of the block must call it (barriers).
 template <typename T, int kD, int kRM, int kRN>
 __device__ void attend_rows(const T (*xq)[kD + 1], T (*xk)[kD + 1], T (*p)[16 * kRN + 1],
-                            const T* __restrict__ points, int64_t L, int D, T bandwidth, T (&m)[kRM],
-                            T (&l)[kRM], T (&acc)[kRM][kColsPerThread<kD>]) {
+                            const T* __restrict__ points, int64_t L, int D, T bandwidth, T (&m)[kRM], T (&l)[kRM],
+                            T (&acc)[kRM][kColsPerThread<kD>]) {
   constexpr int kBN = 16 * kRN;
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   for (int i = 0; i < kRM; ++i) {
@@ -125,11 +125,9 @@ __global__ void __launch_bounds__(kTileThreads)
 // Rows pass of the backward: g = dL/dm (B, N, D). Writes lse_j and c_j = g_j . m_j for the
 // columns pass and adds the query-role gradient to grad_x.
 template <typename T, int kD>
-__global__ void __launch_bounds__(kTileThreads)
-    mean_shift_backward_rows_kernel(const T* __restrict__ x, const T* __restrict__ g,
-                                    const int64_t* __restrict__ lengths, int64_t N, int D, int64_t row_tiles,
-                                    T bandwidth, T* __restrict__ lse, T* __restrict__ gm_dot,
-                                    T* __restrict__ grad_x) {
+__global__ void __launch_bounds__(kTileThreads) mean_shift_backward_rows_kernel(
+    const T* __restrict__ x, const T* __restrict__ g, const int64_t* __restrict__ lengths, int64_t N, int D,
+    int64_t row_tiles, T bandwidth, T* __restrict__ lse, T* __restrict__ gm_dot, T* __restrict__ grad_x) {
   constexpr Tiling t = MeanShiftTilings<T, kD>::rows;
   constexpr int kRM = t.rm, kRN = t.rn, kBM = 16 * kRM, kBN = 16 * kRN, kC = kColsPerThread<kD>;
   const int64_t b = blockIdx.x / row_tiles, row0 = (blockIdx.x % row_tiles) * kBM;
@@ -263,8 +261,7 @@ std::tuple<at::Tensor, at::Tensor> blurring_mean_shift_step_cuda(
       constexpr int kD = decltype(kd)::value;
       if constexpr (MeanShiftTilings<scalar_t, kD>::fused) {
         const int64_t tiles = tiles_of(N, MeanShiftTilings<scalar_t, kD>::forward);
-        mean_shift_forward_kernel<scalar_t, kD><<<grid_blocks(B * tiles), kTileThreads, 0,
-                                                  current_stream()>>>(
+        mean_shift_forward_kernel<scalar_t, kD><<<grid_blocks(B * tiles), kTileThreads, 0, current_stream()>>>(
             x.const_data_ptr<scalar_t>(), lens_ptr, N, static_cast<int>(D), tiles,
             static_cast<scalar_t>(bandwidth), static_cast<scalar_t>(eta), out.mutable_data_ptr<scalar_t>(),
             norms.mutable_data_ptr<scalar_t>());
@@ -275,18 +272,16 @@ std::tuple<at::Tensor, at::Tensor> blurring_mean_shift_step_cuda(
   return {out.to(x_in.scalar_type()), norms};
 }
 
-at::Tensor blurring_mean_shift_step_backward_cuda(const at::Tensor& grad_out_in, const at::Tensor& x_in,
-                                                  const at::Tensor& out_in, const at::Tensor& norms,
-                                                  const c10::optional<at::Tensor>& lengths,
-                                                  double bandwidth, double eta) {
-  check_blurring_mean_shift_step_backward_inputs(grad_out_in, x_in, out_in, norms, lengths,
-                                                 bandwidth, eta);
+at::Tensor blurring_mean_shift_step_backward_cuda(
+    const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& out_in, const at::Tensor& norms,
+    const c10::optional<at::Tensor>& lengths, double bandwidth, double eta) {
+  check_blurring_mean_shift_step_backward_inputs(grad_out_in, x_in, out_in, norms, lengths, bandwidth, eta);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const int64_t B = x_in.size(0), N = x_in.size(1), D = x_in.size(2);
   const auto type = at::toOpMathType(x_in.scalar_type());
   if (!fused_kernels_fit<MeanShiftTilings>(type, D)) {
-    return blurring_mean_shift_step_backward_blocked(grad_out_in, x_in, out_in, norms, lengths,
-                                                     bandwidth, eta, kBlockElements);
+    return blurring_mean_shift_step_backward_blocked(grad_out_in, x_in, out_in, norms, lengths, bandwidth, eta,
+                                                     kBlockElements);
   }
   mean_shift_lengths(lengths, B, N);
   const auto x = x_in.to(type).contiguous();
@@ -313,18 +308,18 @@ at::Tensor blurring_mean_shift_step_backward_cuda(const at::Tensor& grad_out_in,
       if constexpr (Tilings::fused) {
         const auto bw = static_cast<scalar_t>(bandwidth);
         const int64_t row_tiles = tiles_of(N, Tilings::rows);
-        mean_shift_backward_rows_kernel<scalar_t, kD><<<grid_blocks(B * row_tiles), kTileThreads, 0,
-                                                        current_stream()>>>(
-            x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens_ptr, N,
-            static_cast<int>(D), row_tiles, bw, lse.mutable_data_ptr<scalar_t>(),
-            gm_dot.mutable_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>());
+        mean_shift_backward_rows_kernel<scalar_t, kD>
+            <<<grid_blocks(B * row_tiles), kTileThreads, 0, current_stream()>>>(
+                x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens_ptr, N, static_cast<int>(D),
+                row_tiles, bw, lse.mutable_data_ptr<scalar_t>(), gm_dot.mutable_data_ptr<scalar_t>(),
+                grad_x.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         const int64_t col_tiles = tiles_of(N, Tilings::cols);
-        mean_shift_backward_cols_kernel<scalar_t, kD><<<grid_blocks(B * col_tiles), kTileThreads, 0,
-                                                        current_stream()>>>(
-            x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens_ptr, N,
-            static_cast<int>(D), col_tiles, bw, lse.const_data_ptr<scalar_t>(),
-            gm_dot.const_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>());
+        mean_shift_backward_cols_kernel<scalar_t, kD>
+            <<<grid_blocks(B * col_tiles), kTileThreads, 0, current_stream()>>>(
+                x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens_ptr, N, static_cast<int>(D),
+                col_tiles, bw, lse.const_data_ptr<scalar_t>(), gm_dot.const_data_ptr<scalar_t>(),
+                grad_x.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
     });

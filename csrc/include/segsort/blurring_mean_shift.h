@@ -16,19 +16,18 @@
 
 namespace segsort {
 
-inline void check_blurring_mean_shift_step_inputs(const at::Tensor& x,
-                                                  const c10::optional<at::Tensor>& lengths,
+inline void check_blurring_mean_shift_step_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& lengths,
                                                   double bandwidth, double eta) {
   check_floating(x, "x");
   SEGSORT_CHECK_ARG(x.dim() == 3, "x must have shape (B, N, D), got ", x.sizes());
   if (lengths.has_value()) {
     check_int64(*lengths, "lengths");
     check_same_device(x, "x", *lengths, "lengths");
-    SEGSORT_CHECK_ARG(lengths->dim() == 1 && lengths->size(0) == x.size(0),
-                      "lengths must have shape (B,) = (", x.size(0), ",), got ", lengths->sizes());
+    SEGSORT_CHECK_ARG(lengths->dim() == 1 && lengths->size(0) == x.size(0), "lengths must have shape (B,) = (",
+                      x.size(0), ",), got ", lengths->sizes());
   }
-  SEGSORT_CHECK_ARG(std::isfinite(bandwidth) && bandwidth > 0,
-                    "bandwidth must be a finite number > 0, got ", bandwidth);
+  SEGSORT_CHECK_ARG(std::isfinite(bandwidth) && bandwidth > 0, "bandwidth must be a finite number > 0, got ",
+                    bandwidth);
   SEGSORT_CHECK_ARG(eta > 0 && eta <= 1, "eta must be in (0, 1], got ", eta);
 }
 
@@ -38,24 +37,21 @@ inline void check_blurring_mean_shift_step_backward_inputs(
     const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& out, const at::Tensor& norms,
     const c10::optional<at::Tensor>& lengths, double bandwidth, double eta) {
   check_blurring_mean_shift_step_inputs(x, lengths, bandwidth, eta);
-  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad_out, "grad_out"},
-                                {out, "out"}, {norms, "norms"}}) {
+  for (const auto& [t, name] :
+       {std::pair<const at::Tensor&, const char*>{grad_out, "grad_out"}, {out, "out"}, {norms, "norms"}}) {
     check_floating(t, name);
     check_same_device(x, "x", t, name);
   }
-  SEGSORT_CHECK_ARG(grad_out.sizes() == x.sizes(), "grad_out must have the shape of x ", x.sizes(),
-                    ", got ", grad_out.sizes());
-  SEGSORT_CHECK_ARG(out.sizes() == x.sizes(), "out must have the shape of x ", x.sizes(), ", got ",
-                    out.sizes());
+  SEGSORT_CHECK_ARG(grad_out.sizes() == x.sizes(), "grad_out must have the shape of x ", x.sizes(), ", got ",
+                    grad_out.sizes());
+  SEGSORT_CHECK_ARG(out.sizes() == x.sizes(), "out must have the shape of x ", x.sizes(), ", got ", out.sizes());
   SEGSORT_CHECK_ARG(norms.dim() == 2 && norms.size(0) == x.size(0) && norms.size(1) == x.size(1),
-                    "norms must have shape (B, N) = (", x.size(0), ", ", x.size(1), "), got ",
-                    norms.sizes());
+                    "norms must have shape (B, N) = (", x.size(0), ", ", x.size(1), "), got ", norms.sizes());
 }
 
 // Valid points of each image, on the host: lengths (one sync, each checked to lie in
 // [0, N]), or all N points without lengths.
-inline std::vector<int64_t> mean_shift_lengths(const c10::optional<at::Tensor>& lengths, int64_t B,
-                                               int64_t N) {
+inline std::vector<int64_t> mean_shift_lengths(const c10::optional<at::Tensor>& lengths, int64_t B, int64_t N) {
   if (!lengths.has_value()) return std::vector<int64_t>(B, N);
   const auto host = lengths->to(at::kCPU).contiguous();
   const int64_t* data = host.const_data_ptr<int64_t>();
@@ -68,8 +64,8 @@ inline std::vector<int64_t> mean_shift_lengths(const c10::optional<at::Tensor>& 
 
 // One block of query rows [start, end) of one image's points xb (L, D): the new rows,
 // normalised, into out_rows and their norms |y| into norm_rows.
-inline void mean_shift_block_forward(const at::Tensor& xb, int64_t start, int64_t end, double bandwidth, double eta,
-                                     at::Tensor out_rows, at::Tensor norm_rows) {
+inline void mean_shift_block_forward(const at::Tensor& xb, int64_t start, int64_t end, double bandwidth,
+                                     double eta, at::Tensor out_rows, at::Tensor norm_rows) {
   const auto q = xb.slice(0, start, end);
   const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
   const auto y = at::mm(p, xb).mul_(eta).add_(q, 1 - eta);
@@ -97,9 +93,9 @@ inline void mean_shift_block_backward(const at::Tensor& xb, const at::Tensor& gr
   const auto m = at::mm(p, xb);
   // dS = P * (G_m X^T - rowsum(G_m * M)), the softmax backward.
   const auto ds = at::mm(gm, xb.t()).sub_((gm * m).sum(1, true)).mul_(p);
-  all_rows.add_(at::mm(p.t(), gm));               // value role
-  all_rows.add_(at::mm(ds.t(), q), bandwidth);    // key role
-  own_rows.add_(at::mm(ds, xb), bandwidth);       // query role
+  all_rows.add_(at::mm(p.t(), gm));             // value role
+  all_rows.add_(at::mm(ds.t(), q), bandwidth);  // key role
+  own_rows.add_(at::mm(ds, xb), bandwidth);     // query role
 }
 
 // Forward: out (B, N, D) and |y| (B, N) for the backward. Points past an image's length
@@ -130,9 +126,8 @@ inline std::tuple<at::Tensor, at::Tensor> blurring_mean_shift_step_blocked(
 // Backward of one step (derived in segsort_ext/ops/blurring_mean_shift.py): gradients of the query,
 // key and value roles of every point, accumulated block by block in order.
 inline at::Tensor blurring_mean_shift_step_backward_blocked(
-    const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& out_in,
-    const at::Tensor& norms, const c10::optional<at::Tensor>& lengths, double bandwidth, double eta,
-    int64_t budget_elements) {
+    const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& out_in, const at::Tensor& norms,
+    const c10::optional<at::Tensor>& lengths, double bandwidth, double eta, int64_t budget_elements) {
   const int64_t B = x_in.size(0), N = x_in.size(1);
   const auto type = at::toOpMathType(x_in.scalar_type());
   const auto x = x_in.to(type).contiguous();

@@ -25,21 +25,19 @@ inline void check_int64(const at::Tensor& t, const char* name) {
 }
 
 inline void check_floating(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name,
-                   " must be a floating point tensor, got ", t.scalar_type());
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name, " must be a floating point tensor, got ",
+                   t.scalar_type());
 }
 
-inline void check_same_device(const at::Tensor& a, const char* a_name, const at::Tensor& b,
-                              const char* b_name) {
-  SEGSORT_CHECK_ARG(a.device() == b.device(), a_name, " (", a.device(), ") and ", b_name, " (",
-                    b.device(), ") must be on the same device");
+inline void check_same_device(const at::Tensor& a, const char* a_name, const at::Tensor& b, const char* b_name) {
+  SEGSORT_CHECK_ARG(a.device() == b.device(), a_name, " (", a.device(), ") and ", b_name, " (", b.device(),
+                    ") must be on the same device");
 }
 
 // t has the dtype and device of ref (kernels read both through one scalar type).
-inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref,
-                       const char* ref_name) {
-  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), name, " must have the dtype of ",
-                   ref_name, " (", ref.scalar_type(), "), got ", t.scalar_type());
+inline void check_like(const at::Tensor& t, const char* name, const at::Tensor& ref, const char* ref_name) {
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), name, " must have the dtype of ", ref_name, " (",
+                   ref.scalar_type(), "), got ", t.scalar_type());
   check_same_device(ref, ref_name, t, name);
 }
 
@@ -53,16 +51,16 @@ inline void check_ids_below(const at::Tensor& ids, const char* name, int64_t num
                             const char* bound_name) {
   if (ids.numel() == 0) return;
   const int64_t max_id = ids.max().item<int64_t>();
-  SEGSORT_CHECK_ARG(max_id < num_segments, name, " must be < ", bound_name, " = ", num_segments,
-                    ", found ", max_id);
+  SEGSORT_CHECK_ARG(max_id < num_segments, name, " must be < ", bound_name, " = ", num_segments, ", found ",
+                    max_id);
 }
 
 // Checks that ids matches x: x (B, D, H, W) with ids (B, H, W), or x (N, D) with ids (N,).
 inline void check_pixel_shapes(at::IntArrayRef x, at::IntArrayRef ids) {
   if (x.size() == 4) {
     SEGSORT_CHECK_ARG(ids.size() == 3 && ids[0] == x[0] && ids[1] == x[2] && ids[2] == x[3],
-                      "ids must have shape (B, H, W) = (", x[0], ", ", x[2], ", ", x[3],
-                      ") to match x of shape ", x, ", got ", ids);
+                      "ids must have shape (B, H, W) = (", x[0], ", ", x[2], ", ", x[3], ") to match x of shape ",
+                      x, ", got ", ids);
     return;
   }
   SEGSORT_CHECK_ARG(x.size() == 2, "x must have shape (B, D, H, W) or (N, D), got ", x);
@@ -85,8 +83,7 @@ struct PixelView {
 };
 
 inline PixelView pixel_view(const at::Tensor& x_bdp) {
-  return {x_bdp.size(0), x_bdp.size(1), x_bdp.size(2),
-          x_bdp.stride(0), x_bdp.stride(1), x_bdp.stride(2)};
+  return {x_bdp.size(0), x_bdp.size(1), x_bdp.size(2), x_bdp.stride(0), x_bdp.stride(1), x_bdp.stride(2)};
 }
 
 }  // namespace segsort

@@ -12,8 +12,7 @@
 namespace segsort {
 
 // segment_mean's inputs. Afterwards every id is < num_segments.
-inline void check_segment_mean_inputs(const at::Tensor& x, const at::Tensor& ids,
-                                      int64_t num_segments) {
+inline void check_segment_mean_inputs(const at::Tensor& x, const at::Tensor& ids, int64_t num_segments) {
   check_floating(x, "x");
   check_int64(ids, "ids");
   check_same_device(x, "x", ids, "ids");
@@ -32,13 +31,11 @@ inline void check_segment_mean_backward_inputs(const at::Tensor& grad_out, const
   check_int64(ids, "ids");
   check_same_device(grad_out, "grad_out", ids, "ids");
   SEGSORT_CHECK_ARG(grad_out.sizes() == out.sizes() && out.dim() == 2,
-                    "grad_out must have the shape of out (S, D), got ", grad_out.sizes(), " and ",
-                    out.sizes());
-  SEGSORT_CHECK_ARG(denom.dim() == 1 && denom.size(0) == out.size(0),
-                    "denom must have shape (S,) = (", out.size(0), ",), got ", denom.sizes());
+                    "grad_out must have the shape of out (S, D), got ", grad_out.sizes(), " and ", out.sizes());
+  SEGSORT_CHECK_ARG(denom.dim() == 1 && denom.size(0) == out.size(0), "denom must have shape (S,) = (",
+                    out.size(0), ",), got ", denom.sizes());
   check_pixel_shapes(x_shape, ids.sizes());
-  SEGSORT_CHECK_ARG(x_shape[1] == out.size(1), "x_shape must have D = ", out.size(1),
-                    " channels, got ", x_shape);
+  SEGSORT_CHECK_ARG(x_shape[1] == out.size(1), "x_shape must have D = ", out.size(1), " channels, got ", x_shape);
   check_ids_below(ids, "ids", out.size(0), "S");
 }
 
@@ -46,8 +43,8 @@ inline void check_segment_mean_backward_inputs(const at::Tensor& grad_out, const
 // denominator: the norm of the sum when normalising (F.normalize, eps kNormEps), the
 // member count for a plain mean. An empty segment has a zero sum and gives a zero row.
 template <typename acc_t, typename out_t>
-SEGSORT_HOST_DEVICE void segment_mean_row(const acc_t* sum, int64_t D, acc_t count,
-                                          bool normalize, out_t* out, out_t* denom) {
+SEGSORT_HOST_DEVICE void segment_mean_row(const acc_t* sum, int64_t D, acc_t count, bool normalize, out_t* out,
+                                          out_t* denom) {
   acc_t d;
   acc_t scale;
   if (normalize) {
@@ -68,8 +65,8 @@ SEGSORT_HOST_DEVICE void segment_mean_row(const acc_t* sum, int64_t D, acc_t cou
 // passes the gradient at equality, as torch's clamp_min does) and dy / eps below it.
 // Mean: ds = dy / max(count, 1).
 template <typename acc_t, typename in_t>
-SEGSORT_HOST_DEVICE void segment_mean_row_grad(const in_t* dy, const in_t* y, acc_t denom,
-                                               int64_t D, bool normalize, acc_t* ds) {
+SEGSORT_HOST_DEVICE void segment_mean_row_grad(const in_t* dy, const in_t* y, acc_t denom, int64_t D,
+                                               bool normalize, acc_t* ds) {
   if (!normalize) {
     const acc_t scale = acc_t(1) / (denom > acc_t(1) ? denom : acc_t(1));
     for (int64_t k = 0; k < D; ++k) ds[k] = static_cast<acc_t>(dy[k]) * scale;
@@ -79,8 +76,7 @@ SEGSORT_HOST_DEVICE void segment_mean_row_grad(const in_t* dy, const in_t* y, ac
     acc_t dot = 0;
     for (int64_t k = 0; k < D; ++k) dot += static_cast<acc_t>(y[k]) * static_cast<acc_t>(dy[k]);
     const acc_t scale = acc_t(1) / denom;
-    for (int64_t k = 0; k < D; ++k)
-      ds[k] = (static_cast<acc_t>(dy[k]) - static_cast<acc_t>(y[k]) * dot) * scale;
+    for (int64_t k = 0; k < D; ++k) ds[k] = (static_cast<acc_t>(dy[k]) - static_cast<acc_t>(y[k]) * dot) * scale;
   } else {
     for (int64_t k = 0; k < D; ++k) ds[k] = static_cast<acc_t>(dy[k]) / acc_t(kNormEps);
   }

@@ -19,17 +19,15 @@ SEGSORT_HOST_DEVICE bool partition_pixel_valid(int64_t cluster, int64_t label, b
 }
 
 // Group key of a valid pixel: (image, cluster, label) in lexicographic order.
-SEGSORT_HOST_DEVICE int64_t partition_key(int64_t b, int64_t cluster, int64_t label,
-                                          int64_t num_clusters, int64_t num_labels) {
+SEGSORT_HOST_DEVICE int64_t partition_key(int64_t b, int64_t cluster, int64_t label, int64_t num_clusters,
+                                          int64_t num_labels) {
   return (b * num_clusters + cluster) * num_labels + label;
 }
 
-inline void check_segment_partition_inputs(const at::Tensor& clusters,
-                                           const c10::optional<at::Tensor>& labels,
+inline void check_segment_partition_inputs(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
                                            int64_t connectivity) {
   check_int64(clusters, "clusters");
-  SEGSORT_CHECK_ARG(clusters.dim() == 3, "clusters must have shape (B, H, W), got ",
-                    clusters.sizes());
+  SEGSORT_CHECK_ARG(clusters.dim() == 3, "clusters must have shape (B, H, W), got ", clusters.sizes());
   if (labels.has_value()) {
     check_int64(*labels, "labels");
     check_same_device(clusters, "clusters", *labels, "labels");
@@ -40,8 +38,7 @@ inline void check_segment_partition_inputs(const at::Tensor& clusters,
                     "connectivity must be 0 (no split), 4 or 8, got ", connectivity);
 }
 
-inline at::Tensor partition_valid_mask(const at::Tensor& clusters,
-                                       const c10::optional<at::Tensor>& labels,
+inline at::Tensor partition_valid_mask(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
                                        int64_t ignore_index) {
   auto valid = clusters.ge(0);
   if (labels.has_value()) valid.logical_and_(labels->ne(ignore_index).logical_and_(labels->ge(0)));
@@ -56,8 +53,7 @@ struct KeyRange {
   bool dense = false;        // a B * num_clusters * num_labels table fits the budget
 };
 
-inline KeyRange partition_key_range(const at::Tensor& clusters,
-                                    const c10::optional<at::Tensor>& labels,
+inline KeyRange partition_key_range(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
                                     const at::Tensor& valid) {
   const auto invalid = valid.logical_not();
   auto maxima = clusters.masked_fill(invalid, -1).max().unsqueeze(0);
@@ -86,8 +82,8 @@ struct Groups {
   at::Tensor batch, cluster, label;  // (G,)
 };
 
-inline Groups decode_group_keys(at::Tensor group, const at::Tensor& keys, int64_t num_clusters,
-                                int64_t num_labels, bool has_labels) {
+inline Groups decode_group_keys(at::Tensor group, const at::Tensor& keys, int64_t num_clusters, int64_t num_labels,
+                                bool has_labels) {
   Groups g;
   g.group = std::move(group);
   g.batch = keys.div(num_clusters * num_labels, "floor");
@@ -98,8 +94,7 @@ inline Groups decode_group_keys(at::Tensor group, const at::Tensor& keys, int64_
 
 // The fallback for value ranges too wide for a dense table: compact cluster and label
 // values by sorting (torch.unique), then group the compacted keys the same way.
-inline Groups group_pixels_by_sort(const at::Tensor& clusters,
-                                   const c10::optional<at::Tensor>& labels,
+inline Groups group_pixels_by_sort(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
                                    const at::Tensor& valid) {
   const int64_t HW = clusters.size(1) * clusters.size(2);
   const auto idx = valid.reshape(-1).nonzero().squeeze(1);

@@ -12,40 +12,33 @@
 
 namespace segsort {
 
-inline void check_spherical_kmeans_inputs(const at::Tensor& x,
-                                          const c10::optional<at::Tensor>& mask,
-                                          const c10::optional<at::Tensor>& init, int64_t grid_h,
-                                          int64_t grid_w, int64_t iters, double coord_weight,
-                                          double tol) {
+inline void check_spherical_kmeans_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& mask,
+                                          const c10::optional<at::Tensor>& init, int64_t grid_h, int64_t grid_w,
+                                          int64_t iters, double coord_weight, double tol) {
   check_floating(x, "x");
   SEGSORT_CHECK_ARG(x.dim() == 4, "x must have shape (B, D, H, W), got ", x.sizes());
-  SEGSORT_CHECK_ARG(grid_h >= 1 && grid_w >= 1, "grid must be two ints >= 1, got (", grid_h, ", ",
-                    grid_w, ")");
+  SEGSORT_CHECK_ARG(grid_h >= 1 && grid_w >= 1, "grid must be two ints >= 1, got (", grid_h, ", ", grid_w, ")");
   // K = grid_h * grid_w, and the cell arithmetic y * grid_h, x * grid_w, must fit int64.
   int64_t K = 0, unused = 0;
-  SEGSORT_CHECK_ARG(!c10::mul_overflows(grid_h, grid_w, &K) &&
-                        !c10::mul_overflows(x.size(2), grid_h, &unused) &&
+  SEGSORT_CHECK_ARG(!c10::mul_overflows(grid_h, grid_w, &K) && !c10::mul_overflows(x.size(2), grid_h, &unused) &&
                         !c10::mul_overflows(x.size(3), grid_w, &unused),
-                    "grid (", grid_h, ", ", grid_w, ") is too large for images of ", x.size(2),
-                    " x ", x.size(3), " pixels");
+                    "grid (", grid_h, ", ", grid_w, ") is too large for images of ", x.size(2), " x ", x.size(3),
+                    " pixels");
   SEGSORT_CHECK_ARG(iters >= 1, "iters must be >= 1, got ", iters);
   check_finite(coord_weight, "coord_weight");
   SEGSORT_CHECK_ARG(!std::isnan(tol), "tol must be a number (< 0: no early stop), got ", tol);
   const std::vector<int64_t> map_shape{x.size(0), x.size(2), x.size(3)};
   if (mask.has_value()) {
-    TORCH_CHECK_TYPE(mask->scalar_type() == at::kBool, "mask must be a bool tensor, got ",
-                     mask->scalar_type());
+    TORCH_CHECK_TYPE(mask->scalar_type() == at::kBool, "mask must be a bool tensor, got ", mask->scalar_type());
     check_same_device(x, "x", *mask, "mask");
     SEGSORT_CHECK_ARG(mask->sizes() == at::IntArrayRef(map_shape),
-                      "mask must have shape (B, H, W) = ", at::IntArrayRef(map_shape), ", got ",
-                      mask->sizes());
+                      "mask must have shape (B, H, W) = ", at::IntArrayRef(map_shape), ", got ", mask->sizes());
   }
   if (init.has_value()) {
     check_int64(*init, "init");
     check_same_device(x, "x", *init, "init");
     SEGSORT_CHECK_ARG(init->sizes() == at::IntArrayRef(map_shape),
-                      "init must have shape (B, H, W) = ", at::IntArrayRef(map_shape), ", got ",
-                      init->sizes());
+                      "init must have shape (B, H, W) = ", at::IntArrayRef(map_shape), ", got ", init->sizes());
     check_ids_below(*init, "init labels", K, "K = grid_h * grid_w");
   }
 }
@@ -58,8 +51,7 @@ SEGSORT_HOST_DEVICE acc_t pixel_coordinate(int64_t i, int64_t n) {
 }
 
 // Grid cell of pixel (y, x): floor(y * gh / H) * gw + floor(x * gw / W).
-SEGSORT_HOST_DEVICE int64_t grid_cell(int64_t y, int64_t x, int64_t H, int64_t W, int64_t gh,
-                                      int64_t gw) {
+SEGSORT_HOST_DEVICE int64_t grid_cell(int64_t y, int64_t x, int64_t H, int64_t W, int64_t gh, int64_t gw) {
   return (y * gh / H) * gw + (x * gw / W);
 }
 

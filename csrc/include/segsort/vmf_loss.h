@@ -21,21 +21,18 @@ struct VmfBank {
 // Checks vmf_loss's inputs and gathers the bank. memory may have another floating dtype
 // than embeddings (a float32 memory of a bfloat16 model, say): the kernels compute in the
 // compute type of embeddings either way.
-inline VmfBank check_vmf_loss_inputs(const at::Tensor& embeddings, const at::Tensor& segment_ids,
-                                     const at::Tensor& prototypes,
-                                     const c10::optional<at::Tensor>& prototype_labels,
-                                     const c10::optional<at::Tensor>& memory,
-                                     const c10::optional<at::Tensor>& memory_labels,
-                                     double concentration, bool nca) {
+inline VmfBank check_vmf_loss_inputs(
+    const at::Tensor& embeddings, const at::Tensor& segment_ids, const at::Tensor& prototypes,
+    const c10::optional<at::Tensor>& prototype_labels, const c10::optional<at::Tensor>& memory,
+    const c10::optional<at::Tensor>& memory_labels, double concentration, bool nca) {
   check_floating(embeddings, "embeddings");
   check_like(prototypes, "prototypes", embeddings, "embeddings");
   check_int64(segment_ids, "segment_ids");
   check_same_device(embeddings, "embeddings", segment_ids, "segment_ids");
-  SEGSORT_CHECK_ARG(embeddings.dim() == 2, "embeddings must have shape (N, D), got ",
-                    embeddings.sizes());
+  SEGSORT_CHECK_ARG(embeddings.dim() == 2, "embeddings must have shape (N, D), got ", embeddings.sizes());
   const int64_t N = embeddings.size(0), D = embeddings.size(1);
-  SEGSORT_CHECK_ARG(segment_ids.dim() == 1 && segment_ids.size(0) == N,
-                    "segment_ids must have shape (N,) = (", N, ",), got ", segment_ids.sizes());
+  SEGSORT_CHECK_ARG(segment_ids.dim() == 1 && segment_ids.size(0) == N, "segment_ids must have shape (N,) = (", N,
+                    ",), got ", segment_ids.sizes());
   SEGSORT_CHECK_ARG(prototypes.dim() == 2 && prototypes.size(1) == D,
                     "prototypes must have shape (S, D) with D = ", D, ", got ", prototypes.sizes());
   check_finite(concentration, "concentration");
@@ -47,15 +44,14 @@ inline VmfBank check_vmf_loss_inputs(const at::Tensor& embeddings, const at::Ten
     check_int64(*prototype_labels, "prototype_labels");
     check_same_device(embeddings, "embeddings", *prototype_labels, "prototype_labels");
     SEGSORT_CHECK_ARG(prototype_labels->dim() == 1 && prototype_labels->size(0) == S,
-                      "prototype_labels must have shape (S,) = (", S, ",), got ",
-                      prototype_labels->sizes());
+                      "prototype_labels must have shape (S,) = (", S, ",), got ", prototype_labels->sizes());
     bank.labels = prototype_labels->contiguous();  // the row kernels index it as a flat array
   }
   if (memory.has_value()) {
     check_floating(*memory, "memory");
     check_same_device(embeddings, "embeddings", *memory, "memory");
-    SEGSORT_CHECK_ARG(memory->dim() == 2 && memory->size(1) == D,
-                      "memory must have shape (M, D) with D = ", D, ", got ", memory->sizes());
+    SEGSORT_CHECK_ARG(memory->dim() == 2 && memory->size(1) == D, "memory must have shape (M, D) with D = ", D,
+                      ", got ", memory->sizes());
     bank.vectors = at::cat({prototypes, memory->to(prototypes.scalar_type())});
     if (nca) {
       SEGSORT_CHECK_ARG(memory_labels.has_value(), "memory_labels are required for vmf_nca_loss with memory");
@@ -72,16 +68,15 @@ inline VmfBank check_vmf_loss_inputs(const at::Tensor& embeddings, const at::Ten
 
 // _vmf_loss_backward's grad_loss and the forward's lse_den, lse_num: (N,) each, floating,
 // on the embeddings' device.
-inline void check_vmf_loss_backward_inputs(const at::Tensor& embeddings,
-                                           const at::Tensor& grad_loss, const at::Tensor& lse_den,
-                                           const at::Tensor& lse_num) {
+inline void check_vmf_loss_backward_inputs(const at::Tensor& embeddings, const at::Tensor& grad_loss,
+                                           const at::Tensor& lse_den, const at::Tensor& lse_num) {
   const int64_t N = embeddings.size(0);
   for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad_loss, "grad_loss"},
-                                {lse_den, "lse_den"}, {lse_num, "lse_num"}}) {
+                                {lse_den, "lse_den"},
+                                {lse_num, "lse_num"}}) {
     check_floating(t, name);
     check_same_device(embeddings, "embeddings", t, name);
-    SEGSORT_CHECK_ARG(t.dim() == 1 && t.size(0) == N, name, " must have shape (N,) = (", N,
-                      ",), got ", t.sizes());
+    SEGSORT_CHECK_ARG(t.dim() == 1 && t.size(0) == N, name, " must have shape (N,) = (", N, ",), got ", t.sizes());
   }
 }
 
@@ -125,8 +120,8 @@ void vmf_block_backward(const at::Tensor& e, const at::Tensor& vectors, const at
 // lse_den, lse_num) fills one block.
 template <typename RowsForward>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_blocked(
-    const at::Tensor& embeddings, const at::Tensor& segment_ids, const VmfBank& bank,
-    double concentration, bool nca, int64_t budget_elements, RowsForward rows_forward) {
+    const at::Tensor& embeddings, const at::Tensor& segment_ids, const VmfBank& bank, double concentration,
+    bool nca, int64_t budget_elements, RowsForward rows_forward) {
   const int64_t N = embeddings.size(0);
   const auto type = at::toOpMathType(embeddings.scalar_type());
   const auto opts = embeddings.options().dtype(type);
@@ -150,9 +145,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_blocked(
 // order: deterministic.
 template <typename RowsBackward>
 std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_blocked(
-    const at::Tensor& grad_loss, const at::Tensor& embeddings, const at::Tensor& segment_ids,
-    const VmfBank& bank, const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration,
-    bool nca, int64_t budget_elements, RowsBackward rows_backward) {
+    const at::Tensor& grad_loss, const at::Tensor& embeddings, const at::Tensor& segment_ids, const VmfBank& bank,
+    const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration, bool nca, int64_t budget_elements,
+    RowsBackward rows_backward) {
   const int64_t N = embeddings.size(0), S = bank.num_batch;
   const auto type = at::toOpMathType(embeddings.scalar_type());
   auto grad_embeddings = at::zeros(embeddings.sizes(), embeddings.options().dtype(type));

@@ -12,8 +12,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 CSRC = os.path.join(ROOT, "csrc")
 
-# name or name<template args>, then <<<config>>>; config may hold parentheses and commas.
-_LAUNCH = re.compile(r"([A-Za-z_]\w*(?:<[^<>;{}()]*>)?)\s*<<<(.*?)>>>", re.S)
+# name or name<template args>, then <<<config>>>; config may hold parentheses and commas,
+# and inside a macro a line continuation may separate the name from <<<.
+_LAUNCH = re.compile(r"([A-Za-z_]\w*(?:<[^<>;{}()]*>)?)(?:\s|\\\n)*<<<(.*?)>>>", re.S)
 
 
 def rewrite_cuda_source(text: str, path: str) -> str:
