@@ -1,4 +1,4 @@
-"""vMF-NCA loss with a prototype memory, fused (segsort_ext.vmf) vs the dense way of the
+"""vMF-NCA loss with a prototype memory, fused (segsort_ext.vmf_nca_loss) vs the dense way of the
 official TF code and SPML (reference.py: the full (N, S + M) logits and masks), forward +
 backward. Workload (issue 4): N = 4 x 128 x 128 pixels, S = 800, M = 1600, D = 64.
 Peak memory goes into each benchmark's extra_info (CUDA: max_memory_allocated; CPU: the
@@ -13,11 +13,9 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-
-from segsort_ext.ops import reference
-from segsort_ext.ops import vmf_nca_loss
-
 from conftest import run
+
+from segsort_ext.ops import reference, vmf_nca_loss
 
 N, S, M, D = 4 * 128 * 128, 800, 1600, 64
 IMPLS = {"segsort_ext": vmf_nca_loss, "dense": reference.vmf_nca_loss}

@@ -20,12 +20,11 @@ TORCH_LIBRARY(segsort_ext, m) {
   m.def(
       "segment_partition(Tensor clusters, Tensor? labels, int ignore_index, int connectivity)"
       " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  // Segment prototypes: out (S, D) and denom (S,) (the norm of each sum, or the count).
+  // Segment prototypes: out (S, D) and denom (S,) (the norm of each sum, or the count,
+  // which the backward reuses; not differentiable).
+  m.def("segment_mean(Tensor x, Tensor ids, int num_segments, bool normalize) -> (Tensor, Tensor)");
   m.def(
-      "segment_mean_forward(Tensor x, Tensor ids, int num_segments, bool normalize)"
-      " -> (Tensor, Tensor)");
-  m.def(
-      "segment_mean_backward(Tensor grad_out, Tensor out, Tensor denom, Tensor ids, "
+      "_segment_mean_backward(Tensor grad_out, Tensor out, Tensor denom, Tensor ids, "
       "SymInt[] x_shape, bool normalize) -> Tensor");
   // Per-image spherical k-means on [x, coordinates]: labels (B, H, W), centroids (B, K, D+2).
   // tol < 0: run all iters; else an image stops once <= tol * its valid pixels changed.
@@ -33,22 +32,25 @@ TORCH_LIBRARY(segsort_ext, m) {
       "spherical_kmeans(Tensor x, Tensor? mask, Tensor? init, int grid_h, int grid_w, int iters, "
       "float coord_weight, float tol) -> (Tensor, Tensor)");
   // SegSort's vMF (nca = false, Eq. 8) and vMF-NCA (nca = true, Eq. 10) losses per pixel,
-  // with the log-sum-exps (lse_den, lse_num) the backward recomputes the softmax from.
+  // with the log-sum-exps (lse_den, lse_num) the backward recomputes the softmax from (not
+  // differentiable). memory holds constant negatives: it gets no gradient.
   m.def(
-      "vmf_loss_forward(Tensor embeddings, Tensor segment_ids, Tensor prototypes, "
+      "vmf_loss(Tensor embeddings, Tensor segment_ids, Tensor prototypes, "
       "Tensor? prototype_labels, Tensor? memory, Tensor? memory_labels, float concentration, "
       "bool nca) -> (Tensor, Tensor, Tensor)");
   m.def(
-      "vmf_loss_backward(Tensor grad_loss, Tensor embeddings, Tensor segment_ids, Tensor prototypes, "
-      "Tensor? prototype_labels, Tensor? memory, Tensor? memory_labels, Tensor lse_den, "
-      "Tensor lse_num, float concentration, bool nca) -> (Tensor, Tensor)");
+      "_vmf_loss_backward(Tensor grad_loss, Tensor embeddings, Tensor segment_ids, "
+      "Tensor prototypes, Tensor? prototype_labels, Tensor? memory, Tensor? memory_labels, "
+      "Tensor lse_den, Tensor lse_num, float concentration, bool nca) -> (Tensor, Tensor)");
   // One step of vMF blurring mean shift on unit points x (B, N, D), lengths (B,) valid
-  // points per image: out (B, N, D) and |y| (B, N) for the backward.
+  // points per image (None: all N): out (B, N, D) and |y| (B, N) for the backward (not
+  // differentiable).
   m.def(
-      "mean_shift_step_forward(Tensor x, Tensor lengths, float bandwidth, float eta) -> (Tensor, Tensor)");
+      "blurring_mean_shift_step(Tensor x, Tensor? lengths, float bandwidth, float eta)"
+      " -> (Tensor, Tensor)");
   m.def(
-      "mean_shift_step_backward(Tensor grad_out, Tensor x, Tensor out, Tensor norms, Tensor lengths, "
-      "float bandwidth, float eta) -> Tensor");
+      "_blurring_mean_shift_step_backward(Tensor grad_out, Tensor x, Tensor out, Tensor norms, "
+      "Tensor? lengths, float bandwidth, float eta) -> Tensor");
 }
 
 namespace {
@@ -57,8 +59,8 @@ py::dict build_info() {
   py::dict info;
 #ifdef SEGSORT_WITH_CUDA
   info["with_cuda"] = true;
-  info["cuda_version"] = std::to_string(CUDART_VERSION / 1000) + "." +
-                         std::to_string((CUDART_VERSION % 1000) / 10);
+  info["cuda_version"] =
+      std::to_string(CUDART_VERSION / 1000) + "." + std::to_string((CUDART_VERSION % 1000) / 10);
 #else
   info["with_cuda"] = false;
   info["cuda_version"] = py::none();

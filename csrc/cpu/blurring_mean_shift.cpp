@@ -1,4 +1,4 @@
-// blurring_mean_shift_step on CPU: the blocked algorithm of mean_shift.h, with all the
+// blurring_mean_shift_step on CPU: the blocked algorithm of blurring_mean_shift.h, with all the
 // work of a step inside ONE at::parallel_for over (image, row group) tasks. The per-op
 // parallelism of the shared driver puts ~10 thread barriers in every block; on a loaded
 // machine (DataLoader workers, other jobs) each barrier can wait out a scheduler time
@@ -9,13 +9,14 @@
 // afterwards: deterministic, and independent of the thread count (the groups are fixed by
 // the sizes alone).
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
 
-#include "segsort/mean_shift.h"
+#include "segsort/blurring_mean_shift.h"
 
 namespace segsort {
 namespace {
@@ -50,19 +51,20 @@ void for_each_block(const std::vector<RowGroup>& groups, const std::vector<int64
     for (int64_t t = begin; t < end; ++t) {
       const RowGroup& g = groups[t];
       const int64_t block = std::max<int64_t>(1, std::min(g.end - g.start, kBlockElements / valid[g.image]));
-      for (int64_t start = g.start; start < g.end; start += block) body(g, t, start, std::min(g.end, start + block));
+      for (int64_t start = g.start; start < g.end; start += block)
+        body(g, t, start, std::min(g.end, start + block));
     }
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cpu(const at::Tensor& x_in, const at::Tensor& lengths,
-                                                               double bandwidth, double eta) {
-  check_mean_shift_inputs(x_in, lengths, eta);
+std::tuple<at::Tensor, at::Tensor> blurring_mean_shift_step_cpu(
+    const at::Tensor& x_in, const c10::optional<at::Tensor>& lengths, double bandwidth, double eta) {
+  check_blurring_mean_shift_step_inputs(x_in, lengths, bandwidth, eta);
   const int64_t B = x_in.size(0), N = x_in.size(1);
-  const auto x = x_in.to(mean_shift_compute_type(x_in)).contiguous().detach();
+  const auto x = x_in.to(at::toOpMathType(x_in.scalar_type())).contiguous().detach();
   auto out = x.clone();
   auto norms = at::ones({B, N}, x.options());
-  const auto valid = mean_shift_lengths(lengths, N);
+  const auto valid = mean_shift_lengths(lengths, B, N);
   if (x.numel() == 0) return {out.to(x_in.scalar_type()), norms};
   for_each_block(row_groups(valid), valid, [&](const RowGroup& g, int64_t, int64_t start, int64_t end) {
     mean_shift_block_forward(x[g.image].slice(0, 0, valid[g.image]), start, end, bandwidth, eta,
@@ -71,23 +73,23 @@ std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cpu(const at::Tensor&
   return {out.to(x_in.scalar_type()), norms};
 }
 
-at::Tensor mean_shift_step_backward_cpu(const at::Tensor& grad_out_in, const at::Tensor& x_in,
-                                        const at::Tensor& out_in, const at::Tensor& norms_in,
-                                        const at::Tensor& lengths, double bandwidth, double eta) {
-  check_mean_shift_backward_inputs(grad_out_in, x_in, out_in, norms_in, lengths, eta);
-  const int64_t N = x_in.size(1);
-  const auto type = mean_shift_compute_type(x_in);
+at::Tensor blurring_mean_shift_step_backward_cpu(
+    const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& out_in, const at::Tensor& norms_in,
+    const c10::optional<at::Tensor>& lengths, double bandwidth, double eta) {
+  check_blurring_mean_shift_step_backward_inputs(grad_out_in, x_in, out_in, norms_in, lengths, bandwidth, eta);
+  const int64_t B = x_in.size(0), N = x_in.size(1);
+  const auto type = at::toOpMathType(x_in.scalar_type());
   const auto x = x_in.to(type).contiguous().detach();
   const auto out = out_in.to(type).contiguous().detach();
   const auto grad_out = grad_out_in.to(type).contiguous().detach();
   const auto norms = norms_in.to(type).detach();
-  const auto valid = mean_shift_lengths(lengths, N);
+  const auto valid = mean_shift_lengths(lengths, B, N);
   if (x.numel() == 0) return grad_out.clone().to(x_in.scalar_type());
   const auto grad_y = mean_shift_grad_y(grad_out, out, norms);
   // Points past the length pass their gradient through (identity); valid ones start from
   // the (1 - eta) x term and gather the kernel terms below.
   auto grad_x = grad_out.clone();
-  for (int64_t b = 0; b < x.size(0); ++b) {
+  for (int64_t b = 0; b < B; ++b) {
     grad_x[b].slice(0, 0, valid[b]).copy_(grad_y[b].slice(0, 0, valid[b]) * (1 - eta));
   }
   const auto grad_m = (grad_y * eta).contiguous();  // m_j = sum_i p_ji x_i
@@ -109,8 +111,8 @@ at::Tensor mean_shift_step_backward_cpu(const at::Tensor& grad_out_in, const at:
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segsort_ext, CPU, m) {
-  m.impl("mean_shift_step_forward", &mean_shift_step_forward_cpu);
-  m.impl("mean_shift_step_backward", &mean_shift_step_backward_cpu);
+  m.impl("blurring_mean_shift_step", &blurring_mean_shift_step_cpu);
+  m.impl("_blurring_mean_shift_step_backward", &blurring_mean_shift_step_backward_cpu);
 }
 
 }  // namespace segsort

@@ -8,8 +8,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "segsort/checks.h"
-#include "segsort/segment_math.h"
+#include "segsort/segment_mean.h"
 
 namespace segsort {
 namespace {
@@ -17,8 +16,7 @@ namespace {
 // Sums x over each segment into sums (S, D). Threads own disjoint channel ranges, so
 // every sum is accumulated by one thread in pixel order: deterministic, no atomics.
 template <typename scalar_t, typename acc_t>
-void segment_sum_cpu_kernel(const scalar_t* x, const PixelView v, const int64_t* ids,
-                            int64_t S, acc_t* sums) {
+void segment_sum_cpu_kernel(const scalar_t* x, const PixelView v, const int64_t* ids, int64_t S, acc_t* sums) {
   const bool channel_major = v.sp <= v.sd;  // (B, D, H, W): pixels contiguous per channel
   at::parallel_for(0, v.D, 1, [&](int64_t d0, int64_t d1) {
     for (int64_t b = 0; b < v.B; ++b) {
@@ -62,10 +60,9 @@ void segment_sum_cpu_kernel(const scalar_t* x, const PixelView v, const int64_t*
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cpu(const at::Tensor& x,
-                                                            const at::Tensor& ids,
-                                                            int64_t num_segments, bool normalize) {
-  check_segment_mean_forward(x, ids, num_segments);
+std::tuple<at::Tensor, at::Tensor> segment_mean_cpu(const at::Tensor& x, const at::Tensor& ids,
+                                                    int64_t num_segments, bool normalize) {
+  check_segment_mean_inputs(x, ids, num_segments);
   const int64_t D = x.size(1);
   auto out = at::zeros({num_segments, D}, x.options());
   auto denom = at::zeros({num_segments}, x.options());
@@ -74,14 +71,12 @@ std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cpu(const at::Tensor& x,
   const auto x_bdp = pixels_bdp(x);
   const PixelView v = pixel_view(x_bdp);
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
-                                  "segment_mean_forward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "segment_mean_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     std::vector<acc_t> sums(num_segments * D, acc_t(0));
     std::vector<acc_t> counts(num_segments, acc_t(0));
-    segment_sum_cpu_kernel<scalar_t, acc_t>(x_bdp.const_data_ptr<scalar_t>(), v,
-                                            ids_c.const_data_ptr<int64_t>(), num_segments,
-                                            sums.data());
+    segment_sum_cpu_kernel<scalar_t, acc_t>(x_bdp.const_data_ptr<scalar_t>(), v, ids_c.const_data_ptr<int64_t>(),
+                                            num_segments, sums.data());
     if (!normalize) {
       const int64_t* id = ids_c.const_data_ptr<int64_t>();
       for (int64_t i = 0; i < ids_c.numel(); ++i)
@@ -91,18 +86,17 @@ std::tuple<at::Tensor, at::Tensor> segment_mean_forward_cpu(const at::Tensor& x,
     scalar_t* denom_ptr = denom.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, num_segments, 256, [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s)
-        segment_mean_row<acc_t, scalar_t>(sums.data() + s * D, D, counts[s], normalize,
-                                          out_ptr + s * D, denom_ptr + s);
+        segment_mean_row<acc_t, scalar_t>(sums.data() + s * D, D, counts[s], normalize, out_ptr + s * D,
+                                          denom_ptr + s);
     });
   });
   return {out, denom};
 }
 
-at::Tensor segment_mean_backward_cpu(const at::Tensor& grad_out, const at::Tensor& out,
-                                     const at::Tensor& denom, const at::Tensor& ids,
-                                     c10::SymIntArrayRef x_shape_sym, bool normalize) {
+at::Tensor segment_mean_backward_cpu(const at::Tensor& grad_out, const at::Tensor& out, const at::Tensor& denom,
+                                     const at::Tensor& ids, c10::SymIntArrayRef x_shape_sym, bool normalize) {
   const auto x_shape = C10_AS_INTARRAYREF_SLOW(x_shape_sym);
-  check_segment_mean_backward(grad_out, out, denom, ids, x_shape);
+  check_segment_mean_backward_inputs(grad_out, out, denom, ids, x_shape);
   auto grad_x = at::zeros(x_shape, grad_out.options());
   const int64_t S = out.size(0), D = out.size(1);
   if (grad_x.numel() == 0 || S == 0) return grad_x;
@@ -111,8 +105,8 @@ at::Tensor segment_mean_backward_cpu(const at::Tensor& grad_out, const at::Tenso
   const auto gx_bdp = pixels_bdp(grad_x);  // a view: grad_x is contiguous
   const PixelView v = pixel_view(gx_bdp);
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(),
-                                  "segment_mean_backward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(), "segment_mean_backward_cpu",
+                                  [&] {
     using acc_t = at::opmath_type<scalar_t>;
     std::vector<acc_t> ds(S * D);
     const scalar_t* dy = grad_c.const_data_ptr<scalar_t>();
@@ -120,8 +114,7 @@ at::Tensor segment_mean_backward_cpu(const at::Tensor& grad_out, const at::Tenso
     const scalar_t* den = denom_c.const_data_ptr<scalar_t>();
     at::parallel_for(0, S, 256, [&](int64_t s0, int64_t s1) {
       for (int64_t s = s0; s < s1; ++s)
-        segment_mean_row_grad<acc_t, scalar_t>(dy + s * D, y + s * D,
-                                               static_cast<acc_t>(den[s]), D, normalize,
+        segment_mean_row_grad<acc_t, scalar_t>(dy + s * D, y + s * D, static_cast<acc_t>(den[s]), D, normalize,
                                                ds.data() + s * D);
     });
     scalar_t* gx = gx_bdp.mutable_data_ptr<scalar_t>();
@@ -153,8 +146,8 @@ at::Tensor segment_mean_backward_cpu(const at::Tensor& grad_out, const at::Tenso
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segsort_ext, CPU, m) {
-  m.impl("segment_mean_forward", &segment_mean_forward_cpu);
-  m.impl("segment_mean_backward", &segment_mean_backward_cpu);
+  m.impl("segment_mean", &segment_mean_cpu);
+  m.impl("_segment_mean_backward", &segment_mean_backward_cpu);
 }
 
 }  // namespace segsort

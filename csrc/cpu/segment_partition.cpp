@@ -7,13 +7,13 @@
 
 #include <vector>
 
-#include "segsort/partition.h"
+#include "segsort/segment_partition.h"
 
 namespace segsort {
 namespace {
 
-Groups group_pixels_dense_cpu(const at::Tensor& clusters, const int64_t* label_ptr,
-                              const KeyRange& r, int64_t ignore_index) {
+Groups group_pixels_dense_cpu(const at::Tensor& clusters, const int64_t* label_ptr, const KeyRange& r,
+                              int64_t ignore_index) {
   const int64_t N = clusters.numel(), HW = clusters.size(1) * clusters.size(2);
   const int64_t* c = clusters.const_data_ptr<int64_t>();
   const bool has_labels = label_ptr != nullptr;
@@ -65,7 +65,8 @@ void label_components_image(const int64_t* g, int64_t H, int64_t W, int64_t conn
   auto unite = [&](int64_t a, int64_t b) {
     a = find_root(parent, a);
     b = find_root(parent, b);
-    if (a < b) parent[b] = a; else if (b < a) parent[a] = b;
+    if (a < b) parent[b] = a;
+    else if (b < a) parent[a] = b;
   };
   for (int64_t y = 0; y < H; ++y) {
     for (int64_t x = 0; x < W; ++x) {
@@ -84,9 +85,9 @@ void label_components_image(const int64_t* g, int64_t H, int64_t W, int64_t conn
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> segment_partition_cpu(
-    const at::Tensor& clusters_in, const c10::optional<at::Tensor>& labels_in,
-    int64_t ignore_index, int64_t connectivity) {
-  check_partition_inputs(clusters_in, labels_in, connectivity);
+    const at::Tensor& clusters_in, const c10::optional<at::Tensor>& labels_in, int64_t ignore_index,
+    int64_t connectivity) {
+  check_segment_partition_inputs(clusters_in, labels_in, connectivity);
   const auto clusters = clusters_in.contiguous();
   c10::optional<at::Tensor> labels;
   if (labels_in.has_value()) labels = labels_in->contiguous();
@@ -152,8 +153,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> segment_p
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(segsort_ext, CPU, m) {
-  m.impl("segment_partition", &segment_partition_cpu);
-}
+TORCH_LIBRARY_IMPL(segsort_ext, CPU, m) { m.impl("segment_partition", &segment_partition_cpu); }
 
 }  // namespace segsort

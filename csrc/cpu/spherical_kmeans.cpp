@@ -13,8 +13,7 @@
 #include <limits>
 #include <vector>
 
-#include "segsort/kmeans.h"
-#include "segsort/kmeans_math.h"
+#include "segsort/spherical_kmeans.h"
 
 namespace segsort {
 namespace {
@@ -28,9 +27,8 @@ constexpr int64_t kKmeansTileK = 64 / sizeof(acc_t);
 // transposed and padded, (F, Kp). Compiled for AVX2+FMA and for baseline x86-64, picked
 // at run time. Returns how many labels changed.
 template <typename acc_t>
-__attribute__((target_clones("arch=haswell", "default")))
-int64_t assign_clusters(const acc_t* f, int64_t n, int64_t F, const acc_t* centroids_t,
-                        const acc_t* bias, int64_t Kp, int64_t* best) {
+__attribute__((target_clones("arch=haswell", "default"))) int64_t assign_clusters(
+    const acc_t* f, int64_t n, int64_t F, const acc_t* centroids_t, const acc_t* bias, int64_t Kp, int64_t* best) {
   constexpr int64_t kTileP = 4, kTileK = kKmeansTileK<acc_t>;
   int64_t changed = 0;
   for (int64_t p0 = 0; p0 < n; p0 += kTileP) {
@@ -72,10 +70,9 @@ int64_t assign_clusters(const acc_t* f, int64_t n, int64_t F, const acc_t* centr
 }
 
 template <typename scalar_t, typename acc_t>
-void kmeans_image_cpu(const scalar_t* x, int64_t D, int64_t H, int64_t W, int64_t sd,
-                      int64_t sp, const bool* mask, const int64_t* init, int64_t gh, int64_t gw,
-                      int64_t iters, acc_t coord_weight, double tol, int64_t* labels,
-                      scalar_t* centroids_out) {
+void kmeans_image_cpu(const scalar_t* x, int64_t D, int64_t H, int64_t W, int64_t sd, int64_t sp, const bool* mask,
+                      const int64_t* init, int64_t gh, int64_t gw, int64_t iters, acc_t coord_weight, double tol,
+                      int64_t* labels, scalar_t* centroids_out) {
   const int64_t P = H * W, F = D + 2, K = gh * gw;
   constexpr int64_t kTileK = kKmeansTileK<acc_t>;
   const int64_t Kp = (K + kTileK - 1) / kTileK * kTileK;
@@ -142,13 +139,10 @@ void kmeans_image_cpu(const scalar_t* x, int64_t D, int64_t H, int64_t W, int64_
   for (int64_t i = 0; i < K * F; ++i) centroids_out[i] = static_cast<scalar_t>(centroids[i]);
 }
 
-std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cpu(const at::Tensor& x,
-                                                        const c10::optional<at::Tensor>& mask,
-                                                        const c10::optional<at::Tensor>& init,
-                                                        int64_t grid_h, int64_t grid_w,
-                                                        int64_t iters, double coord_weight,
-                                                        double tol) {
-  check_kmeans_inputs(x, mask, init, grid_h, grid_w, iters);
+std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cpu(
+    const at::Tensor& x, const c10::optional<at::Tensor>& mask, const c10::optional<at::Tensor>& init,
+    int64_t grid_h, int64_t grid_w, int64_t iters, double coord_weight, double tol) {
+  check_spherical_kmeans_inputs(x, mask, init, grid_h, grid_w, iters, coord_weight, tol);
   const int64_t B = x.size(0), D = x.size(1), H = x.size(2), W = x.size(3), K = grid_h * grid_w;
   auto labels = at::empty({B, H, W}, x.options().dtype(at::kLong));
   auto centroids = at::zeros({B, K, D + 2}, x.options());
@@ -169,8 +163,7 @@ std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cpu(const at::Tensor& x,
       for (int64_t b = b0; b < b1; ++b)
         kmeans_image_cpu<scalar_t, acc_t>(xp + b * v.sb, D, H, W, v.sd, v.sp, mp ? mp + b * P : nullptr,
                                           ip ? ip + b * P : nullptr, grid_h, grid_w, iters,
-                                          static_cast<acc_t>(coord_weight), tol, lp + b * P,
-                                          cp + b * K * (D + 2));
+                                          static_cast<acc_t>(coord_weight), tol, lp + b * P, cp + b * K * (D + 2));
     });
   });
   return {labels, centroids};
@@ -178,8 +171,6 @@ std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cpu(const at::Tensor& x,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(segsort_ext, CPU, m) {
-  m.impl("spherical_kmeans", &spherical_kmeans_cpu);
-}
+TORCH_LIBRARY_IMPL(segsort_ext, CPU, m) { m.impl("spherical_kmeans", &spherical_kmeans_cpu); }
 
 }  // namespace segsort

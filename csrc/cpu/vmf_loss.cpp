@@ -4,11 +4,12 @@
 // block, which on a loaded machine (DataLoader workers, other jobs) is what keeps two
 // threads faster than one (see blurring_mean_shift.cpp).
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "segsort/vmf_loss.h"
-#include "segsort/vmf_math.h"
+#include "segsort/vmf_loss_math.h"
 
 namespace segsort {
 namespace {
@@ -95,14 +96,14 @@ void for_each_row_block(int64_t N, int64_t bank_size, const F& body) {
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_cpu(
     const at::Tensor& embeddings, const at::Tensor& segment_ids, const at::Tensor& prototypes,
     const c10::optional<at::Tensor>& prototype_labels, const c10::optional<at::Tensor>& memory,
     const c10::optional<at::Tensor>& memory_labels, double concentration, bool nca) {
-  const VmfBank bank = check_vmf_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
-                                        memory_labels, nca);
+  const VmfBank bank = check_vmf_loss_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
+                                             memory_labels, concentration, nca);
   const int64_t N = embeddings.size(0);
-  const auto type = vmf_compute_type(embeddings);
+  const auto type = at::toOpMathType(embeddings.scalar_type());
   const auto opts = embeddings.options().dtype(type);
   auto loss = at::zeros({N}, opts), lse_den = at::zeros({N}, opts), lse_num = at::zeros({N}, opts);
   if (N == 0 || bank.vectors.size(0) == 0) return {loss, lse_den, lse_num};
@@ -122,15 +123,14 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cpu(
     const at::Tensor& prototypes, const c10::optional<at::Tensor>& prototype_labels,
     const c10::optional<at::Tensor>& memory, const c10::optional<at::Tensor>& memory_labels,
     const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration, bool nca) {
-  const VmfBank bank = check_vmf_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
-                                        memory_labels, nca);
-  check_vmf_backward_inputs(embeddings, grad_loss, lse_den, lse_num);
+  const VmfBank bank = check_vmf_loss_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
+                                             memory_labels, concentration, nca);
+  check_vmf_loss_backward_inputs(embeddings, grad_loss, lse_den, lse_num);
   const int64_t N = embeddings.size(0), S = bank.num_batch, D = embeddings.size(1);
-  const auto type = vmf_compute_type(embeddings);
+  const auto type = at::toOpMathType(embeddings.scalar_type());
   auto grad_embeddings = at::zeros(embeddings.sizes(), embeddings.options().dtype(type));
   if (N == 0 || bank.vectors.size(0) == 0) {
-    return {grad_embeddings.to(embeddings.scalar_type()),
-            at::zeros({S, D}, embeddings.options())};
+    return {grad_embeddings.to(embeddings.scalar_type()), at::zeros({S, D}, embeddings.options())};
   }
   const auto vectors = bank.vectors.to(type).detach();
   const auto e_all = embeddings.to(type).detach();
@@ -152,8 +152,8 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cpu(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segsort_ext, CPU, m) {
-  m.impl("vmf_loss_forward", &vmf_loss_forward_cpu);
-  m.impl("vmf_loss_backward", &vmf_loss_backward_cpu);
+  m.impl("vmf_loss", &vmf_loss_cpu);
+  m.impl("_vmf_loss_backward", &vmf_loss_backward_cpu);
 }
 
 }  // namespace segsort

@@ -11,13 +11,14 @@
 // D is a compile-time constant in {8, 16, 32, 64, 128} (features zero-padded up to it in
 // shared memory); each kernel's tiles are the largest whose shared memory fits the 48 KiB
 // every GPU gives without opt-in. A D above 128, or double tiles that do not fit, take the
-// blocked cuBLAS path of mean_shift.h.
+// blocked cuBLAS path of blurring_mean_shift.h.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <torch/library.h>
 
+#include "segsort/blurring_mean_shift.h"
 #include "segsort/cuda_utils.h"
-#include "segsort/mean_shift.h"
 #include "segsort/tiles.cuh"
 
 namespace segsort {
@@ -37,8 +38,8 @@ struct MeanShiftTilings {
 // this thread's feature columns. Every thread of the block must call it (barriers).
 template <typename T, int kD, int kRM, int kRN>
 __device__ void attend_rows(const T (*xq)[kD + 1], T (*xk)[kD + 1], T (*p)[16 * kRN + 1],
-                            const T* __restrict__ points, int64_t L, int D, T bandwidth, T (&m)[kRM],
-                            T (&l)[kRM], T (&acc)[kRM][kColsPerThread<kD>]) {
+                            const T* __restrict__ points, int64_t L, int D, T bandwidth, T (&m)[kRM], T (&l)[kRM],
+                            T (&acc)[kRM][kColsPerThread<kD>]) {
   constexpr int kBN = 16 * kRN;
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   for (int i = 0; i < kRM; ++i) {
@@ -86,7 +87,7 @@ __global__ void __launch_bounds__(kTileThreads)
   constexpr Tiling t = MeanShiftTilings<T, kD>::forward;
   constexpr int kRM = t.rm, kRN = t.rn, kBM = 16 * kRM, kBN = 16 * kRN, kC = kColsPerThread<kD>;
   const int64_t b = blockIdx.x / row_tiles, row0 = (blockIdx.x % row_tiles) * kBM;
-  const int64_t L = lengths[b];
+  const int64_t L = lengths ? lengths[b] : N;
   if (row0 >= L) return;  // the whole block: rows past L keep the copy of x made by the host
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   __shared__ T xq[kBM][kD + 1];
@@ -124,15 +125,13 @@ __global__ void __launch_bounds__(kTileThreads)
 // Rows pass of the backward: g = dL/dm (B, N, D). Writes lse_j and c_j = g_j . m_j for the
 // columns pass and adds the query-role gradient to grad_x.
 template <typename T, int kD>
-__global__ void __launch_bounds__(kTileThreads)
-    mean_shift_backward_rows_kernel(const T* __restrict__ x, const T* __restrict__ g,
-                                    const int64_t* __restrict__ lengths, int64_t N, int D, int64_t row_tiles,
-                                    T bandwidth, T* __restrict__ lse, T* __restrict__ gm_dot,
-                                    T* __restrict__ grad_x) {
+__global__ void __launch_bounds__(kTileThreads) mean_shift_backward_rows_kernel(
+    const T* __restrict__ x, const T* __restrict__ g, const int64_t* __restrict__ lengths, int64_t N, int D,
+    int64_t row_tiles, T bandwidth, T* __restrict__ lse, T* __restrict__ gm_dot, T* __restrict__ grad_x) {
   constexpr Tiling t = MeanShiftTilings<T, kD>::rows;
   constexpr int kRM = t.rm, kRN = t.rn, kBM = 16 * kRM, kBN = 16 * kRN, kC = kColsPerThread<kD>;
   const int64_t b = blockIdx.x / row_tiles, row0 = (blockIdx.x % row_tiles) * kBM;
-  const int64_t L = lengths[b];
+  const int64_t L = lengths ? lengths[b] : N;
   if (row0 >= L) return;
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   __shared__ T xq[kBM][kD + 1];
@@ -195,7 +194,7 @@ __global__ void __launch_bounds__(kTileThreads)
   constexpr Tiling t = MeanShiftTilings<T, kD>::cols;
   constexpr int kRM = t.rm, kRN = t.rn, kBM = 16 * kRM, kBN = 16 * kRN, kC = kColsPerThread<kD>;
   const int64_t b = blockIdx.x / row_tiles, row0 = (blockIdx.x % row_tiles) * kBM;
-  const int64_t L = lengths[b];
+  const int64_t L = lengths ? lengths[b] : N;
   if (row0 >= L) return;
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   __shared__ T xi[kBM][kD + 1];
@@ -241,29 +240,29 @@ __global__ void __launch_bounds__(kTileThreads)
   store_rows<true, T, kD, kRM>(acc, T(1), grad_x + b * N * D, row0, L, D);
 }
 
-std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cuda(const at::Tensor& x_in, const at::Tensor& lengths,
-                                                                double bandwidth, double eta) {
+std::tuple<at::Tensor, at::Tensor> blurring_mean_shift_step_cuda(
+    const at::Tensor& x_in, const c10::optional<at::Tensor>& lengths, double bandwidth, double eta) {
+  check_blurring_mean_shift_step_inputs(x_in, lengths, bandwidth, eta);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  check_mean_shift_inputs(x_in, lengths, eta);
   const int64_t B = x_in.size(0), N = x_in.size(1), D = x_in.size(2);
-  const auto type = mean_shift_compute_type(x_in);
+  const auto type = at::toOpMathType(x_in.scalar_type());
   if (!fused_kernels_fit<MeanShiftTilings>(type, D)) {
-    return mean_shift_forward_blocked(x_in, lengths, bandwidth, eta, kBlockElements);
+    return blurring_mean_shift_step_blocked(x_in, lengths, bandwidth, eta, kBlockElements);
   }
-  mean_shift_lengths(lengths, N);  // range check (one sync)
+  mean_shift_lengths(lengths, B, N);  // range check (one sync)
   const auto x = x_in.to(type).contiguous();
   auto out = x.clone();  // rows past an image's length are copied through
   auto norms = at::ones({B, N}, x.options());
   if (x.numel() == 0) return {out.to(x_in.scalar_type()), norms};
-  const auto lens = lengths.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(type, "mean_shift_step_forward_cuda", [&] {
+  const auto lens = lengths.has_value() ? lengths->contiguous() : at::Tensor();
+  const int64_t* lens_ptr = lens.defined() ? lens.const_data_ptr<int64_t>() : nullptr;
+  AT_DISPATCH_FLOATING_TYPES(type, "blurring_mean_shift_step_cuda", [&] {
     with_feature_dim(D, [&](auto kd) {
       constexpr int kD = decltype(kd)::value;
       if constexpr (MeanShiftTilings<scalar_t, kD>::fused) {
         const int64_t tiles = tiles_of(N, MeanShiftTilings<scalar_t, kD>::forward);
-        mean_shift_forward_kernel<scalar_t, kD><<<static_cast<unsigned>(B * tiles), kTileThreads, 0,
-                                                  current_stream()>>>(
-            x.const_data_ptr<scalar_t>(), lens.const_data_ptr<int64_t>(), N, static_cast<int>(D), tiles,
+        mean_shift_forward_kernel<scalar_t, kD><<<grid_blocks(B * tiles), kTileThreads, 0, current_stream()>>>(
+            x.const_data_ptr<scalar_t>(), lens_ptr, N, static_cast<int>(D), tiles,
             static_cast<scalar_t>(bandwidth), static_cast<scalar_t>(eta), out.mutable_data_ptr<scalar_t>(),
             norms.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -273,48 +272,54 @@ std::tuple<at::Tensor, at::Tensor> mean_shift_step_forward_cuda(const at::Tensor
   return {out.to(x_in.scalar_type()), norms};
 }
 
-at::Tensor mean_shift_step_backward_cuda(const at::Tensor& grad_out_in, const at::Tensor& x_in,
-                                         const at::Tensor& out_in, const at::Tensor& norms, const at::Tensor& lengths,
-                                         double bandwidth, double eta) {
+at::Tensor blurring_mean_shift_step_backward_cuda(
+    const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& out_in, const at::Tensor& norms,
+    const c10::optional<at::Tensor>& lengths, double bandwidth, double eta) {
+  check_blurring_mean_shift_step_backward_inputs(grad_out_in, x_in, out_in, norms, lengths, bandwidth, eta);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  check_mean_shift_backward_inputs(grad_out_in, x_in, out_in, norms, lengths, eta);
   const int64_t B = x_in.size(0), N = x_in.size(1), D = x_in.size(2);
-  const auto type = mean_shift_compute_type(x_in);
+  const auto type = at::toOpMathType(x_in.scalar_type());
   if (!fused_kernels_fit<MeanShiftTilings>(type, D)) {
-    return mean_shift_backward_blocked(grad_out_in, x_in, out_in, norms, lengths, bandwidth, eta, kBlockElements);
+    return blurring_mean_shift_step_backward_blocked(grad_out_in, x_in, out_in, norms, lengths, bandwidth, eta,
+                                                     kBlockElements);
   }
-  mean_shift_lengths(lengths, N);
+  mean_shift_lengths(lengths, B, N);
   const auto x = x_in.to(type).contiguous();
   const auto grad_out = grad_out_in.to(type).contiguous();
   if (x.numel() == 0) return grad_out.clone().to(x_in.scalar_type());
   const auto grad_y = mean_shift_grad_y(grad_out, out_in.to(type), norms.to(type));
-  const auto lens = lengths.contiguous();
+  const auto lens = lengths.has_value() ? lengths->contiguous() : at::Tensor();
+  const int64_t* lens_ptr = lens.defined() ? lens.const_data_ptr<int64_t>() : nullptr;
   // Valid points start from the (1 - eta) x term; points past the length pass their
   // gradient through unchanged.
-  const auto valid = (at::arange(N, lens.options()).unsqueeze(0) < lens.unsqueeze(1)).unsqueeze(-1);
-  auto grad_x = at::where(valid, grad_y * (1 - eta), grad_out).contiguous();
+  auto grad_x = grad_y * (1 - eta);
+  if (lens.defined()) {
+    const auto valid = (at::arange(N, lens.options()).unsqueeze(0) < lens.unsqueeze(1)).unsqueeze(-1);
+    grad_x = at::where(valid, grad_x, grad_out);
+  }
+  grad_x = grad_x.contiguous();
   const auto grad_m = (grad_y * eta).contiguous();  // m_j = sum_i p_ji x_i
   auto lse = at::empty({B, N}, x.options());
   auto gm_dot = at::empty({B, N}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(type, "mean_shift_step_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES(type, "blurring_mean_shift_step_backward_cuda", [&] {
     with_feature_dim(D, [&](auto kd) {
       constexpr int kD = decltype(kd)::value;
       using Tilings = MeanShiftTilings<scalar_t, kD>;
       if constexpr (Tilings::fused) {
         const auto bw = static_cast<scalar_t>(bandwidth);
         const int64_t row_tiles = tiles_of(N, Tilings::rows);
-        mean_shift_backward_rows_kernel<scalar_t, kD><<<static_cast<unsigned>(B * row_tiles), kTileThreads, 0,
-                                                        current_stream()>>>(
-            x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens.const_data_ptr<int64_t>(), N,
-            static_cast<int>(D), row_tiles, bw, lse.mutable_data_ptr<scalar_t>(),
-            gm_dot.mutable_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>());
+        mean_shift_backward_rows_kernel<scalar_t, kD>
+            <<<grid_blocks(B * row_tiles), kTileThreads, 0, current_stream()>>>(
+                x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens_ptr, N, static_cast<int>(D),
+                row_tiles, bw, lse.mutable_data_ptr<scalar_t>(), gm_dot.mutable_data_ptr<scalar_t>(),
+                grad_x.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         const int64_t col_tiles = tiles_of(N, Tilings::cols);
-        mean_shift_backward_cols_kernel<scalar_t, kD><<<static_cast<unsigned>(B * col_tiles), kTileThreads, 0,
-                                                        current_stream()>>>(
-            x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens.const_data_ptr<int64_t>(), N,
-            static_cast<int>(D), col_tiles, bw, lse.const_data_ptr<scalar_t>(),
-            gm_dot.const_data_ptr<scalar_t>(), grad_x.mutable_data_ptr<scalar_t>());
+        mean_shift_backward_cols_kernel<scalar_t, kD>
+            <<<grid_blocks(B * col_tiles), kTileThreads, 0, current_stream()>>>(
+                x.const_data_ptr<scalar_t>(), grad_m.const_data_ptr<scalar_t>(), lens_ptr, N, static_cast<int>(D),
+                col_tiles, bw, lse.const_data_ptr<scalar_t>(), gm_dot.const_data_ptr<scalar_t>(),
+                grad_x.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
     });
@@ -325,8 +330,8 @@ at::Tensor mean_shift_step_backward_cuda(const at::Tensor& grad_out_in, const at
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segsort_ext, CUDA, m) {
-  m.impl("mean_shift_step_forward", &mean_shift_step_forward_cuda);
-  m.impl("mean_shift_step_backward", &mean_shift_step_backward_cuda);
+  m.impl("blurring_mean_shift_step", &blurring_mean_shift_step_cuda);
+  m.impl("_blurring_mean_shift_step_backward", &blurring_mean_shift_step_backward_cuda);
 }
 
 }  // namespace segsort

@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 #include "segsort/cuda_utils.h"
-#include "segsort/partition.h"
+#include "segsort/segment_partition.h"
 
 namespace segsort {
 namespace {
@@ -30,8 +30,7 @@ __global__ void mark_keys_kernel(const PixelKeys k, int64_t n, int32_t* __restri
   if (key >= 0) table[key] = 1;  // racing writers all store 1
 }
 
-__global__ void assign_groups_kernel(const PixelKeys k, int64_t n,
-                                     const int64_t* __restrict__ inclusive_count,
+__global__ void assign_groups_kernel(const PixelKeys k, int64_t n, const int64_t* __restrict__ inclusive_count,
                                      int64_t* __restrict__ group) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
@@ -43,18 +42,20 @@ Groups group_pixels_dense_cuda(const at::Tensor& clusters, const c10::optional<a
                                const KeyRange& r, int64_t ignore_index) {
   const int64_t N = clusters.numel();
   const PixelKeys k{clusters.const_data_ptr<int64_t>(),
-                    labels ? labels->const_data_ptr<int64_t>() : nullptr, ignore_index,
-                    clusters.size(1) * clusters.size(2), r.num_clusters, r.num_labels};
-  auto table = at::zeros({clusters.size(0) * r.num_clusters * r.num_labels},
-                         clusters.options().dtype(at::kInt));
+                    labels ? labels->const_data_ptr<int64_t>() : nullptr,
+                    ignore_index,
+                    clusters.size(1) * clusters.size(2),
+                    r.num_clusters,
+                    r.num_labels};
+  auto table = at::zeros({clusters.size(0) * r.num_clusters * r.num_labels}, clusters.options().dtype(at::kInt));
   const auto stream = current_stream();
   mark_keys_kernel<<<blocks_for(N), kThreads, 0, stream>>>(k, N, table.mutable_data_ptr<int32_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const auto inclusive_count = at::cumsum(table, 0, at::kLong);
   const auto keys = table.nonzero().squeeze(1);  // present keys, ascending = group order
   auto group = at::empty({N}, clusters.options());
-  assign_groups_kernel<<<blocks_for(N), kThreads, 0, stream>>>(
-      k, N, inclusive_count.const_data_ptr<int64_t>(), group.mutable_data_ptr<int64_t>());
+  assign_groups_kernel<<<blocks_for(N), kThreads, 0, stream>>>(k, N, inclusive_count.const_data_ptr<int64_t>(),
+                                                               group.mutable_data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return decode_group_keys(group, keys, r.num_clusters, r.num_labels, labels.has_value());
 }
@@ -97,8 +98,8 @@ __global__ void ccl_init_kernel(const int64_t* __restrict__ group, int64_t n, in
   parent[i] = group[i] >= 0 ? static_cast<int32_t>(i % HW) : -1;
 }
 
-__global__ void ccl_merge_kernel(const int64_t* __restrict__ group, int64_t n, int64_t H,
-                                 int64_t W, bool eight, int32_t* __restrict__ parent) {
+__global__ void ccl_merge_kernel(const int64_t* __restrict__ group, int64_t n, int64_t H, int64_t W, bool eight,
+                                 int32_t* __restrict__ parent) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const int64_t g = group[i];
@@ -139,9 +140,9 @@ __global__ void segment_size_kernel(const int64_t* __restrict__ ids, int64_t n,
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> segment_partition_cuda(
-    const at::Tensor& clusters_in, const c10::optional<at::Tensor>& labels_in,
-    int64_t ignore_index, int64_t connectivity) {
-  check_partition_inputs(clusters_in, labels_in, connectivity);
+    const at::Tensor& clusters_in, const c10::optional<at::Tensor>& labels_in, int64_t ignore_index,
+    int64_t connectivity) {
+  check_segment_partition_inputs(clusters_in, labels_in, connectivity);
   const c10::cuda::CUDAGuard guard(clusters_in.device());
   const auto clusters = clusters_in.contiguous();
   c10::optional<at::Tensor> labels;
@@ -198,8 +199,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> segment_p
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(segsort_ext, CUDA, m) {
-  m.impl("segment_partition", &segment_partition_cuda);
-}
+TORCH_LIBRARY_IMPL(segsort_ext, CUDA, m) { m.impl("segment_partition", &segment_partition_cuda); }
 
 }  // namespace segsort

@@ -12,8 +12,7 @@
 #include <torch/library.h>
 
 #include "segsort/cuda_utils.h"
-#include "segsort/kmeans.h"
-#include "segsort/kmeans_math.h"
+#include "segsort/spherical_kmeans.h"
 
 namespace segsort {
 namespace {
@@ -69,9 +68,8 @@ __global__ void kmeans_prepare_kernel(const scalar_t* __restrict__ x, const Pixe
 // channel and warp when the whole warp shares the cluster (the common case inside a
 // segment). Features come from registers fr (kF > 0) or from global memory fp[j * P].
 template <typename acc_t, int kF>
-__device__ __forceinline__ void accumulate_member(int64_t cluster, const acc_t* fr, const acc_t* fp,
-                                                  int64_t P, int64_t F, acc_t* __restrict__ sums,
-                                                  int* __restrict__ counts) {
+__device__ __forceinline__ void accumulate_member(int64_t cluster, const acc_t* fr, const acc_t* fp, int64_t P,
+                                                  int64_t F, acc_t* __restrict__ sums, int* __restrict__ counts) {
   const bool lane0 = (threadIdx.x & 31) == 0;
   const int64_t first = __shfl_sync(kFullMask, cluster, 0);
   if (__all_sync(kFullMask, cluster == first)) {
@@ -108,8 +106,7 @@ __device__ __forceinline__ void accumulate_member(int64_t cluster, const acc_t* 
 // The first M-step's sums, from the initial labels.
 template <typename acc_t>
 __global__ void kmeans_accumulate_kernel(const acc_t* __restrict__ f, const int64_t* __restrict__ labels,
-                                         const KMeansShape s, acc_t* __restrict__ sums,
-                                         int* __restrict__ counts) {
+                                         const KMeansShape s, acc_t* __restrict__ sums, int* __restrict__ counts) {
   const int64_t b = blockIdx.y;
   const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const int64_t cluster = p < s.P ? labels[b * s.P + p] : -1;
@@ -119,9 +116,8 @@ __global__ void kmeans_accumulate_kernel(const acc_t* __restrict__ f, const int6
 
 // Sums (B, K, F) and counts (B, K) into centroids; clears them for the next E-step.
 template <typename acc_t>
-__global__ void kmeans_update_kernel(acc_t* __restrict__ sums, int* __restrict__ counts,
-                                     const KMeansShape s, const int* __restrict__ done,
-                                     acc_t* __restrict__ centroids) {
+__global__ void kmeans_update_kernel(acc_t* __restrict__ sums, int* __restrict__ counts, const KMeansShape s,
+                                     const int* __restrict__ done, acc_t* __restrict__ centroids) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= s.B * s.K || done[i / s.K]) return;
   update_centroid(sums + i * s.F, static_cast<acc_t>(counts[i]), s.F, centroids + i * s.F);
@@ -170,13 +166,12 @@ __global__ void kmeans_assign_kernel(const acc_t* __restrict__ f, const acc_t* _
   }
   const unsigned moved = __ballot_sync(kFullMask, best != old);
   if ((threadIdx.x & 31) == 0 && moved) atomicAdd(changed + b, __popc(moved));
-  if (accumulate)
-    accumulate_member<acc_t, kF>(best, fr, fp, s.P, F, sums + b * s.K * F, counts + b * s.K);
+  if (accumulate) accumulate_member<acc_t, kF>(best, fr, fp, s.P, F, sums + b * s.K * F, counts + b * s.K);
 }
 
 // Stops an image once at most tol * (its valid pixels) labels changed; resets the count.
-__global__ void kmeans_converged_kernel(int* __restrict__ changed, const int* __restrict__ num_valid,
-                                        int64_t B, double tol, int* __restrict__ done) {
+__global__ void kmeans_converged_kernel(int* __restrict__ changed, const int* __restrict__ num_valid, int64_t B,
+                                        double tol, int* __restrict__ done) {
   const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (b >= B) return;
   if (!done[b] && double(changed[b]) <= tol * double(num_valid[b])) done[b] = 1;
@@ -199,13 +194,12 @@ __global__ void kmeans_sorted_sums_kernel(const acc_t* __restrict__ f, const int
 }
 
 template <typename acc_t>
-void launch_assign(const acc_t* f, const acc_t* centroids, const KMeansShape& s, const int* done,
-                   bool accumulate, int64_t* labels, int* changed, acc_t* sums, int* counts,
-                   cudaStream_t stream) {
+void launch_assign(const acc_t* f, const acc_t* centroids, const KMeansShape& s, const int* done, bool accumulate,
+                   int64_t* labels, int* changed, acc_t* sums, int* counts, cudaStream_t stream) {
   const dim3 grid(blocks_for(s.P), static_cast<unsigned>(s.B));
-#define SEGSORT_ASSIGN(KF)                                                                         \
-  kmeans_assign_kernel<acc_t, KF><<<grid, kThreads, 0, stream>>>(f, centroids, s, done, accumulate, \
-                                                                 labels, changed, sums, counts)
+#define SEGSORT_ASSIGN(KF) \
+  kmeans_assign_kernel<acc_t, KF> \
+      <<<grid, kThreads, 0, stream>>>(f, centroids, s, done, accumulate, labels, changed, sums, counts)
   switch (s.F) {
     case 18: SEGSORT_ASSIGN(18); break;
     case 34: SEGSORT_ASSIGN(34); break;
@@ -217,17 +211,16 @@ void launch_assign(const acc_t* f, const acc_t* centroids, const KMeansShape& s,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cuda(const at::Tensor& x,
-                                                         const c10::optional<at::Tensor>& mask,
-                                                         const c10::optional<at::Tensor>& init,
-                                                         int64_t grid_h, int64_t grid_w,
-                                                         int64_t iters, double coord_weight,
-                                                         double tol) {
-  check_kmeans_inputs(x, mask, init, grid_h, grid_w, iters);
+std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cuda(
+    const at::Tensor& x, const c10::optional<at::Tensor>& mask, const c10::optional<at::Tensor>& init,
+    int64_t grid_h, int64_t grid_w, int64_t iters, double coord_weight, double tol) {
+  check_spherical_kmeans_inputs(x, mask, init, grid_h, grid_w, iters, coord_weight, tol);
   const c10::cuda::CUDAGuard guard(x.device());
-  const KMeansShape s{x.size(0), x.size(1), x.size(2), x.size(3), x.size(2) * x.size(3),
-                      x.size(1) + 2, grid_h * grid_w, grid_h, grid_w};
+  const KMeansShape s{x.size(0),     x.size(1),       x.size(2), x.size(3), x.size(2) * x.size(3),
+                      x.size(1) + 2, grid_h * grid_w, grid_h,    grid_w};
   SEGSORT_CHECK_ARG(s.B < 65536, "x: at most 65535 images per call, got ", s.B);
+  // Pixel counts per image and cluster are int32.
+  SEGSORT_CHECK_ARG(s.P < (int64_t(1) << 31), "x: an image must have < 2^31 pixels, got ", s.P);
   auto labels = at::empty({s.B, s.H, s.W}, x.options().dtype(at::kLong));
   auto centroids_out = at::zeros({s.B, s.K, s.F}, x.options());
   if (labels.numel() == 0) return {labels, centroids_out};
@@ -251,10 +244,11 @@ std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cuda(const at::Tensor& x,
     auto centroids = at::zeros({s.B, s.K, s.F}, acc_opts);
     acc_t* f_ptr = f.mutable_data_ptr<acc_t>();
     int64_t* label_ptr = labels.mutable_data_ptr<int64_t>();
-    kmeans_prepare_kernel<scalar_t, acc_t><<<dim3(blocks_for(s.P), static_cast<unsigned>(s.B)), kThreads, 0, stream>>>(
-        x_bdp.const_data_ptr<scalar_t>(), v, mask_c.defined() ? mask_c.const_data_ptr<bool>() : nullptr,
-        init_c.defined() ? init_c.const_data_ptr<int64_t>() : nullptr, s, static_cast<acc_t>(coord_weight),
-        f_ptr, label_ptr, num_valid.mutable_data_ptr<int>());
+    kmeans_prepare_kernel<scalar_t, acc_t>
+        <<<dim3(blocks_for(s.P), static_cast<unsigned>(s.B)), kThreads, 0, stream>>>(
+            x_bdp.const_data_ptr<scalar_t>(), v, mask_c.defined() ? mask_c.const_data_ptr<bool>() : nullptr,
+            init_c.defined() ? init_c.const_data_ptr<int64_t>() : nullptr, s, static_cast<acc_t>(coord_weight),
+            f_ptr, label_ptr, num_valid.mutable_data_ptr<int>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const dim3 pixel_grid(blocks_for(s.P), static_cast<unsigned>(s.B));
     acc_t* sum_ptr = sums.mutable_data_ptr<acc_t>();
@@ -272,19 +266,20 @@ std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cuda(const at::Tensor& x,
             f_ptr, order.const_data_ptr<int64_t>(), offsets.const_data_ptr<int64_t>(), s, sum_ptr, count_ptr);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       } else if (t == 0) {
-        kmeans_accumulate_kernel<acc_t><<<pixel_grid, kThreads, 0, stream>>>(f_ptr, label_ptr, s, sum_ptr, count_ptr);
+        kmeans_accumulate_kernel<acc_t>
+            <<<pixel_grid, kThreads, 0, stream>>>(f_ptr, label_ptr, s, sum_ptr, count_ptr);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
       kmeans_update_kernel<acc_t><<<blocks_for(s.B * s.K), kThreads, 0, stream>>>(
           sum_ptr, count_ptr, s, done.const_data_ptr<int>(), centroids.mutable_data_ptr<acc_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       launch_assign<acc_t>(f_ptr, centroids.const_data_ptr<acc_t>(), s, done.const_data_ptr<int>(),
-                           !deterministic && t + 1 < iters, label_ptr, changed.mutable_data_ptr<int>(),
-                           sum_ptr, count_ptr, stream);
+                           !deterministic && t + 1 < iters, label_ptr, changed.mutable_data_ptr<int>(), sum_ptr,
+                           count_ptr, stream);
       if (tol >= 0) {
-        kmeans_converged_kernel<<<blocks_for(s.B), kThreads, 0, stream>>>(
-            changed.mutable_data_ptr<int>(), num_valid.const_data_ptr<int>(), s.B, tol,
-            done.mutable_data_ptr<int>());
+        kmeans_converged_kernel<<<blocks_for(s.B), kThreads, 0, stream>>>(changed.mutable_data_ptr<int>(),
+                                                                          num_valid.const_data_ptr<int>(), s.B,
+                                                                          tol, done.mutable_data_ptr<int>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }
     }
@@ -295,8 +290,6 @@ std::tuple<at::Tensor, at::Tensor> spherical_kmeans_cuda(const at::Tensor& x,
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(segsort_ext, CUDA, m) {
-  m.impl("spherical_kmeans", &spherical_kmeans_cuda);
-}
+TORCH_LIBRARY_IMPL(segsort_ext, CUDA, m) { m.impl("spherical_kmeans", &spherical_kmeans_cuda); }
 
 }  // namespace segsort

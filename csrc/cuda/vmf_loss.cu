@@ -10,12 +10,13 @@
 // logits (vmf_loss.h) reduced by one warp per pixel row.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <torch/library.h>
 
 #include "segsort/cuda_utils.h"
 #include "segsort/tiles.cuh"
 #include "segsort/vmf_loss.h"
-#include "segsort/vmf_math.h"
+#include "segsort/vmf_loss_math.h"
 
 namespace segsort {
 namespace {
@@ -184,17 +185,18 @@ __global__ void __launch_bounds__(kTileThreads)
 // kappa sum_n coef_nj e_n to partial[split] (S, D).
 template <typename T, int kD>
 __global__ void __launch_bounds__(kTileThreads)
-    vmf_backward_cols_kernel(const T* __restrict__ e, const int64_t* __restrict__ ids, const int64_t* __restrict__ labels,
-                             const T* __restrict__ bank, int64_t N, int64_t S, int D, T concentration,
-                             const T* __restrict__ grad, const T* __restrict__ lse_den, const T* __restrict__ lse_num,
-                             const T* __restrict__ own_logits, int64_t proto_tiles, int64_t pixels_per_split,
-                             T* __restrict__ partial) {
+    vmf_backward_cols_kernel(const T* __restrict__ e, const int64_t* __restrict__ ids,
+                             const int64_t* __restrict__ labels, const T* __restrict__ bank, int64_t N, int64_t S,
+                             int D, T concentration, const T* __restrict__ grad, const T* __restrict__ lse_den,
+                             const T* __restrict__ lse_num, const T* __restrict__ own_logits, int64_t proto_tiles,
+                             int64_t pixels_per_split, T* __restrict__ partial) {
   constexpr Tiling t = VmfTilings<T, kD>::cols;
   constexpr int kRM = t.rm, kRN = t.rn, kBM = 16 * kRM, kBN = 16 * kRN, kC = kColsPerThread<kD>;
   const bool nca = labels != nullptr;
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   const int64_t split = blockIdx.x / proto_tiles, row0 = (blockIdx.x % proto_tiles) * kBM;
-  const int64_t n_begin = split * pixels_per_split, n_end = n_begin + pixels_per_split < N ? n_begin + pixels_per_split : N;
+  const int64_t n_begin = split * pixels_per_split,
+                n_end = n_begin + pixels_per_split < N ? n_begin + pixels_per_split : N;
   __shared__ T pq[kBM][kD + 1];
   __shared__ T ek[kBN][kD + 1];
   __shared__ T coef[kBM][kBN + 1];
@@ -313,7 +315,7 @@ __global__ void vmf_rows_backward_kernel(acc_t* __restrict__ logits, int64_t row
 void rows_forward_cuda(const at::Tensor& logits, const at::Tensor& ids, const VmfBank& bank, bool nca,
                        at::Tensor loss, at::Tensor lse_den, at::Tensor lse_num) {
   const int64_t rows = logits.size(0), cols = logits.size(1);
-  const unsigned blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  const unsigned blocks = blocks_for(rows, kWarpsPerBlock);
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "vmf_loss_rows_forward_cuda", [&] {
     vmf_rows_forward_kernel<scalar_t><<<blocks, kThreads, 0, current_stream()>>>(
         logits.const_data_ptr<scalar_t>(), rows, cols, ids.const_data_ptr<int64_t>(),
@@ -326,7 +328,7 @@ void rows_forward_cuda(const at::Tensor& logits, const at::Tensor& ids, const Vm
 void rows_backward_cuda(at::Tensor& logits, const at::Tensor& ids, const VmfBank& bank, bool nca,
                         const at::Tensor& lse_den, const at::Tensor& lse_num, const at::Tensor& grad) {
   const int64_t rows = logits.size(0), cols = logits.size(1);
-  const unsigned blocks = static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  const unsigned blocks = blocks_for(rows, kWarpsPerBlock);
   AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "vmf_loss_rows_backward_cuda", [&] {
     vmf_rows_backward_kernel<scalar_t><<<blocks, kThreads, 0, current_stream()>>>(
         logits.mutable_data_ptr<scalar_t>(), rows, cols, ids.const_data_ptr<int64_t>(),
@@ -336,18 +338,17 @@ void rows_backward_cuda(at::Tensor& logits, const at::Tensor& ids, const VmfBank
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_cuda(
     const at::Tensor& embeddings, const at::Tensor& segment_ids, const at::Tensor& prototypes,
     const c10::optional<at::Tensor>& prototype_labels, const c10::optional<at::Tensor>& memory,
     const c10::optional<at::Tensor>& memory_labels, double concentration, bool nca) {
+  const VmfBank bank = check_vmf_loss_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
+                                             memory_labels, concentration, nca);
   const c10::cuda::CUDAGuard guard(embeddings.device());
-  const VmfBank bank = check_vmf_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
-                                        memory_labels, nca);
   const int64_t N = embeddings.size(0), C = bank.vectors.size(0), D = embeddings.size(1);
-  const auto type = vmf_compute_type(embeddings);
+  const auto type = at::toOpMathType(embeddings.scalar_type());
   if (!fused_kernels_fit<VmfTilings>(type, D)) {
-    return vmf_loss_forward_blocked(embeddings, segment_ids, bank, concentration, nca, kBlockElements,
-                                    rows_forward_cuda);
+    return vmf_loss_blocked(embeddings, segment_ids, bank, concentration, nca, kBlockElements, rows_forward_cuda);
   }
   const auto opts = embeddings.options().dtype(type);
   auto loss = at::zeros({N}, opts), lse_den = at::zeros({N}, opts), lse_num = at::zeros({N}, opts);
@@ -355,12 +356,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_cuda(
   const auto e = embeddings.to(type).contiguous();
   const auto vectors = bank.vectors.to(type).contiguous();
   const auto ids = segment_ids.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(type, "vmf_loss_forward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES(type, "vmf_loss_cuda", [&] {
     with_feature_dim(D, [&](auto kd) {
       constexpr int kD = decltype(kd)::value;
       if constexpr (VmfTilings<scalar_t, kD>::fused) {
         const int64_t tiles = tiles_of(N, VmfTilings<scalar_t, kD>::forward);
-        vmf_forward_kernel<scalar_t, kD><<<static_cast<unsigned>(tiles), kTileThreads, 0, current_stream()>>>(
+        vmf_forward_kernel<scalar_t, kD><<<grid_blocks(tiles), kTileThreads, 0, current_stream()>>>(
             e.const_data_ptr<scalar_t>(), ids.const_data_ptr<int64_t>(), vectors.const_data_ptr<scalar_t>(),
             nca ? bank.labels.const_data_ptr<int64_t>() : nullptr, N, C, static_cast<int>(D),
             static_cast<scalar_t>(concentration), loss.mutable_data_ptr<scalar_t>(),
@@ -377,15 +378,15 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cuda(
     const at::Tensor& prototypes, const c10::optional<at::Tensor>& prototype_labels,
     const c10::optional<at::Tensor>& memory, const c10::optional<at::Tensor>& memory_labels,
     const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration, bool nca) {
+  const VmfBank bank = check_vmf_loss_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
+                                             memory_labels, concentration, nca);
+  check_vmf_loss_backward_inputs(embeddings, grad_loss, lse_den, lse_num);
   const c10::cuda::CUDAGuard guard(embeddings.device());
-  const VmfBank bank = check_vmf_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
-                                        memory_labels, nca);
-  check_vmf_backward_inputs(embeddings, grad_loss, lse_den, lse_num);
   const int64_t N = embeddings.size(0), C = bank.vectors.size(0), D = embeddings.size(1), S = bank.num_batch;
-  const auto type = vmf_compute_type(embeddings);
+  const auto type = at::toOpMathType(embeddings.scalar_type());
   if (!fused_kernels_fit<VmfTilings>(type, D)) {
-    return vmf_loss_backward_blocked(grad_loss, embeddings, segment_ids, bank, lse_den, lse_num,
-                                     concentration, nca, kBlockElements, rows_backward_cuda);
+    return vmf_loss_backward_blocked(grad_loss, embeddings, segment_ids, bank, lse_den, lse_num, concentration,
+                                     nca, kBlockElements, rows_backward_cuda);
   }
   const auto opts = embeddings.options().dtype(type);
   auto grad_embeddings = at::zeros({N, D}, opts);
@@ -405,8 +406,7 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cuda(
           const auto kappa = static_cast<scalar_t>(concentration);
           const int64_t* labels = nca ? bank.labels.const_data_ptr<int64_t>() : nullptr;
           const int64_t row_tiles = tiles_of(N, Tilings::rows);
-          vmf_backward_rows_kernel<scalar_t, kD><<<static_cast<unsigned>(row_tiles), kTileThreads, 0,
-                                                   current_stream()>>>(
+          vmf_backward_rows_kernel<scalar_t, kD><<<grid_blocks(row_tiles), kTileThreads, 0, current_stream()>>>(
               e.const_data_ptr<scalar_t>(), ids.const_data_ptr<int64_t>(), vectors.const_data_ptr<scalar_t>(),
               labels, N, C, static_cast<int>(D), kappa, grad.const_data_ptr<scalar_t>(),
               den.const_data_ptr<scalar_t>(), num.const_data_ptr<scalar_t>(),
@@ -420,12 +420,13 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cuda(
           const int64_t per_split = pixel_tile * ((pixel_tiles + wanted - 1) / wanted);
           const int64_t splits = (N + per_split - 1) / per_split;
           auto partial = at::empty({splits, S, D}, opts);
-          vmf_backward_cols_kernel<scalar_t, kD><<<static_cast<unsigned>(splits * proto_tiles), kTileThreads, 0,
-                                                   current_stream()>>>(
-              e.const_data_ptr<scalar_t>(), ids.const_data_ptr<int64_t>(), labels,
-              vectors.const_data_ptr<scalar_t>(), N, S, static_cast<int>(D), kappa, grad.const_data_ptr<scalar_t>(),
-              den.const_data_ptr<scalar_t>(), num.const_data_ptr<scalar_t>(), own_logits.const_data_ptr<scalar_t>(),
-              proto_tiles, per_split, partial.mutable_data_ptr<scalar_t>());
+          vmf_backward_cols_kernel<scalar_t, kD>
+              <<<grid_blocks(splits * proto_tiles), kTileThreads, 0, current_stream()>>>(
+                  e.const_data_ptr<scalar_t>(), ids.const_data_ptr<int64_t>(), labels,
+                  vectors.const_data_ptr<scalar_t>(), N, S, static_cast<int>(D), kappa,
+                  grad.const_data_ptr<scalar_t>(), den.const_data_ptr<scalar_t>(), num.const_data_ptr<scalar_t>(),
+                  own_logits.const_data_ptr<scalar_t>(), proto_tiles, per_split,
+                  partial.mutable_data_ptr<scalar_t>());
           C10_CUDA_KERNEL_LAUNCH_CHECK();
           at::sum_out(grad_prototypes, partial, {0});
         }
@@ -438,8 +439,8 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cuda(
 }  // namespace
 
 TORCH_LIBRARY_IMPL(segsort_ext, CUDA, m) {
-  m.impl("vmf_loss_forward", &vmf_loss_forward_cuda);
-  m.impl("vmf_loss_backward", &vmf_loss_backward_cuda);
+  m.impl("vmf_loss", &vmf_loss_cuda);
+  m.impl("_vmf_loss_backward", &vmf_loss_backward_cuda);
 }
 
 }  // namespace segsort

@@ -12,7 +12,7 @@ import warnings
 import torch
 
 try:
-    from segsort_ext import _C  # noqa: F401  (importing registers the operators)
+    from segsort_ext import _C  # importing registers the operators
 
     HAS_EXTENSION = True
     IMPORT_ERROR: ImportError | None = None

@@ -8,32 +8,22 @@ with P the row-softmax (rows = query points j) and G_m = eta * dL/dy:
 ``dS = P * (G_m X^T - rowsum(G_m * P X))``, recomputed tile by tile: on CUDA (D <= 128)
 by fused online-softmax kernels, on CPU (and CUDA for larger D) in blocks of GEMM rows.
 
-After mean shift, :func:`extract_instances` groups points whose embeddings coincide into
-instances (greedy seeds, batched on the device) and :func:`instance_proposals` merges the
-instances of several bandwidths into duplicate-free proposals.
+The op is one step, ``torch.ops.segsort_ext.blurring_mean_shift_step``, differentiable;
+:func:`segsort_ext.cluster.extract_instances` groups the points afterwards.
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Sequence, Union
+from typing import List, Optional, Union
 
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.utils import checks as check
 from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
-from segsort_ext.ops import segment_mean
+from segsort_ext.utils import checks as check
 from segsort_ext.utils.constants import NORM_EPS
 
-__all__ = [
-    "blurring_mean_shift",
-    "bandwidth_from_margin",
-    "cosine_threshold_from_margin",
-    "Instances",
-    "extract_instances",
-    "Proposals",
-    "instance_proposals",
-]
+__all__ = ["blurring_mean_shift", "bandwidth_from_margin"]
 
 
 def bandwidth_from_margin(alpha: float) -> float:
@@ -41,22 +31,6 @@ def bandwidth_from_margin(alpha: float) -> float:
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 <= alpha < 1:
         raise ValueError(f"alpha must be a number in [0, 1), got {alpha!r}")
     return 3.0 / (1.0 - alpha)
-
-
-class _MeanShiftStep(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, lengths, bandwidth, eta):
-        out, norms = ops.mean_shift_step_forward(x, lengths, bandwidth, eta)
-        ctx.save_for_backward(x, out, norms, lengths)
-        ctx.bandwidth, ctx.eta = bandwidth, eta
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        x, out, norms, lengths = ctx.saved_tensors
-        grad_x = ops.mean_shift_step_backward(grad_out.contiguous(), x, out, norms, lengths, ctx.bandwidth, ctx.eta)
-        return grad_x, None, None, None
 
 
 def blurring_mean_shift(
@@ -84,42 +58,60 @@ def blurring_mean_shift(
     storing N x N.
     float16/bfloat16 compute in float32.
     """
-    check.float_tensor(x, "x")
-    if x.dim() != 3:
-        raise ValueError(f"x must have shape (B, N, D), got {tuple(x.shape)}")
-    if not isinstance(bandwidth, (int, float)) or isinstance(bandwidth, bool) or not bandwidth > 0:
-        raise ValueError(f"bandwidth must be a number > 0, got {bandwidth!r}")
+    bandwidth = check.number(bandwidth, "bandwidth", finite=False)
     iters = check.nonnegative_int(iters, "iters")
-    if not isinstance(eta, (int, float)) or isinstance(eta, bool) or not 0 < eta <= 1:
-        raise ValueError(f"eta must be in (0, 1], got {eta!r}")
-    B, N, _ = x.shape
-    if lengths is None:
-        lengths = torch.full((B,), N, dtype=torch.int64, device=x.device)
-    else:
-        check.int64_tensor(lengths, "lengths")
-        check.same_device(x, "x", lengths, "lengths")
-        if tuple(lengths.shape) != (B,):
-            raise ValueError(f"lengths must have shape (B,) = ({B},), got {tuple(lengths.shape)}")
-        if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > N):
-            raise ValueError(f"lengths must lie in [0, N = {N}]")
+    eta = check.number(eta, "eta", finite=False)
     if not HAS_EXTENSION:
+        _check_fallback(x, lengths, bandwidth, eta)
         return reference.blurring_mean_shift(x, bandwidth=bandwidth, iters=iters, eta=eta, lengths=lengths,
                                              return_all=return_all)
-    current = F.normalize(x, dim=2, eps=NORM_EPS)
+    current = F.normalize(x, dim=-1, eps=NORM_EPS)
     iterates = [current]
     for _ in range(iters):
-        current = _MeanShiftStep.apply(current, lengths, float(bandwidth), float(eta))
+        current = ops.blurring_mean_shift_step(current, lengths, bandwidth, eta)[0]
         iterates.append(current)
     return iterates if return_all else current
 
 
+def _check_fallback(x, lengths, bandwidth, eta):
+    """What the op checks in C++, for the pure-PyTorch fallback."""
+    check.float_tensor(x, "x")
+    if x.dim() != 3:
+        raise ValueError(f"x must have shape (B, N, D), got {tuple(x.shape)}")
+    check.number(bandwidth, "bandwidth", minimum=0, strict=True)
+    if not 0 < eta <= 1:
+        raise ValueError(f"eta must be in (0, 1], got {eta}")
+    if lengths is not None:
+        check.int64_tensor(lengths, "lengths")
+        check.same_device(x, "x", lengths, "lengths")
+        if tuple(lengths.shape) != (x.shape[0],):
+            raise ValueError(f"lengths must have shape (B,) = ({x.shape[0]},), got {tuple(lengths.shape)}")
+        if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > x.shape[1]):
+            raise ValueError(f"lengths must lie in [0, N = {x.shape[1]}]")
+
+
 if HAS_EXTENSION:
 
-    @torch.library.register_fake("segsort_ext::mean_shift_step_forward")
-    def _mean_shift_step_forward_fake(x, lengths, bandwidth, eta):
-        dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        return torch.empty_like(x), x.new_empty(x.shape[:2], dtype=dtype)
+    @torch.library.register_fake("segsort_ext::blurring_mean_shift_step")
+    def _blurring_mean_shift_step_fake(x, lengths, bandwidth, eta):
+        # norms in the compute type: float32 for half/bfloat16, else the input dtype.
+        return x.new_empty(x.shape), x.new_empty(x.shape[:2], dtype=torch.promote_types(x.dtype, torch.float32))
 
-    @torch.library.register_fake("segsort_ext::mean_shift_step_backward")
-    def _mean_shift_step_backward_fake(grad_out, x, out, norms, lengths, bandwidth, eta):
-        return torch.empty_like(x)
+    @torch.library.register_fake("segsort_ext::_blurring_mean_shift_step_backward")
+    def _blurring_mean_shift_step_backward_fake(grad_out, x, out, norms, lengths, bandwidth, eta):
+        return x.new_empty(x.shape)
+
+    def _setup_context(ctx, inputs, output):
+        x, lengths, bandwidth, eta = inputs
+        out, norms = output
+        ctx.mark_non_differentiable(norms)
+        ctx.save_for_backward(x, out, norms, lengths)
+        ctx.bandwidth, ctx.eta = bandwidth, eta
+
+    def _backward(ctx, grad_out, _grad_norms):
+        x, out, norms, lengths = ctx.saved_tensors
+        grad_x = ops._blurring_mean_shift_step_backward(grad_out, x, out, norms, lengths, ctx.bandwidth, ctx.eta)
+        return grad_x, None, None, None
+
+    torch.library.register_autograd("segsort_ext::blurring_mean_shift_step", _backward,
+                                    setup_context=_setup_context)

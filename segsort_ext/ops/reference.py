@@ -115,7 +115,8 @@ def spherical_kmeans(x, grid=(5, 5), *, iters=10, coord_weight=1.0, mask=None, i
         labels = cells.clone() if init is None else init[b].reshape(-1).clone()
         valid &= labels >= 0
         pixels = torch.where(valid.unsqueeze(1), pixels, 0)
-        f = torch.cat([F.normalize(pixels, dim=1, eps=NORM_EPS), coord_weight * ys[:, None], coord_weight * xs[:, None]], 1)
+        coordinates = coord_weight * torch.stack([ys, xs], 1)
+        f = torch.cat([F.normalize(pixels, dim=1, eps=NORM_EPS), coordinates], 1)
         f = F.normalize(f, dim=1, eps=NORM_EPS)[valid]
         members = labels[valid]
         centroids = f.new_zeros(K, D + 2)

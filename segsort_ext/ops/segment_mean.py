@@ -7,27 +7,8 @@ import torch
 from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
-from segsort_ext.utils.constants import IGNORE_INDEX
 
 __all__ = ["segment_mean", "segment_label_histogram", "segment_majority_mean"]
-
-
-class _SegmentMean(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, ids, num_segments, normalize):
-        out, denom = ops.segment_mean_forward(x, ids, num_segments, normalize)
-        ctx.save_for_backward(out, denom, ids)
-        ctx.x_shape = x.shape
-        ctx.normalize = normalize
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        out, denom, ids = ctx.saved_tensors
-        grad_x = ops.segment_mean_backward(grad_out.contiguous(), out, denom, ids, list(ctx.x_shape),
-                                           ctx.normalize)
-        return grad_x, None, None, None
 
 
 def segment_mean(x: torch.Tensor, ids: torch.Tensor, num_segments: int, *, normalize: bool = True) -> torch.Tensor:
@@ -49,14 +30,14 @@ def segment_mean(x: torch.Tensor, ids: torch.Tensor, num_segments: int, *, norma
     CUDA sums with float atomics (run-to-run differences in the last bits) unless
     ``torch.use_deterministic_algorithms(True)``, which selects a sorted, deterministic path.
     """
-    check.float_tensor(x, "x")
-    check.int64_tensor(ids, "ids")
-    check.same_device(x, "x", ids, "ids")
-    check.pixel_features(x, ids)
     num_segments = check.nonnegative_int(num_segments, "num_segments")
     if not HAS_EXTENSION:
+        check.float_tensor(x, "x")
+        check.int64_tensor(ids, "ids")
+        check.same_device(x, "x", ids, "ids")
+        check.pixel_features(x, ids)
         return reference.segment_mean(x, ids, num_segments, normalize=normalize)
-    return _SegmentMean.apply(x, ids, num_segments, bool(normalize))
+    return ops.segment_mean(x, ids, num_segments, bool(normalize))[0]
 
 
 def _check_labels(ids: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
@@ -115,10 +96,25 @@ def segment_majority_mean(
 
 if HAS_EXTENSION:
 
-    @torch.library.register_fake("segsort_ext::segment_mean_forward")
-    def _segment_mean_forward_fake(x, ids, num_segments, normalize):
+    @torch.library.register_fake("segsort_ext::segment_mean")
+    def _segment_mean_fake(x, ids, num_segments, normalize):
         return x.new_empty((num_segments, x.shape[1])), x.new_empty((num_segments,))
 
-    @torch.library.register_fake("segsort_ext::segment_mean_backward")
+    @torch.library.register_fake("segsort_ext::_segment_mean_backward")
     def _segment_mean_backward_fake(grad_out, out, denom, ids, x_shape, normalize):
         return grad_out.new_empty(x_shape)
+
+    def _setup_context(ctx, inputs, output):
+        x, ids, _, normalize = inputs
+        out, denom = output
+        ctx.mark_non_differentiable(denom)
+        ctx.save_for_backward(out, denom, ids)
+        ctx.x_shape = x.shape
+        ctx.normalize = normalize
+
+    def _backward(ctx, grad_out, _grad_denom):
+        out, denom, ids = ctx.saved_tensors
+        grad_x = ops._segment_mean_backward(grad_out, out, denom, ids, list(ctx.x_shape), ctx.normalize)
+        return grad_x, None, None, None
+
+    torch.library.register_autograd("segsort_ext::segment_mean", _backward, setup_context=_setup_context)

@@ -6,9 +6,9 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from segsort_ext.utils import checks as check
 from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
+from segsort_ext.utils import checks as check
 
 __all__ = ["Segments", "segment_partition"]
 
@@ -51,20 +51,20 @@ def segment_partition(
         (image, cluster, label), then by first pixel in raster order. Finding S costs one
         device-to-host sync.
     """
-    check.int64_tensor(clusters, "clusters")
-    if clusters.dim() != 3:
-        raise ValueError(f"clusters must have shape (B, H, W), got {tuple(clusters.shape)}")
-    if labels is not None:
-        check.int64_tensor(labels, "labels")
-        check.same_device(clusters, "clusters", labels, "labels")
-        if labels.shape != clusters.shape:
-            raise ValueError(f"labels must have the shape of clusters {tuple(clusters.shape)}, "
-                             f"got {tuple(labels.shape)}")
     if connectivity not in (None, 4, 8):
         raise ValueError(f"connectivity must be None, 4 or 8, got {connectivity!r}")
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
     if not HAS_EXTENSION:
+        check.int64_tensor(clusters, "clusters")
+        if clusters.dim() != 3:
+            raise ValueError(f"clusters must have shape (B, H, W), got {tuple(clusters.shape)}")
+        if labels is not None:
+            check.int64_tensor(labels, "labels")
+            check.same_device(clusters, "clusters", labels, "labels")
+            if labels.shape != clusters.shape:
+                raise ValueError(f"labels must have the shape of clusters {tuple(clusters.shape)}, "
+                                 f"got {tuple(labels.shape)}")
         return Segments(*reference.segment_partition(clusters, labels, ignore_index=ignore_index,
                                                      connectivity=connectivity))
     return Segments(*ops.segment_partition(clusters, labels, ignore_index, connectivity or 0))

@@ -1,16 +1,15 @@
-"""Spherical (vMF) k-means: SegSort's per-image pixel sorting as one fused op, and
-dataset-level clustering for PiCIE-style training."""
+"""Spherical (vMF) k-means per image: SegSort's pixel sorting as one fused op (not
+differentiable: labels are discrete). Dataset-level clustering is
+:class:`segsort_ext.cluster.SphericalKMeans`."""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
 import torch
 
-from segsort_ext.utils import checks as check
-from segsort_ext.utils import distributed as dist_utils
 from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
-from segsort_ext.ops import segment_mean
+from segsort_ext.utils import checks as check
 
 __all__ = ["KMeansResult", "spherical_kmeans"]
 
@@ -55,11 +54,24 @@ def spherical_kmeans(
         Pixels that are masked, have a negative ``init`` or a non-finite embedding get
         label -1 and take no part. Not differentiable (labels are discrete).
     """
+    gh, gw = check.grid(grid, "grid")
+    iters = check.positive_int(iters, "iters")
+    if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+        raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
+    if not HAS_EXTENSION:
+        _check_fallback(x, mask, init, coord_weight)
+        return KMeansResult(*reference.spherical_kmeans(x.detach(), (gh, gw), iters=iters, coord_weight=coord_weight,
+                                                        mask=mask, init=init, tol=tol))
+    return KMeansResult(*ops.spherical_kmeans(x.detach(), mask, init, gh, gw, iters, float(coord_weight),
+                                              -1.0 if tol is None else float(tol)))
+
+
+def _check_fallback(x, mask, init, coord_weight):
+    """What the op checks in C++, for the pure-PyTorch fallback."""
+    check.number(coord_weight, "coord_weight")
     check.float_tensor(x, "x")
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, D, H, W), got {tuple(x.shape)}")
-    gh, gw = check.grid(grid, "grid")
-    iters = check.positive_int(iters, "iters")
     map_shape = (x.shape[0], x.shape[2], x.shape[3])
     if mask is not None:
         check.tensor(mask, "mask")
@@ -73,14 +85,6 @@ def spherical_kmeans(
         check.same_device(x, "x", init, "init")
         if tuple(init.shape) != map_shape:
             raise ValueError(f"init must have shape (B, H, W) = {map_shape}, got {tuple(init.shape)}")
-    if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
-    x = x.detach()
-    if not HAS_EXTENSION:
-        return KMeansResult(*reference.spherical_kmeans(x, (gh, gw), iters=iters, coord_weight=coord_weight,
-                                                        mask=mask, init=init, tol=tol))
-    return KMeansResult(*ops.spherical_kmeans(x, mask, init, gh, gw, iters, float(coord_weight),
-                                              -1.0 if tol is None else float(tol)))
 
 
 if HAS_EXTENSION:

@@ -9,38 +9,28 @@ from typing import Optional, Tuple
 
 import torch
 
-from segsort_ext.utils import checks as check
 from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
+from segsort_ext.utils import checks as check
 
 __all__ = ["vmf_loss", "vmf_nca_loss"]
 
 Memory = Optional[Tuple[torch.Tensor, torch.Tensor]]
 
 
-class _VmfLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
-                concentration, nca):
-        loss, lse_den, lse_num = ops.vmf_loss_forward(embeddings, segment_ids, prototypes, prototype_labels,
-                                                      memory, memory_labels, concentration, nca)
-        ctx.save_for_backward(embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
-                              lse_den, lse_num)
-        ctx.concentration, ctx.nca = concentration, nca
-        return loss
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss):
-        embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels, lse_den, lse_num = \
-            ctx.saved_tensors
-        grad_embeddings, grad_prototypes = ops.vmf_loss_backward(
-            grad_loss.contiguous(), embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
-            lse_den, lse_num, ctx.concentration, ctx.nca)
-        return grad_embeddings, None, grad_prototypes, None, None, None, None, None
+def _unpack_memory(memory: Memory):
+    """(memory prototypes, memory labels), detached: memory gets no gradient."""
+    if memory is None:
+        return None, None
+    if not isinstance(memory, (tuple, list)) or len(memory) != 2:
+        raise TypeError("memory must be None or a pair (memory_prototypes (M, D), memory_labels (M,))")
+    bank, labels = memory
+    return check.tensor(bank, "memory prototypes").detach(), labels
 
 
-def _check(embeddings, segment_ids, prototypes, concentration, memory, prototype_labels=None, nca=False):
+def _check_fallback(embeddings, segment_ids, prototypes, prototype_labels, bank, bank_labels, concentration, nca):
+    """What the op checks in C++, for the pure-PyTorch fallback."""
+    check.number(concentration, "concentration")
     check.float_tensor(embeddings, "embeddings")
     check.int64_tensor(segment_ids, "segment_ids")
     check.float_tensor(prototypes, "prototypes")
@@ -55,28 +45,18 @@ def _check(embeddings, segment_ids, prototypes, concentration, memory, prototype
         raise ValueError(f"prototypes must have shape (S, D) with D = {D}, got {tuple(prototypes.shape)}")
     if prototypes.dtype != embeddings.dtype:
         raise TypeError(f"prototypes must have the dtype of embeddings ({embeddings.dtype}), got {prototypes.dtype}")
-    if not isinstance(concentration, (int, float)) or isinstance(concentration, bool):
-        raise TypeError(f"concentration must be a number, got {type(concentration).__name__}")
     if nca:
         check.int64_tensor(prototype_labels, "prototype_labels")
-        check.same_device(prototypes, "prototypes", prototype_labels, "prototype_labels")
         if tuple(prototype_labels.shape) != (prototypes.shape[0],):
             raise ValueError(f"prototype_labels must have shape (S,) = ({prototypes.shape[0]},), "
                              f"got {tuple(prototype_labels.shape)}")
-    if memory is None:
-        return None, None
-    if not isinstance(memory, (tuple, list)) or len(memory) != 2:
-        raise TypeError("memory must be None or a pair (memory_prototypes (M, D), memory_labels (M,))")
-    bank, labels = memory
-    check.float_tensor(bank, "memory prototypes")
-    check.int64_tensor(labels, "memory labels")
-    check.same_device(prototypes, "prototypes", bank, "memory prototypes")
-    check.same_device(prototypes, "prototypes", labels, "memory labels")
-    if bank.dim() != 2 or bank.shape[1] != D:
-        raise ValueError(f"memory prototypes must have shape (M, D) with D = {D}, got {tuple(bank.shape)}")
-    if tuple(labels.shape) != (bank.shape[0],):
-        raise ValueError(f"memory labels must have shape (M,) = ({bank.shape[0]},), got {tuple(labels.shape)}")
-    return bank.detach().to(embeddings.dtype), labels
+    if bank is not None:
+        check.float_tensor(bank, "memory")
+        check.int64_tensor(bank_labels, "memory_labels")
+        if bank.dim() != 2 or bank.shape[1] != D:
+            raise ValueError(f"memory must have shape (M, D) with D = {D}, got {tuple(bank.shape)}")
+        if tuple(bank_labels.shape) != (bank.shape[0],):
+            raise ValueError(f"memory_labels must have shape (M,) = ({bank.shape[0]},), got {tuple(bank_labels.shape)}")
 
 
 def _mean_over_valid(per_pixel: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
@@ -94,7 +74,7 @@ def vmf_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes: to
         embeddings: (N, D) pixel embeddings (unit vectors, used as given).
         segment_ids: (N,) int64 own segment in [0, S); negative = ignored.
         prototypes: (S, D) segment prototypes (unit vectors, e.g. from ``segment_mean``).
-        concentration: kappa, the logits are ``kappa * e . mu``.
+        concentration: kappa, the logits are ``kappa * e . mu`` (finite).
         memory: None or ``(memory_prototypes (M, D), memory_labels (M,))``: extra
             negatives from earlier batches (never a pixel's own segment, no gradient).
 
@@ -102,11 +82,13 @@ def vmf_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes: to
         A scalar; gradients flow to embeddings and prototypes. float16/bfloat16 inputs
         compute in float32. Checking segment_ids < S costs one sync.
     """
-    bank, bank_labels = _check(embeddings, segment_ids, prototypes, concentration, memory)
+    concentration = check.number(concentration, "concentration", finite=False)
+    bank, bank_labels = _unpack_memory(memory)
     if not HAS_EXTENSION:
+        _check_fallback(embeddings, segment_ids, prototypes, None, bank, bank_labels, concentration, nca=False)
         return reference.vmf_loss(embeddings, segment_ids, prototypes, concentration=concentration,
-                                  memory=None if bank is None else (bank, bank_labels))
-    per_pixel = _VmfLoss.apply(embeddings, segment_ids, prototypes, None, bank, None, float(concentration), False)
+                                  memory=None if bank is None else (bank.to(embeddings.dtype), bank_labels))
+    per_pixel = ops.vmf_loss(embeddings, segment_ids, prototypes, None, bank, None, concentration, False)[0]
     return _mean_over_valid(per_pixel, segment_ids)
 
 
@@ -119,29 +101,49 @@ def vmf_nca_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes
     never positives. Mean over pixels with segment_ids >= 0; arguments as
     :func:`vmf_loss`, plus prototype_labels (S,) int64.
     """
-    bank, bank_labels = _check(embeddings, segment_ids, prototypes, concentration, memory, prototype_labels, nca=True)
+    concentration = check.number(concentration, "concentration", finite=False)
+    bank, bank_labels = _unpack_memory(memory)
     if not HAS_EXTENSION:
+        _check_fallback(embeddings, segment_ids, prototypes, prototype_labels, bank, bank_labels, concentration,
+                        nca=True)
         return reference.vmf_nca_loss(embeddings, segment_ids, prototypes, prototype_labels,
                                       concentration=concentration,
-                                      memory=None if bank is None else (bank, bank_labels))
-    per_pixel = _VmfLoss.apply(embeddings, segment_ids, prototypes, prototype_labels, bank, bank_labels,
-                               float(concentration), True)
+                                      memory=None if bank is None else (bank.to(embeddings.dtype), bank_labels))
+    per_pixel = ops.vmf_loss(embeddings, segment_ids, prototypes, prototype_labels, bank, bank_labels,
+                             concentration, True)[0]
     return _mean_over_valid(per_pixel, segment_ids)
 
 
 if HAS_EXTENSION:
 
-    def _compute_dtype(t):
-        return torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else t.dtype
+    @torch.library.register_fake("segsort_ext::vmf_loss")
+    def _vmf_loss_fake(embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
+                       concentration, nca):
+        # The compute type: float32 for half/bfloat16, else the input dtype.
+        dtype = torch.promote_types(embeddings.dtype, torch.float32)
+        return tuple(embeddings.new_empty((embeddings.shape[0],), dtype=dtype) for _ in range(3))
 
-    @torch.library.register_fake("segsort_ext::vmf_loss_forward")
-    def _vmf_loss_forward_fake(embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
-                               concentration, nca):
-        n = embeddings.shape[0]
-        dtype = _compute_dtype(embeddings)
-        return tuple(embeddings.new_empty((n,), dtype=dtype) for _ in range(3))
-
-    @torch.library.register_fake("segsort_ext::vmf_loss_backward")
+    @torch.library.register_fake("segsort_ext::_vmf_loss_backward")
     def _vmf_loss_backward_fake(grad_loss, embeddings, segment_ids, prototypes, prototype_labels, memory,
                                 memory_labels, lse_den, lse_num, concentration, nca):
-        return torch.empty_like(embeddings), prototypes.new_empty(prototypes.shape)
+        return embeddings.new_empty(embeddings.shape), prototypes.new_empty(prototypes.shape)
+
+    def _setup_context(ctx, inputs, output):
+        embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels, concentration, nca = inputs
+        _, lse_den, lse_num = output
+        ctx.mark_non_differentiable(lse_den, lse_num)
+        ctx.save_for_backward(embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
+                              lse_den, lse_num)
+        ctx.concentration, ctx.nca = concentration, nca
+
+    def _backward(ctx, grad_loss, _grad_lse_den, _grad_lse_num):
+        if ctx.needs_input_grad[4]:
+            raise NotImplementedError("vmf_loss: memory gets no gradient (it holds constant negatives); detach it")
+        embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels, lse_den, lse_num = \
+            ctx.saved_tensors
+        grad_embeddings, grad_prototypes = ops._vmf_loss_backward(
+            grad_loss, embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels, lse_den, lse_num,
+            ctx.concentration, ctx.nca)
+        return grad_embeddings, None, grad_prototypes, None, None, None, None, None
+
+    torch.library.register_autograd("segsort_ext::vmf_loss", _backward, setup_context=_setup_context)

@@ -1,9 +1,11 @@
 import pytest
 import torch
 
-from segsort_ext.ops import reference
-from segsort_ext.ops import bandwidth_from_margin, blurring_mean_shift
+from segsort_ext.ops import bandwidth_from_margin, blurring_mean_shift, reference
 from segsort_ext.testing import devices
+
+step = torch.ops.segsort_ext.blurring_mean_shift_step
+step_backward = torch.ops.segsort_ext._blurring_mean_shift_step_backward
 
 
 def _points(device, B=3, N=40, D=6, seed=0, dtype=torch.float64):
@@ -33,6 +35,16 @@ def test_gradcheck(device):
     lengths = torch.tensor([10, 6], device=device)
     assert torch.autograd.gradcheck(
         lambda x: blurring_mean_shift(x, bandwidth=3.0, iters=2, eta=0.7, lengths=lengths), (x,))
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_gradcheck_op(device, with_lengths):
+    # The op itself is differentiable (torch.library.register_autograd), on unit points.
+    x = torch.nn.functional.normalize(_points(device, B=2, N=10, D=4), dim=2).requires_grad_()
+    lengths = torch.tensor([10, 6], device=device) if with_lengths else None
+    assert torch.autograd.gradcheck(lambda x: step(x, lengths, 3.0, 0.7)[0], (x,))
+    out, norms = step(x, lengths, 3.0, 0.7)
+    assert out.requires_grad and not norms.requires_grad  # norms are for the backward only
 
 
 def test_padding_is_inert(device):
@@ -89,27 +101,70 @@ def test_bad_inputs():
         blurring_mean_shift(x, bandwidth=0.0)
     with pytest.raises(ValueError, match="eta"):
         blurring_mean_shift(x, bandwidth=1.0, eta=0.0)
+    with pytest.raises(TypeError, match="eta"):
+        blurring_mean_shift(x, bandwidth=1.0, eta=True)
     with pytest.raises(ValueError, match="lengths"):
         blurring_mean_shift(x, bandwidth=1.0, lengths=torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="lengths"):
         blurring_mean_shift(x, bandwidth=1.0, lengths=torch.tensor([1, 2, 99]))
     with pytest.raises(TypeError, match="lengths"):
         blurring_mean_shift(x, bandwidth=1.0, lengths=torch.tensor([1.0, 2.0, 3.0]))
-    with pytest.raises(ValueError, match="lengths must lie"):  # the C++ check, called directly
-        torch.ops.segsort_ext.mean_shift_step_forward(x, torch.tensor([1, 2, 99]), 1.0, 1.0)
+
+
+def test_op_checks_name_the_argument():
+    # Called directly, the ops check their tensors and scalars in C++.
+    x = _points("cpu")
     lengths = torch.full((x.shape[0],), x.shape[1])
-    out, norms = torch.ops.segsort_ext.mean_shift_step_forward(x, lengths, 1.0, 1.0)
+    bad = [
+        (TypeError, "x must be a floating point tensor", (x.long(), lengths, 1.0, 1.0)),
+        (ValueError, "x must have shape", (x[0], None, 1.0, 1.0)),
+        (TypeError, "lengths must be int64", (x, lengths.int(), 1.0, 1.0)),
+        (ValueError, "lengths must have shape", (x, lengths[:1], 1.0, 1.0)),
+        (ValueError, "lengths must lie", (x, torch.tensor([1, 2, 99]), 1.0, 1.0)),
+        (ValueError, "bandwidth must be a finite number > 0", (x, lengths, -1.0, 1.0)),
+        (ValueError, "bandwidth must be a finite number > 0", (x, lengths, float("nan"), 1.0)),
+        (ValueError, "bandwidth must be a finite number > 0", (x, lengths, float("inf"), 1.0)),
+        (ValueError, "eta must be in", (x, lengths, 1.0, 1.5)),
+        (ValueError, "eta must be in", (x, lengths, 1.0, float("nan"))),
+    ]
+    for error, message, args in bad:
+        with pytest.raises(error, match=message):
+            step(*args)
+    out, norms = step(x, lengths, 1.0, 1.0)
     with pytest.raises(ValueError, match="norms must have shape"):
-        torch.ops.segsort_ext.mean_shift_step_backward(out, x, out, norms[:, :-1], lengths, 1.0, 1.0)
+        step_backward(out, x, out, norms[:, :-1], lengths, 1.0, 1.0)
+    with pytest.raises(ValueError, match="grad_out must have the shape of x"):
+        step_backward(out[:, :-1], x, out, norms, lengths, 1.0, 1.0)
+    with pytest.raises(TypeError, match="out must be a floating point tensor"):
+        step_backward(out, x, out.long(), norms, lengths, 1.0, 1.0)
+    with pytest.raises(ValueError, match="bandwidth"):
+        step_backward(out, x, out, norms, lengths, float("inf"), 1.0)
 
 
-def test_opcheck(device):
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_opcheck(device, with_lengths):
     x = torch.nn.functional.normalize(_points(device, dtype=torch.float32), dim=2)
-    lengths = torch.tensor([40, 11, 0], device=device)
-    torch.library.opcheck(torch.ops.segsort_ext.mean_shift_step_forward.default, (x, lengths, 4.0, 0.8))
-    out, norms = torch.ops.segsort_ext.mean_shift_step_forward(x, lengths, 4.0, 0.8)
-    torch.library.opcheck(torch.ops.segsort_ext.mean_shift_step_backward.default,
-                          (torch.randn_like(out), x, out, norms, lengths, 4.0, 0.8))
+    lengths = torch.tensor([40, 11, 0], device=device) if with_lengths else None
+    torch.library.opcheck(step.default, (x, lengths, 4.0, 0.8))
+    torch.library.opcheck(step.default, (x.clone().requires_grad_(), lengths, 4.0, 0.8))  # the autograd registration
+    out, norms = step(x, lengths, 4.0, 0.8)
+    torch.library.opcheck(step_backward.default, (torch.randn_like(out), x, out, norms, lengths, 4.0, 0.8))
+
+
+def test_torch_compile_fullgraph():
+    x = _points("cpu", N=12, D=4, dtype=torch.float32)
+    lengths = torch.tensor([12, 5, 0])
+
+    def loss(x):
+        return blurring_mean_shift(x, bandwidth=4.0, iters=2, eta=0.8, lengths=lengths).square().sum()
+
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    eager_loss, compiled_loss = loss(xe), compiled(xc)
+    eager_loss.backward()
+    compiled_loss.backward()
+    torch.testing.assert_close(compiled_loss, eager_loss)
+    torch.testing.assert_close(xc.grad, xe.grad)
 
 
 def test_many_blocks(device):

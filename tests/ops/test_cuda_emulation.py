@@ -90,7 +90,7 @@ def _segment_ids(B, H, W, S, g):
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("deterministic", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
-def test_segment_mean_forward_backward(emu, layout, normalize, deterministic, dtype):
+def test_segment_mean(emu, layout, normalize, deterministic, dtype):
     g = torch.Generator().manual_seed(3)
     B, D, H, W, S = 2, 5, 12, 37, 9
     x = torch.randn(B, D, H, W, generator=g).to(dtype)
@@ -104,16 +104,16 @@ def test_segment_mean_forward_backward(emu, layout, normalize, deterministic, dt
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(deterministic)
     try:
-        out, denom = emu.segment_mean_forward(x, ids, S, normalize)
-        out_cpu, denom_cpu = cpu.segment_mean_forward(x, ids, S, normalize)
+        out, denom = emu.segment_mean(x, ids, S, normalize)
+        out_cpu, denom_cpu = cpu.segment_mean(x, ids, S, normalize)
     finally:
         torch.use_deterministic_algorithms(previous)
     torch.testing.assert_close(out, out_cpu, rtol=tol, atol=tol)
     torch.testing.assert_close(denom, denom_cpu, rtol=tol, atol=tol)
     grad = torch.randn(S, D, generator=g).to(dtype)
     shape = list(x.shape)
-    gx = emu.segment_mean_backward(grad, out_cpu, denom_cpu, ids, shape, normalize)
-    gx_cpu = cpu.segment_mean_backward(grad, out_cpu, denom_cpu, ids, shape, normalize)
+    gx = emu._segment_mean_backward(grad, out_cpu, denom_cpu, ids, shape, normalize)
+    gx_cpu = cpu._segment_mean_backward(grad, out_cpu, denom_cpu, ids, shape, normalize)
     torch.testing.assert_close(gx, gx_cpu, rtol=tol, atol=tol)
 
 
@@ -180,12 +180,12 @@ def _vmf_case(N, S, M, D, dtype, nca, seed=5):
 
 
 def _check_vmf(emu, args, grad, tol):
-    out = emu.vmf_loss_forward(*args)
-    out_cpu = cpu.vmf_loss_forward(*args)
+    out = emu.vmf_loss(*args)
+    out_cpu = cpu.vmf_loss(*args)
     for a, b in zip(out, out_cpu):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
     bwd_args = (grad,) + args[:6] + (out_cpu[1], out_cpu[2], args[6], args[7])
-    for a, b in zip(emu.vmf_loss_backward(*bwd_args), cpu.vmf_loss_backward(*bwd_args)):
+    for a, b in zip(emu._vmf_loss_backward(*bwd_args), cpu._vmf_loss_backward(*bwd_args)):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
 
 
@@ -212,9 +212,9 @@ def test_vmf_loss_non_finite_ignored_pixels(emu):
     e, ids = args[0].clone(), args[1]
     e[ids < 0] = float("nan")
     args = (e,) + args[1:]
-    out = emu.vmf_loss_forward(*args)
+    out = emu.vmf_loss(*args)
     bwd_args = (grad,) + args[:6] + (out[1], out[2], args[6], args[7])
-    grad_e, grad_p = emu.vmf_loss_backward(*bwd_args)
+    grad_e, grad_p = emu._vmf_loss_backward(*bwd_args)
     assert torch.isfinite(grad_p).all() and torch.isfinite(grad_e[ids >= 0]).all()
     _check_vmf(emu, args, grad, tol=1e-12)  # the CPU kernels agree
 
@@ -227,7 +227,7 @@ def test_vmf_loss_memory_only(emu):
 
 # ---------------------------------------------------------------- blurring mean shift
 
-def _mean_shift_case(D, dtype, N=150, seed=7):
+def _step_case(D, dtype, N=150, seed=7):
     g = torch.Generator().manual_seed(seed)
     # Blobs, so that the softmax rows are peaked as in real grouping, and the odd point off them.
     centres = F.normalize(torch.randn(4, D, generator=g, dtype=torch.float64), dim=-1)
@@ -238,37 +238,43 @@ def _mean_shift_case(D, dtype, N=150, seed=7):
     return x, lengths, grad
 
 
-def _check_mean_shift(emu, x, lengths, grad, bandwidth, eta, tol):
-    out, norms = emu.mean_shift_step_forward(x, lengths, bandwidth, eta)
-    out_cpu, norms_cpu = cpu.mean_shift_step_forward(x, lengths, bandwidth, eta)
+def _check_step(emu, x, lengths, grad, bandwidth, eta, tol):
+    out, norms = emu.blurring_mean_shift_step(x, lengths, bandwidth, eta)
+    out_cpu, norms_cpu = cpu.blurring_mean_shift_step(x, lengths, bandwidth, eta)
     torch.testing.assert_close(out, out_cpu, rtol=tol, atol=tol, equal_nan=True)
     torch.testing.assert_close(norms, norms_cpu, rtol=tol, atol=tol, equal_nan=True)
     args = (grad, x, out_cpu, norms_cpu, lengths, bandwidth, eta)
-    torch.testing.assert_close(emu.mean_shift_step_backward(*args), cpu.mean_shift_step_backward(*args),
-                               rtol=tol, atol=tol, equal_nan=True)
+    torch.testing.assert_close(emu._blurring_mean_shift_step_backward(*args),
+                               cpu._blurring_mean_shift_step_backward(*args), rtol=tol, atol=tol, equal_nan=True)
 
 
 # D 8/16/32/64 (and 3, 13: zero-padded up to 8, 16) run the fused kernels in float64 too;
 # float64 D = 100/128 and any D > 128 take the blocked path.
 @pytest.mark.parametrize("D", [3, 8, 13, 16, 32, 64, 100, 128, 140])
 @pytest.mark.parametrize("eta", [0.7, 1.0])
-def test_mean_shift_step_float64(emu, D, eta):
-    _check_mean_shift(emu, *_mean_shift_case(D, torch.float64), bandwidth=8.0, eta=eta, tol=1e-12)
+def test_blurring_mean_shift_step_float64(emu, D, eta):
+    _check_step(emu, *_step_case(D, torch.float64), bandwidth=8.0, eta=eta, tol=1e-12)
+
+
+@pytest.mark.parametrize("D", [16, 140])  # fused, blocked
+def test_blurring_mean_shift_step_without_lengths(emu, D):
+    x, _, grad = _step_case(D, torch.float64, N=70)
+    _check_step(emu, x, None, grad, bandwidth=8.0, eta=0.7, tol=1e-12)
 
 
 @pytest.mark.parametrize("D", [8, 32, 64, 100, 128])
-def test_mean_shift_step_float32(emu, D):
-    _check_mean_shift(emu, *_mean_shift_case(D, torch.float32), bandwidth=12.0, eta=0.5, tol=2e-5)
+def test_blurring_mean_shift_step_float32(emu, D):
+    _check_step(emu, *_step_case(D, torch.float32), bandwidth=12.0, eta=0.5, tol=2e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_mean_shift_step_half(emu, dtype):
-    _check_mean_shift(emu, *_mean_shift_case(32, dtype, N=90), bandwidth=6.0, eta=0.5, tol=1e-2)
+def test_blurring_mean_shift_step_half(emu, dtype):
+    _check_step(emu, *_step_case(32, dtype, N=90), bandwidth=6.0, eta=0.5, tol=1e-2)
 
 
-def test_mean_shift_step_nan_spreads_within_its_image(emu):
-    x, lengths, grad = _mean_shift_case(16, torch.float64, N=100)
+def test_blurring_mean_shift_step_nan_spreads_within_its_image(emu):
+    x, lengths, grad = _step_case(16, torch.float64, N=100)
     x[0, 57, 3] = float("nan")
-    out, _ = emu.mean_shift_step_forward(x, lengths, 8.0, 0.7)
+    out, _ = emu.blurring_mean_shift_step(x, lengths, 8.0, 0.7)
     assert out[0].isnan().all() and not out[1].isnan().any()
-    _check_mean_shift(emu, x, lengths, grad, bandwidth=8.0, eta=0.7, tol=1e-12)
+    _check_step(emu, x, lengths, grad, bandwidth=8.0, eta=0.7, tol=1e-12)

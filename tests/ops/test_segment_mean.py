@@ -5,6 +5,9 @@ import segsort_ext
 from segsort_ext.ops import reference
 from segsort_ext.testing import devices, random_clusters, random_labels
 
+pool = torch.ops.segsort_ext.segment_mean
+pool_backward = torch.ops.segsort_ext._segment_mean_backward
+
 
 def _inputs(device, generator, B=2, D=5, H=6, W=7, K=4, dtype=torch.float64, ignore_fraction=0.1):
     x = torch.randn(B, D, H, W, generator=generator, dtype=dtype).to(device)
@@ -17,7 +20,7 @@ LAYOUTS = {
     "bdhw": lambda x, ids: (x, ids),
     "channels_last": lambda x, ids: (x.contiguous(memory_format=torch.channels_last), ids),
     "nd": lambda x, ids: (x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).contiguous(), ids.reshape(-1)),
-    "nd_transposed": lambda x, ids: (x.permute(1, 0, 2, 3).reshape(x.shape[1], -1).t(), ids.permute(0, 1, 2).reshape(-1)),
+    "nd_transposed": lambda x, ids: (x.permute(1, 0, 2, 3).reshape(x.shape[1], -1).t(), ids.reshape(-1)),
     "bdhw_sliced": lambda x, ids: (x[..., 1:], ids[..., 1:]),
 }
 
@@ -39,6 +42,16 @@ def test_gradcheck(device, generator, layout, normalize):
     x, ids = LAYOUTS[layout](x, ids)
     x = x.detach().requires_grad_()
     assert torch.autograd.gradcheck(lambda x: segsort_ext.segment_mean(x, ids, S, normalize=normalize), (x,))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gradcheck_op(device, generator, normalize):
+    # The op itself is differentiable (torch.library.register_autograd).
+    x, ids, S = _inputs(device, generator, B=2, D=3, H=4, W=5)
+    x = x.detach().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: pool(x, ids, S, normalize)[0], (x,))
+    out, denom = pool(x, ids, S, normalize)
+    assert out.requires_grad and not denom.requires_grad  # denom is for the backward only
 
 
 def test_gradient_matches_reference(device, generator):
@@ -120,11 +133,35 @@ def test_bad_inputs(device):
         segsort_ext.segment_mean(x, ids.float(), 1)
     with pytest.raises(TypeError, match="x"):
         segsort_ext.segment_mean(ids, ids, 1)
-    # Direct op calls are checked in C++ and never read or write out of bounds.
-    with pytest.raises(ValueError, match="num_segments"):
-        torch.ops.segsort_ext.segment_mean_forward(x, ids + 7, 3, True)
-    with pytest.raises(ValueError, match="ids must have shape"):
-        torch.ops.segsort_ext.segment_mean_forward(x, ids[0], 3, True)
+
+
+def test_op_checks_name_the_argument():
+    # Called directly, the ops check their tensors in C++ and never read or write out of bounds.
+    x = torch.randn(2, 3, 4, 4)
+    ids = torch.zeros(2, 4, 4, dtype=torch.int64)
+    bad = [
+        (TypeError, "x must be a floating point tensor", (ids, ids, 3, True)),
+        (TypeError, "ids must be int64", (x, ids.int(), 3, True)),
+        (ValueError, "ids must be < num_segments = 3, found 7", (x, ids + 7, 3, True)),
+        (ValueError, "ids must have shape", (x, ids[0], 3, True)),
+        (ValueError, "x must have shape", (x[0], ids[0], 3, True)),
+        (ValueError, "num_segments must be >= 0", (x, ids, -1, True)),
+    ]
+    for error, message, args in bad:
+        with pytest.raises(error, match=message):
+            pool(*args)
+    out, denom = pool(x, ids, 3, True)
+    grad = torch.ones_like(out)
+    with pytest.raises(ValueError, match="grad_out must have the shape of out"):
+        pool_backward(grad[:2], out, denom, ids, list(x.shape), True)
+    with pytest.raises(TypeError, match="out must have the dtype of grad_out"):
+        pool_backward(grad, out.double(), denom, ids, list(x.shape), True)
+    with pytest.raises(ValueError, match="denom must have shape"):
+        pool_backward(grad, out, denom[:2], ids, list(x.shape), True)
+    with pytest.raises(ValueError, match="ids must be < S"):
+        pool_backward(grad, out, denom, ids + 3, list(x.shape), True)
+    with pytest.raises(ValueError, match="x_shape must have D"):
+        pool_backward(grad, out, denom, ids, [2, 5, 4, 4], True)
 
 
 @pytest.mark.skipif("cuda" not in devices(), reason="needs a GPU")
@@ -138,23 +175,26 @@ def test_device_mismatch():
 def test_opcheck(device, generator, normalize, layout):
     x, ids, S = _inputs(device, generator, dtype=torch.float32)
     x, ids = LAYOUTS[layout](x, ids)
-    torch.library.opcheck(torch.ops.segsort_ext.segment_mean_forward.default, (x, ids, S, normalize))
-    out, denom = torch.ops.segsort_ext.segment_mean_forward(x, ids, S, normalize)
+    torch.library.opcheck(pool.default, (x, ids, S, normalize))
+    torch.library.opcheck(pool.default, (x.clone().requires_grad_(), ids, S, normalize))  # the autograd registration
+    out, denom = pool(x, ids, S, normalize)
     grad = torch.randn_like(out)
-    torch.library.opcheck(torch.ops.segsort_ext.segment_mean_backward.default,
-                          (grad, out, denom, ids, list(x.shape), normalize))
+    torch.library.opcheck(pool_backward.default, (grad, out, denom, ids, list(x.shape), normalize))
 
 
-def test_torch_compile_fullgraph(generator):
+@pytest.mark.parametrize("normalize", [True, False])
+def test_torch_compile_fullgraph(generator, normalize):
     x, ids, S = _inputs("cpu", generator, dtype=torch.float32)
 
-    def pool(x, ids):
-        return segsort_ext.segment_mean(x, ids, S).square().sum()
+    def loss(x, ids):
+        return segsort_ext.segment_mean(x, ids, S, normalize=normalize).square().sum()
 
-    compiled = torch.compile(pool, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
     xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
-    pool(xe, ids).backward()
-    compiled(xc, ids).backward()
+    eager_loss, compiled_loss = loss(xe, ids), compiled(xc, ids)
+    eager_loss.backward()
+    compiled_loss.backward()
+    torch.testing.assert_close(compiled_loss, eager_loss)
     torch.testing.assert_close(xc.grad, xe.grad)
 
 

@@ -104,13 +104,37 @@ def test_bad_inputs():
         segsort_ext.segment_partition(clusters, clusters.int())
     with pytest.raises(ValueError, match="connectivity"):
         segsort_ext.segment_partition(clusters, connectivity=6)
-    with pytest.raises(TypeError, match="clusters"):
+    with pytest.raises(TypeError, match="ignore_index"):
+        segsort_ext.segment_partition(clusters, ignore_index=255.0)
+    # A non-tensor is refused by the dispatcher, naming the argument.
+    with pytest.raises(RuntimeError, match="for argument 'clusters'"):
         segsort_ext.segment_partition(clusters.numpy())
-    # The C++ checks raise ValueError too when the op is called directly.
-    with pytest.raises(ValueError, match="connectivity"):
-        torch.ops.segsort_ext.segment_partition(clusters, None, 255, 6)
-    with pytest.raises(ValueError, match="labels"):
-        torch.ops.segsort_ext.segment_partition(clusters, clusters[:1], 255, 0)
+
+
+def test_op_checks_name_the_argument():
+    # Called directly, the op checks its tensors in C++.
+    clusters = torch.zeros(2, 3, 3, dtype=torch.int64)
+    bad = [
+        (TypeError, "clusters must be int64", (clusters.float(), None, 255, 0)),
+        (ValueError, "clusters must have shape", (clusters[0], None, 255, 0)),
+        (TypeError, "labels must be int64", (clusters, clusters.int(), 255, 0)),
+        (ValueError, "labels must have the shape of clusters", (clusters, clusters[:1], 255, 0)),
+        (ValueError, "connectivity must be 0", (clusters, None, 255, 6)),
+    ]
+    for error, message, args in bad:
+        with pytest.raises(error, match=message):
+            torch.ops.segsort_ext.segment_partition(*args)
+
+
+def test_extreme_values(device):
+    # Cluster ids and labels up to INT64_MAX: no "max + 1" overflow, the sort path takes them.
+    top = torch.iinfo(torch.int64).max
+    clusters = torch.tensor([[[0, top], [top, 5]]], device=device)
+    labels = torch.tensor([[[top, 1], [1, 0]]], device=device)
+    s = segsort_ext.segment_partition(clusters, labels)
+    assert s.ids.tolist() == [[[0, 2], [2, 1]]]
+    assert s.cluster.tolist() == [0, 5, top] and s.label.tolist() == [top, 0, 1]
+    assert_segments_equal(s, reference.segment_partition(clusters.cpu(), labels.cpu()))
 
 
 @pytest.mark.skipif("cuda" not in devices(), reason="needs a GPU")

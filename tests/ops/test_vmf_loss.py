@@ -2,9 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.ops import reference
+from segsort_ext.ops import reference, vmf_loss, vmf_nca_loss
 from segsort_ext.testing import devices
-from segsort_ext.ops import vmf_loss, vmf_nca_loss
+
+loss_op = torch.ops.segsort_ext.vmf_loss
+loss_backward = torch.ops.segsort_ext._vmf_loss_backward
 
 
 def _problem(device, N=300, S=15, M=9, D=8, dtype=torch.float64, seed=0, ignore=True):
@@ -54,6 +56,20 @@ def test_gradcheck(device, nca):
     else:
         fn = lambda e, p: vmf_loss(e, ids, p, concentration=3.0, memory=memory)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (e, p))
+
+
+@pytest.mark.parametrize("nca", [False, True])
+def test_gradcheck_op(device, nca):
+    # The op itself is differentiable (torch.library.register_autograd): per-pixel losses.
+    e, ids, p, labels, memory = _problem(device, N=40, S=6, M=4, D=5)
+    e.requires_grad_()
+    p.requires_grad_()
+    lab, mem_labels = (labels, memory[1]) if nca else (None, None)
+    assert torch.autograd.gradcheck(lambda e, p: loss_op(e, ids, p, lab, memory[0], mem_labels, 3.0, nca)[0], (e, p))
+    loss, lse_den, lse_num = loss_op(e, ids, p, lab, memory[0], mem_labels, 3.0, nca)
+    assert loss.requires_grad and not lse_den.requires_grad and not lse_num.requires_grad
+    with pytest.raises(NotImplementedError, match="memory gets no gradient"):
+        loss_op(e, ids, p, lab, memory[0].requires_grad_(), mem_labels, 3.0, nca)[0].sum().backward()
 
 
 def test_contract_by_hand(device):
@@ -143,7 +159,7 @@ def test_bad_inputs():
         vmf_loss(e, ids, p.float())
     with pytest.raises(ValueError, match="prototype_labels"):
         vmf_nca_loss(e, ids, p, labels[:-1])
-    with pytest.raises(ValueError, match="memory labels"):
+    with pytest.raises(ValueError, match="memory_labels"):
         vmf_nca_loss(e, ids, p, labels, memory=(memory[0], memory[1][:-1]))
     with pytest.raises(TypeError, match="memory"):
         vmf_loss(e, ids, p, memory=memory[0])
@@ -151,14 +167,52 @@ def test_bad_inputs():
         vmf_loss(e, ids.int(), p)
     with pytest.raises(ValueError, match="embeddings"):
         vmf_loss(e[None], ids, p)
-    with pytest.raises(ValueError, match="prototype_labels are required"):
-        torch.ops.segsort_ext.vmf_loss_forward(e, ids, p, None, None, None, 1.0, True)
+    with pytest.raises(TypeError, match="concentration"):
+        vmf_loss(e, ids, p, concentration="10")
+    with pytest.raises(ValueError, match="concentration must be finite"):
+        vmf_nca_loss(e, ids, p, labels, concentration=float("inf"))
+
+
+def test_memory_in_another_dtype():
+    # A float64 memory with float32 embeddings (or float32 with bfloat16) is converted.
+    e, ids, p, labels, memory = _problem("cpu", dtype=torch.float32)
+    as_float32 = vmf_nca_loss(e, ids, p, labels, memory=memory)
+    as_float64 = vmf_nca_loss(e, ids, p, labels, memory=(memory[0].double(), memory[1]))
+    torch.testing.assert_close(as_float64, as_float32)
+
+
+def test_op_checks_name_the_argument():
+    # Called directly, the ops check their tensors and scalars in C++.
+    e, ids, p, labels, (memory, memory_labels) = _problem("cpu")
+    bad = [
+        (TypeError, "embeddings must be a floating point tensor", (e.long(), ids, p, None, None, None, 1.0, False)),
+        (ValueError, "embeddings must have shape", (e[None], ids, p, None, None, None, 1.0, False)),
+        (TypeError, "segment_ids must be int64", (e, ids.int(), p, None, None, None, 1.0, False)),
+        (ValueError, "segment_ids must have shape", (e, ids[:-1], p, None, None, None, 1.0, False)),
+        (ValueError, "segment_ids must be < the number of prototypes S = 15, found 1",
+         (e, ids + 100, p, None, None, None, 1.0, False)),
+        (TypeError, "prototypes must have the dtype of embeddings", (e, ids, p.float(), None, None, None, 1.0, False)),
+        (ValueError, "prototypes must have shape", (e, ids, p[:, :3], None, None, None, 1.0, False)),
+        (ValueError, "prototype_labels are required", (e, ids, p, None, None, None, 1.0, True)),
+        (ValueError, "prototype_labels must have shape", (e, ids, p, labels[:-1], None, None, 1.0, True)),
+        (TypeError, "memory must be a floating point tensor", (e, ids, p, None, memory_labels, None, 1.0, False)),
+        (ValueError, "memory must have shape", (e, ids, p, None, memory[:, :3], None, 1.0, False)),
+        (ValueError, "memory_labels are required", (e, ids, p, labels, memory, None, 1.0, True)),
+        (ValueError, "memory_labels must have shape", (e, ids, p, labels, memory, memory_labels[:-1], 1.0, True)),
+        (ValueError, "concentration must be finite", (e, ids, p, None, None, None, float("nan"), False)),
+        (ValueError, "concentration must be finite", (e, ids, p, None, None, None, float("-inf"), False)),
+    ]
+    for error, message, args in bad:
+        with pytest.raises(error, match=message):
+            loss_op(*args)
     # The backward op checks the forward's saved tensors (called directly, as opcheck does).
-    loss, den, num = torch.ops.segsort_ext.vmf_loss_forward(e, ids, p, None, None, None, 1.0, False)
+    loss, den, num = loss_op(e, ids, p, None, None, None, 1.0, False)
     with pytest.raises(ValueError, match="lse_den must have shape"):
-        torch.ops.segsort_ext.vmf_loss_backward(loss, e, ids, p, None, None, None, den[:-1], num, 1.0, False)
+        loss_backward(loss, e, ids, p, None, None, None, den[:-1], num, 1.0, False)
     with pytest.raises(ValueError, match="grad_loss must have shape"):
-        torch.ops.segsort_ext.vmf_loss_backward(loss[None], e, ids, p, None, None, None, den, num, 1.0, False)
+        loss_backward(loss[None], e, ids, p, None, None, None, den, num, 1.0, False)
+    with pytest.raises(TypeError, match="lse_num must be a floating point tensor"):
+        loss_backward(loss, e, ids, p, None, None, None, den, ids, 1.0, False)
 
 
 @pytest.mark.parametrize("nca", [False, True])
@@ -167,10 +221,32 @@ def test_opcheck(device, nca):
     lab = labels if nca else None
     mem_labels = memory[1] if nca else None
     args = (e, ids, p, lab, memory[0], mem_labels, 5.0, nca)
-    torch.library.opcheck(torch.ops.segsort_ext.vmf_loss_forward.default, args)
-    loss, den, num = torch.ops.segsort_ext.vmf_loss_forward(*args)
-    torch.library.opcheck(torch.ops.segsort_ext.vmf_loss_backward.default,
+    torch.library.opcheck(loss_op.default, args)
+    # the autograd registration
+    torch.library.opcheck(loss_op.default, (e.clone().requires_grad_(), ids, p.clone().requires_grad_()) + args[3:])
+    loss, den, num = loss_op(*args)
+    torch.library.opcheck(loss_backward.default,
                           (torch.rand_like(loss), e, ids, p, lab, memory[0], mem_labels, den, num, 5.0, nca))
+
+
+@pytest.mark.parametrize("nca", [False, True])
+def test_torch_compile_fullgraph(nca):
+    e, ids, p, labels, memory = _problem("cpu", N=60, S=7, M=5, D=4, dtype=torch.float32)
+
+    def loss(e, p):
+        if nca:
+            return vmf_nca_loss(e, ids, p, labels, concentration=5.0, memory=memory)
+        return vmf_loss(e, ids, p, concentration=5.0, memory=memory)
+
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    ee, pe = e.clone().requires_grad_(), p.clone().requires_grad_()
+    ec, pc = e.clone().requires_grad_(), p.clone().requires_grad_()
+    eager_loss, compiled_loss = loss(ee, pe), compiled(ec, pc)
+    eager_loss.backward()
+    compiled_loss.backward()
+    torch.testing.assert_close(compiled_loss, eager_loss)
+    torch.testing.assert_close(ec.grad, ee.grad)
+    torch.testing.assert_close(pc.grad, pe.grad)
 
 
 def test_many_blocks_match_one(monkeypatch):

@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include <c10/util/Exception.h>
+
 #include <cstdint>
 
 namespace segsort {
@@ -16,8 +18,16 @@ namespace segsort {
 constexpr int kThreads = 256;
 constexpr unsigned kFullMask = 0xffffffffu;
 
+// A grid of `blocks` blocks along x, where CUDA allows at most 2^31 - 1: larger inputs
+// are refused instead of silently running a truncated grid.
+inline unsigned int grid_blocks(int64_t blocks) {
+  TORCH_CHECK_VALUE(blocks < (int64_t(1) << 31), "input too large: a kernel launch of ", blocks,
+                    " blocks exceeds CUDA's grid limit of 2^31 - 1");
+  return static_cast<unsigned int>(blocks);
+}
+
 inline unsigned int blocks_for(int64_t n, int threads = kThreads) {
-  return static_cast<unsigned int>((n + threads - 1) / threads);
+  return grid_blocks((n + threads - 1) / threads);
 }
 
 inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 
 #include "segsort/checks.h"
 
@@ -17,52 +18,47 @@ struct VmfBank {
   int64_t num_batch;   // S: columns that are batch prototypes (and may be a pixel's own)
 };
 
-inline VmfBank check_vmf_inputs(const at::Tensor& embeddings, const at::Tensor& segment_ids,
-                                const at::Tensor& prototypes,
-                                const c10::optional<at::Tensor>& prototype_labels,
-                                const c10::optional<at::Tensor>& memory,
-                                const c10::optional<at::Tensor>& memory_labels, bool nca) {
+// Checks vmf_loss's inputs and gathers the bank. memory may have another floating dtype
+// than embeddings (a float32 memory of a bfloat16 model, say): the kernels compute in the
+// compute type of embeddings either way.
+inline VmfBank check_vmf_loss_inputs(
+    const at::Tensor& embeddings, const at::Tensor& segment_ids, const at::Tensor& prototypes,
+    const c10::optional<at::Tensor>& prototype_labels, const c10::optional<at::Tensor>& memory,
+    const c10::optional<at::Tensor>& memory_labels, double concentration, bool nca) {
   check_floating(embeddings, "embeddings");
-  check_floating(prototypes, "prototypes");
+  check_like(prototypes, "prototypes", embeddings, "embeddings");
   check_int64(segment_ids, "segment_ids");
   check_same_device(embeddings, "embeddings", segment_ids, "segment_ids");
-  check_same_device(embeddings, "embeddings", prototypes, "prototypes");
   SEGSORT_CHECK_ARG(embeddings.dim() == 2, "embeddings must have shape (N, D), got ", embeddings.sizes());
-  SEGSORT_CHECK_ARG(segment_ids.dim() == 1 && segment_ids.size(0) == embeddings.size(0),
-                    "segment_ids must have shape (N,) = (", embeddings.size(0), ",), got ",
-                    segment_ids.sizes());
-  SEGSORT_CHECK_ARG(prototypes.dim() == 2 && prototypes.size(1) == embeddings.size(1),
-                    "prototypes must have shape (S, D) with D = ", embeddings.size(1), ", got ",
-                    prototypes.sizes());
-  SEGSORT_CHECK_ARG(prototypes.scalar_type() == embeddings.scalar_type(),
-                    "prototypes must have the dtype of embeddings (", embeddings.scalar_type(),
-                    "), got ", prototypes.scalar_type());
-  check_ids_below(segment_ids, prototypes.size(0));
-  VmfBank bank{prototypes, at::Tensor(), prototypes.size(0)};
+  const int64_t N = embeddings.size(0), D = embeddings.size(1);
+  SEGSORT_CHECK_ARG(segment_ids.dim() == 1 && segment_ids.size(0) == N, "segment_ids must have shape (N,) = (", N,
+                    ",), got ", segment_ids.sizes());
+  SEGSORT_CHECK_ARG(prototypes.dim() == 2 && prototypes.size(1) == D,
+                    "prototypes must have shape (S, D) with D = ", D, ", got ", prototypes.sizes());
+  check_finite(concentration, "concentration");
+  const int64_t S = prototypes.size(0);
+  check_ids_below(segment_ids, "segment_ids", S, "the number of prototypes S");
+  VmfBank bank{prototypes, at::Tensor(), S};
   if (nca) {
     SEGSORT_CHECK_ARG(prototype_labels.has_value(), "prototype_labels are required for vmf_nca_loss");
     check_int64(*prototype_labels, "prototype_labels");
-    check_same_device(prototypes, "prototypes", *prototype_labels, "prototype_labels");
-    SEGSORT_CHECK_ARG(prototype_labels->dim() == 1 && prototype_labels->size(0) == prototypes.size(0),
-                      "prototype_labels must have shape (S,) = (", prototypes.size(0), ",), got ",
-                      prototype_labels->sizes());
+    check_same_device(embeddings, "embeddings", *prototype_labels, "prototype_labels");
+    SEGSORT_CHECK_ARG(prototype_labels->dim() == 1 && prototype_labels->size(0) == S,
+                      "prototype_labels must have shape (S,) = (", S, ",), got ", prototype_labels->sizes());
     bank.labels = prototype_labels->contiguous();  // the row kernels index it as a flat array
   }
   if (memory.has_value()) {
-    check_same_device(prototypes, "prototypes", *memory, "memory prototypes");
-    SEGSORT_CHECK_ARG(memory->dim() == 2 && memory->size(1) == embeddings.size(1),
-                      "memory prototypes must have shape (M, D) with D = ", embeddings.size(1),
+    check_floating(*memory, "memory");
+    check_same_device(embeddings, "embeddings", *memory, "memory");
+    SEGSORT_CHECK_ARG(memory->dim() == 2 && memory->size(1) == D, "memory must have shape (M, D) with D = ", D,
                       ", got ", memory->sizes());
-    SEGSORT_CHECK_ARG(memory->scalar_type() == embeddings.scalar_type(),
-                      "memory prototypes must have the dtype of embeddings (", embeddings.scalar_type(),
-                      "), got ", memory->scalar_type());
-    bank.vectors = at::cat({prototypes, *memory});
+    bank.vectors = at::cat({prototypes, memory->to(prototypes.scalar_type())});
     if (nca) {
-      SEGSORT_CHECK_ARG(memory_labels.has_value(), "memory labels are required for vmf_nca_loss");
-      check_int64(*memory_labels, "memory labels");
-      check_same_device(prototypes, "prototypes", *memory_labels, "memory labels");
+      SEGSORT_CHECK_ARG(memory_labels.has_value(), "memory_labels are required for vmf_nca_loss with memory");
+      check_int64(*memory_labels, "memory_labels");
+      check_same_device(embeddings, "embeddings", *memory_labels, "memory_labels");
       SEGSORT_CHECK_ARG(memory_labels->dim() == 1 && memory_labels->size(0) == memory->size(0),
-                        "memory labels must have shape (M,) = (", memory->size(0), ",), got ",
+                        "memory_labels must have shape (M,) = (", memory->size(0), ",), got ",
                         memory_labels->sizes());
       bank.labels = at::cat({*prototype_labels, *memory_labels});
     }
@@ -70,24 +66,21 @@ inline VmfBank check_vmf_inputs(const at::Tensor& embeddings, const at::Tensor& 
   return bank;
 }
 
-// vmf_loss_backward's grad_loss and the forward's lse_den, lse_num: (N,) each, on the
-// embeddings' device.
-inline void check_vmf_backward_inputs(const at::Tensor& embeddings, const at::Tensor& grad_loss,
-                                      const at::Tensor& lse_den, const at::Tensor& lse_num) {
+// _vmf_loss_backward's grad_loss and the forward's lse_den, lse_num: (N,) each, floating,
+// on the embeddings' device.
+inline void check_vmf_loss_backward_inputs(const at::Tensor& embeddings, const at::Tensor& grad_loss,
+                                           const at::Tensor& lse_den, const at::Tensor& lse_num) {
   const int64_t N = embeddings.size(0);
   for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad_loss, "grad_loss"},
-                                {lse_den, "lse_den"}, {lse_num, "lse_num"}}) {
+                                {lse_den, "lse_den"},
+                                {lse_num, "lse_num"}}) {
     check_floating(t, name);
     check_same_device(embeddings, "embeddings", t, name);
     SEGSORT_CHECK_ARG(t.dim() == 1 && t.size(0) == N, name, " must have shape (N,) = (", N, ",), got ", t.sizes());
   }
 }
 
-// Float32 for half/bfloat16 (accumulation type), else the input dtype.
-inline at::ScalarType vmf_compute_type(const at::Tensor& t) {
-  return (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) ? at::kFloat : t.scalar_type();
-}
-
+// Pixel rows per block: as many as keep a block's logits within budget_elements.
 inline int64_t vmf_block_rows(int64_t n, int64_t bank_size, int64_t budget_elements) {
   return std::max<int64_t>(1, std::min<int64_t>(n, budget_elements / std::max<int64_t>(bank_size, 1)));
 }
@@ -126,11 +119,11 @@ void vmf_block_backward(const at::Tensor& e, const at::Tensor& vectors, const at
 // positives, which falls back to Eq. 8). RowsForward(logits, ids, bank, nca, loss,
 // lse_den, lse_num) fills one block.
 template <typename RowsForward>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_blocked(
-    const at::Tensor& embeddings, const at::Tensor& segment_ids, const VmfBank& bank,
-    double concentration, bool nca, int64_t budget_elements, RowsForward rows_forward) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_blocked(
+    const at::Tensor& embeddings, const at::Tensor& segment_ids, const VmfBank& bank, double concentration,
+    bool nca, int64_t budget_elements, RowsForward rows_forward) {
   const int64_t N = embeddings.size(0);
-  const auto type = vmf_compute_type(embeddings);
+  const auto type = at::toOpMathType(embeddings.scalar_type());
   const auto opts = embeddings.options().dtype(type);
   auto loss = at::zeros({N}, opts), lse_den = at::zeros({N}, opts), lse_num = at::zeros({N}, opts);
   if (N == 0 || bank.vectors.size(0) == 0) return {loss, lse_den, lse_num};
@@ -152,11 +145,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_forward_blocked(
 // order: deterministic.
 template <typename RowsBackward>
 std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_blocked(
-    const at::Tensor& grad_loss, const at::Tensor& embeddings, const at::Tensor& segment_ids,
-    const VmfBank& bank, const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration,
-    bool nca, int64_t budget_elements, RowsBackward rows_backward) {
+    const at::Tensor& grad_loss, const at::Tensor& embeddings, const at::Tensor& segment_ids, const VmfBank& bank,
+    const at::Tensor& lse_den, const at::Tensor& lse_num, double concentration, bool nca, int64_t budget_elements,
+    RowsBackward rows_backward) {
   const int64_t N = embeddings.size(0), S = bank.num_batch;
-  const auto type = vmf_compute_type(embeddings);
+  const auto type = at::toOpMathType(embeddings.scalar_type());
   auto grad_embeddings = at::zeros(embeddings.sizes(), embeddings.options().dtype(type));
   auto grad_prototypes = at::zeros({S, embeddings.size(1)}, embeddings.options().dtype(type));
   if (N > 0 && bank.vectors.size(0) > 0) {

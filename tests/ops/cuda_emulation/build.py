@@ -12,8 +12,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 CSRC = os.path.join(ROOT, "csrc")
 
-# name or name<template args>, then <<<config>>>; config may hold parentheses and commas.
-_LAUNCH = re.compile(r"([A-Za-z_]\w*(?:<[^<>;{}()]*>)?)\s*<<<(.*?)>>>", re.S)
+# name or name<template args>, then <<<config>>>; config may hold parentheses and commas,
+# and inside a macro a line continuation may separate the name from <<<.
+_LAUNCH = re.compile(r"([A-Za-z_]\w*(?:<[^<>;{}()]*>)?)(?:\s|\\\n)*<<<(.*?)>>>", re.S)
 
 
 def rewrite_cuda_source(text: str, path: str) -> str:
@@ -57,7 +58,8 @@ def build(build_dir: str, verbose: bool = False):
         ops = fh.read()
     assert "TORCH_LIBRARY(segsort_ext," in ops
     ops_out = os.path.join(build_dir, "ops_emulated.cpp")
-    _write_if_changed(ops_out, '#line 1 "csrc/ops.cpp"\n' + ops.replace("TORCH_LIBRARY(segsort_ext,", "TORCH_LIBRARY(segsort_emulated,"))
+    ops = ops.replace("TORCH_LIBRARY(segsort_ext,", "TORCH_LIBRARY(segsort_emulated,")
+    _write_if_changed(ops_out, '#line 1 "csrc/ops.cpp"\n' + ops)
     sources.append(ops_out)
     return load(
         name="segsort_cuda_emulation",

@@ -36,13 +36,13 @@
 
 #include <c10/core/Device.h>
 
-using std::isfinite;
-using std::sqrt;
 using std::exp;
-using std::log;
 using std::fabs;
 using std::fmax;
 using std::fmin;
+using std::isfinite;
+using std::log;
+using std::sqrt;
 
 struct dim3 {
   unsigned x, y, z;
@@ -175,7 +175,9 @@ inline bool resolve_warp(Scheduler& s, unsigned warp) {
   for (unsigned lane = 0; lane < 32; ++lane) {
     if (!(mask >> lane & 1u)) continue;
     const unsigned t = first + lane;
-    if (t >= last) fail(std::string(op_name(L.op)) + " at " + where(L) + ": mask names lane " + std::to_string(lane) + " beyond the block");
+    if (t >= last)
+      fail(std::string(op_name(L.op)) + " at " + where(L) + ": mask names lane " + std::to_string(lane) +
+           " beyond the block");
     const State st = s.lanes[t].state;
     if (st == State::Runnable) return false;  // still on its way
     if (st == State::Exited)
@@ -203,7 +205,9 @@ inline bool resolve_warp(Scheduler& s, unsigned warp) {
     int src = -1;
     switch (l.op) {
       case Op::ShflIdx: src = static_cast<int>(base + static_cast<unsigned>(l.arg) % width); break;
-      case Op::ShflDown: src = pos + l.arg < width ? static_cast<int>(lane + l.arg) : static_cast<int>(lane); break;
+      case Op::ShflDown:
+        src = pos + l.arg < width ? static_cast<int>(lane + l.arg) : static_cast<int>(lane);
+        break;
       case Op::ShflXor: {
         const unsigned other = lane ^ static_cast<unsigned>(l.arg);
         src = other / width == lane / width ? static_cast<int>(other) : static_cast<int>(lane);
@@ -299,7 +303,8 @@ struct Launch {
     static_assert(sizeof...(Args) == sizeof...(Params), "kernel launched with the wrong number of arguments");
     std::tuple<std::decay_t<Params>...> params(std::forward<Args>(args)...);  // by value, as a launch copies
     const unsigned threads = block.x * block.y * block.z;
-    if (threads == 0 || threads > 1024) throw std::runtime_error("CUDA emulation: invalid block size " + std::to_string(threads));
+    if (threads == 0 || threads > 1024)
+      throw std::runtime_error("CUDA emulation: invalid block size " + std::to_string(threads));
     if (block.z > 64 || grid.y > 65535 || grid.z > 65535)
       throw std::runtime_error("CUDA emulation: grid/block dimension over CUDA's limits");
     if (grid.x == 0 || grid.y == 0 || grid.z == 0)
@@ -359,7 +364,9 @@ inline uint64_t warp_op(const char* file, int line, Op op, unsigned mask, uint64
   if (!s) throw std::runtime_error("CUDA emulation: warp intrinsic outside a kernel");
   Lane& l = s->lanes[s->current];
   const unsigned lane = static_cast<unsigned>(s->current) % 32;
-  if (!(mask >> lane & 1u)) fail(std::string(op_name(op)) + " at " + file + ":" + std::to_string(line) + ": calling lane " + std::to_string(lane) + " is not in its own mask");
+  if (!(mask >> lane & 1u))
+    fail(std::string(op_name(op)) + " at " + file + ":" + std::to_string(line) + ": calling lane " +
+         std::to_string(lane) + " is not in its own mask");
   if (width <= 0 || width > 32 || (width & (width - 1)))
     fail(std::string(op_name(op)) + ": width must be a power of 2 in [1, 32]");
   l.state = State::AtWarp;
@@ -403,11 +410,13 @@ T atomic_rmw(T* address, F f) {
 #define __shfl_down_sync(...) ::segsort_emu::shfl(__FILE__, __LINE__, ::segsort_emu::Op::ShflDown, __VA_ARGS__)
 #define __shfl_xor_sync(...) ::segsort_emu::shfl(__FILE__, __LINE__, ::segsort_emu::Op::ShflXor, __VA_ARGS__)
 #define __ballot_sync(mask, pred) \
-  static_cast<unsigned>(::segsort_emu::warp_op(__FILE__, __LINE__, ::segsort_emu::Op::Ballot, mask, (pred) ? 1 : 0, 0, 32))
+  static_cast<unsigned>( \
+      ::segsort_emu::warp_op(__FILE__, __LINE__, ::segsort_emu::Op::Ballot, mask, (pred) ? 1 : 0, 0, 32))
 #define __all_sync(mask, pred) \
   static_cast<int>(::segsort_emu::warp_op(__FILE__, __LINE__, ::segsort_emu::Op::All, mask, (pred) ? 1 : 0, 0, 32))
 #define __syncwarp(...) \
-  ((void)::segsort_emu::warp_op(__FILE__, __LINE__, ::segsort_emu::Op::SyncWarp, segsort_emu_mask(__VA_ARGS__), 0, 0, 32))
+  ((void)::segsort_emu::warp_op(__FILE__, __LINE__, ::segsort_emu::Op::SyncWarp, segsort_emu_mask(__VA_ARGS__), \
+                                0, 0, 32))
 #define __syncthreads() ::segsort_emu::syncthreads(__FILE__, __LINE__)
 
 inline unsigned segsort_emu_mask(unsigned mask = 0xffffffffu) { return mask; }

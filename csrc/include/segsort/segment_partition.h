@@ -5,8 +5,9 @@
 
 #include <ATen/ATen.h>
 
+#include <limits>
+
 #include "segsort/checks.h"
-#include "segsort/segment_math.h"  // SEGSORT_HOST_DEVICE
 
 namespace segsort {
 
@@ -18,17 +19,15 @@ SEGSORT_HOST_DEVICE bool partition_pixel_valid(int64_t cluster, int64_t label, b
 }
 
 // Group key of a valid pixel: (image, cluster, label) in lexicographic order.
-SEGSORT_HOST_DEVICE int64_t partition_key(int64_t b, int64_t cluster, int64_t label,
-                                          int64_t num_clusters, int64_t num_labels) {
+SEGSORT_HOST_DEVICE int64_t partition_key(int64_t b, int64_t cluster, int64_t label, int64_t num_clusters,
+                                          int64_t num_labels) {
   return (b * num_clusters + cluster) * num_labels + label;
 }
 
-inline void check_partition_inputs(const at::Tensor& clusters,
-                                   const c10::optional<at::Tensor>& labels,
-                                   int64_t connectivity) {
+inline void check_segment_partition_inputs(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
+                                           int64_t connectivity) {
   check_int64(clusters, "clusters");
-  SEGSORT_CHECK_ARG(clusters.dim() == 3, "clusters must have shape (B, H, W), got ",
-                    clusters.sizes());
+  SEGSORT_CHECK_ARG(clusters.dim() == 3, "clusters must have shape (B, H, W), got ", clusters.sizes());
   if (labels.has_value()) {
     check_int64(*labels, "labels");
     check_same_device(clusters, "clusters", *labels, "labels");
@@ -39,8 +38,7 @@ inline void check_partition_inputs(const at::Tensor& clusters,
                     "connectivity must be 0 (no split), 4 or 8, got ", connectivity);
 }
 
-inline at::Tensor partition_valid_mask(const at::Tensor& clusters,
-                                       const c10::optional<at::Tensor>& labels,
+inline at::Tensor partition_valid_mask(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
                                        int64_t ignore_index) {
   auto valid = clusters.ge(0);
   if (labels.has_value()) valid.logical_and_(labels->ne(ignore_index).logical_and_(labels->ge(0)));
@@ -55,8 +53,7 @@ struct KeyRange {
   bool dense = false;        // a B * num_clusters * num_labels table fits the budget
 };
 
-inline KeyRange partition_key_range(const at::Tensor& clusters,
-                                    const c10::optional<at::Tensor>& labels,
+inline KeyRange partition_key_range(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
                                     const at::Tensor& valid) {
   const auto invalid = valid.logical_not();
   auto maxima = clusters.masked_fill(invalid, -1).max().unsqueeze(0);
@@ -64,8 +61,16 @@ inline KeyRange partition_key_range(const at::Tensor& clusters,
   const auto host = maxima.cpu();  // the one sync needed to size the key table
   const int64_t* m = host.const_data_ptr<int64_t>();
   KeyRange r;
+  if (m[0] < 0) return r;  // no valid pixel
+  // A value of INT64_MAX has no "max + 1": such ranges go through sorting.
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const int64_t max_label = labels.has_value() ? m[1] : 0;
+  if (m[0] == kMax || max_label == kMax) {
+    r.num_clusters = kMax;  // not dense: the sort path needs neither count
+    return r;
+  }
   r.num_clusters = m[0] + 1;
-  r.num_labels = labels.has_value() ? std::max<int64_t>(m[1] + 1, 1) : 1;
+  r.num_labels = std::max<int64_t>(max_label + 1, 1);
   const double table = double(clusters.size(0)) * double(r.num_clusters) * double(r.num_labels);
   r.dense = table <= std::max(4.0 * double(clusters.numel()), double(1 << 16));
   return r;
@@ -77,8 +82,8 @@ struct Groups {
   at::Tensor batch, cluster, label;  // (G,)
 };
 
-inline Groups decode_group_keys(at::Tensor group, const at::Tensor& keys, int64_t num_clusters,
-                                int64_t num_labels, bool has_labels) {
+inline Groups decode_group_keys(at::Tensor group, const at::Tensor& keys, int64_t num_clusters, int64_t num_labels,
+                                bool has_labels) {
   Groups g;
   g.group = std::move(group);
   g.batch = keys.div(num_clusters * num_labels, "floor");
@@ -89,8 +94,7 @@ inline Groups decode_group_keys(at::Tensor group, const at::Tensor& keys, int64_
 
 // The fallback for value ranges too wide for a dense table: compact cluster and label
 // values by sorting (torch.unique), then group the compacted keys the same way.
-inline Groups group_pixels_by_sort(const at::Tensor& clusters,
-                                   const c10::optional<at::Tensor>& labels,
+inline Groups group_pixels_by_sort(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
                                    const at::Tensor& valid) {
   const int64_t HW = clusters.size(1) * clusters.size(2);
   const auto idx = valid.reshape(-1).nonzero().squeeze(1);

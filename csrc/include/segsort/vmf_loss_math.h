@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "segsort/segment_math.h"  // SEGSORT_HOST_DEVICE
+#include "segsort/checks.h"  // SEGSORT_HOST_DEVICE
 
 namespace segsort {
 
@@ -73,8 +73,8 @@ SEGSORT_HOST_DEVICE acc_t vmf_pixel_loss(bool nca, acc_t own_logit, acc_t lse_de
 // dloss/dlogit_j. vMF (and the NCA fallback): softmax_j over all columns - [j == c].
 // vMF-NCA: [j in den] softmax_den_j - [j positive] softmax_num_j.
 template <typename acc_t>
-SEGSORT_HOST_DEVICE acc_t vmf_logit_grad(acc_t logit, bool own, VmfColumn col, bool nca,
-                                         acc_t own_logit, acc_t lse_den, acc_t lse_num) {
+SEGSORT_HOST_DEVICE acc_t vmf_logit_grad(acc_t logit, bool own, VmfColumn col, bool nca, acc_t own_logit,
+                                         acc_t lse_den, acc_t lse_num) {
   const bool fallback = nca && lse_num == -std::numeric_limits<acc_t>::infinity();
   if (!nca || fallback) {
     const acc_t lse_all = nca ? log_add_exp(lse_den, own_logit) : lse_den;

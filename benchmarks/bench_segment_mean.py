@@ -1,18 +1,16 @@
-"""segment_partition and segment_mean at SegSort training size (B=8, 129x129 pixels,
-D=32/64, K=25/144 k-means clusters, 21 classes): the fused ops vs what research code
-does today (torch.unique partitioning as in SPML; index_add_ / scatter_reduce pooling
-over a permuted (N, D) copy).
+"""segment_mean at SegSort training size (B=8, 129x129 pixels, D=32/64, K=144 k-means
+clusters, 21 classes): the fused op vs what research code does today (index_add_ /
+scatter_reduce pooling over a permuted (N, D) copy), forward and forward + backward.
 
-    pytest benchmarks/bench_segments.py --benchmark-group-by=group
+    pytest benchmarks/bench_segment_mean.py --benchmark-group-by=group
 """
 import pytest
 import torch
+from conftest import run
 
 import segsort_ext
 from segsort_ext.ops import reference
 from segsort_ext.testing import random_clusters, random_labels
-
-from conftest import run
 
 B, H, W, NUM_CLASSES = 8, 129, 129, 21
 
@@ -25,23 +23,10 @@ def _segments(device, K):
     return clusters, labels
 
 
-@pytest.mark.parametrize("K", [25, 144])
-@pytest.mark.parametrize("impl", ["segsort_ext", "segsort_ext_conn8", "torch_unique"])
-def test_partition(benchmark, device, K, impl):
-    benchmark.group = f"partition {device} K={K}"
-    clusters, labels = _segments(device, K)
-    fn = {
-        "segsort_ext": lambda: segsort_ext.segment_partition(clusters, labels),
-        "segsort_ext_conn8": lambda: segsort_ext.segment_partition(clusters, labels, connectivity=8),
-        "torch_unique": lambda: reference.segment_partition(clusters, labels),
-    }[impl]
-    run(benchmark, fn, device)
-
-
 @pytest.mark.parametrize("D", [32, 64])
 @pytest.mark.parametrize("impl", ["segsort_ext", "segsort_ext_nd", "index_add", "scatter_reduce"])
-def test_pool_forward(benchmark, device, D, impl):
-    benchmark.group = f"pool fwd {device} D={D} K=144"
+def test_segment_mean_forward(benchmark, device, D, impl):
+    benchmark.group = f"segment_mean fwd {device} D={D} K=144"
     clusters, labels = _segments(device, 144)
     s = segsort_ext.segment_partition(clusters, labels)
     x = torch.randn(B, D, H, W, device=device)
@@ -72,9 +57,9 @@ def test_pool_forward(benchmark, device, D, impl):
 
 
 @pytest.mark.parametrize("impl", ["segsort_ext", "index_add"])
-def test_pool_forward_backward(benchmark, device, impl):
+def test_segment_mean_forward_backward(benchmark, device, impl):
     D = 64
-    benchmark.group = f"pool fwd+bwd {device} D={D} K=144"
+    benchmark.group = f"segment_mean fwd+bwd {device} D={D} K=144"
     clusters, labels = _segments(device, 144)
     s = segsort_ext.segment_partition(clusters, labels)
     x = torch.randn(B, D, H, W, device=device, requires_grad=True)

@@ -1,5 +1,5 @@
 """Recurrent blurring mean shift, T = 10 iterations forward + backward, D = 64: fused
-(segsort_ext.meanshift) vs the dense PyTorch loop (reference.py: the N x N kernel every
+(segsort_ext.blurring_mean_shift) vs the dense PyTorch loop (reference.py: the N x N kernel every
 iteration) vs torch.nn.functional.scaled_dot_product_attention doing the same math
 (eta = 1: softmax(bandwidth X X^T) X, then normalize). extra_info holds the achieved
 TFLOP/s for the attention work, counted as 4 N^2 D forward + 10 N^2 D backward per
@@ -8,7 +8,7 @@ iteration (the flash-attention convention, backward = 2.5 x forward), and peak m
 CPU: N = 2048 (and a one-off N = 20000, D = 32, T = 2 peak-memory run); CUDA: N = 4096,
 16384, 65536 (dense skipped where its N x N kernels cannot fit).
 
-    pytest benchmarks/bench_mean_shift.py --benchmark-group-by=group
+    pytest benchmarks/bench_blurring_mean_shift.py --benchmark-group-by=group
 """
 import json
 import subprocess
@@ -18,11 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
-from segsort_ext.ops import reference
-from segsort_ext.ops import blurring_mean_shift
-
 from conftest import run
+
+from segsort_ext.ops import blurring_mean_shift, reference
 
 D, T, BANDWIDTH = 64, 10, 6.0
 
@@ -47,13 +45,13 @@ def _sizes():
 
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("size", _sizes(), ids=lambda s: f"{s[0]}-N{s[1]}")
-def test_mean_shift_forward_backward(benchmark, device, size, impl):
+def test_blurring_mean_shift_forward_backward(benchmark, device, size, impl):
     size_device, N = size
     if size_device != device:
         pytest.skip("size for the other device")
     if impl == "dense" and N * N * 4 * T > 40 * 2**30:
         pytest.skip("dense: T N x N kernels do not fit")
-    benchmark.group = f"mean shift fwd+bwd T={T} {device} N={N} D={D}"
+    benchmark.group = f"blurring_mean_shift fwd+bwd T={T} {device} N={N} D={D}"
     x = torch.randn(1, N, D, device=device, generator=None).requires_grad_()
 
     def step():
@@ -85,7 +83,7 @@ def test_cpu_peak_memory_n20000(benchmark, device):
     dense version would hold 2 x 1.6 GB of kernels plus their softmax and gradients."""
     if device != "cpu":
         pytest.skip("CPU target")
-    benchmark.group = "mean shift CPU memory N=20000 D=32 T=2"
+    benchmark.group = "blurring_mean_shift CPU memory N=20000 D=32 T=2"
     out = benchmark.pedantic(lambda: subprocess.run([sys.executable, "-c", _CPU_PEAK], capture_output=True,
                                                     text=True, check=True, cwd=Path(__file__).parent),
                              rounds=1, iterations=1)

@@ -7,46 +7,65 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+
+#include <cmath>
+#include <vector>
 
 #include "segsort/checks.h"
 
 namespace segsort {
 
-inline void check_mean_shift_inputs(const at::Tensor& x, const at::Tensor& lengths, double eta) {
+inline void check_blurring_mean_shift_step_inputs(const at::Tensor& x, const c10::optional<at::Tensor>& lengths,
+                                                  double bandwidth, double eta) {
   check_floating(x, "x");
-  check_int64(lengths, "lengths");
-  check_same_device(x, "x", lengths, "lengths");
   SEGSORT_CHECK_ARG(x.dim() == 3, "x must have shape (B, N, D), got ", x.sizes());
-  SEGSORT_CHECK_ARG(lengths.dim() == 1 && lengths.size(0) == x.size(0), "lengths must have shape (B,) = (",
-                    x.size(0), ",), got ", lengths.sizes());
+  if (lengths.has_value()) {
+    check_int64(*lengths, "lengths");
+    check_same_device(x, "x", *lengths, "lengths");
+    SEGSORT_CHECK_ARG(lengths->dim() == 1 && lengths->size(0) == x.size(0), "lengths must have shape (B,) = (",
+                      x.size(0), ",), got ", lengths->sizes());
+  }
+  SEGSORT_CHECK_ARG(std::isfinite(bandwidth) && bandwidth > 0, "bandwidth must be a finite number > 0, got ",
+                    bandwidth);
   SEGSORT_CHECK_ARG(eta > 0 && eta <= 1, "eta must be in (0, 1], got ", eta);
 }
 
-inline void check_mean_shift_backward_inputs(const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& out,
-                                             const at::Tensor& norms, const at::Tensor& lengths, double eta) {
-  check_mean_shift_inputs(x, lengths, eta);
-  SEGSORT_CHECK_ARG(grad_out.sizes() == x.sizes() && out.sizes() == x.sizes(),
-                    "grad_out and out must have the shape of x ", x.sizes());
+// The backward's grad_out and the forward's out (B, N, D) and norms (B, N): floating, on
+// the device of x.
+inline void check_blurring_mean_shift_step_backward_inputs(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& out, const at::Tensor& norms,
+    const c10::optional<at::Tensor>& lengths, double bandwidth, double eta) {
+  check_blurring_mean_shift_step_inputs(x, lengths, bandwidth, eta);
+  for (const auto& [t, name] :
+       {std::pair<const at::Tensor&, const char*>{grad_out, "grad_out"}, {out, "out"}, {norms, "norms"}}) {
+    check_floating(t, name);
+    check_same_device(x, "x", t, name);
+  }
+  SEGSORT_CHECK_ARG(grad_out.sizes() == x.sizes(), "grad_out must have the shape of x ", x.sizes(), ", got ",
+                    grad_out.sizes());
+  SEGSORT_CHECK_ARG(out.sizes() == x.sizes(), "out must have the shape of x ", x.sizes(), ", got ", out.sizes());
   SEGSORT_CHECK_ARG(norms.dim() == 2 && norms.size(0) == x.size(0) && norms.size(1) == x.size(1),
                     "norms must have shape (B, N) = (", x.size(0), ", ", x.size(1), "), got ", norms.sizes());
 }
 
-// Valid points per image, on the host (one sync), each checked to lie in [0, N].
-inline std::vector<int64_t> mean_shift_lengths(const at::Tensor& lengths, int64_t N) {
-  const auto host = lengths.to(at::kCPU).contiguous();
-  std::vector<int64_t> out(host.const_data_ptr<int64_t>(), host.const_data_ptr<int64_t>() + host.numel());
-  for (const int64_t L : out) SEGSORT_CHECK_ARG(L >= 0 && L <= N, "lengths must lie in [0, N = ", N, "], found ", L);
+// Valid points of each image, on the host: lengths (one sync, each checked to lie in
+// [0, N]), or all N points without lengths.
+inline std::vector<int64_t> mean_shift_lengths(const c10::optional<at::Tensor>& lengths, int64_t B, int64_t N) {
+  if (!lengths.has_value()) return std::vector<int64_t>(B, N);
+  const auto host = lengths->to(at::kCPU).contiguous();
+  const int64_t* data = host.const_data_ptr<int64_t>();
+  std::vector<int64_t> out(data, data + host.numel());
+  for (const int64_t L : out) {
+    SEGSORT_CHECK_ARG(L >= 0 && L <= N, "lengths must lie in [0, N = ", N, "], found ", L);
+  }
   return out;
-}
-
-inline at::ScalarType mean_shift_compute_type(const at::Tensor& t) {
-  return (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) ? at::kFloat : t.scalar_type();
 }
 
 // One block of query rows [start, end) of one image's points xb (L, D): the new rows,
 // normalised, into out_rows and their norms |y| into norm_rows.
-inline void mean_shift_block_forward(const at::Tensor& xb, int64_t start, int64_t end, double bandwidth, double eta,
-                                     at::Tensor out_rows, at::Tensor norm_rows) {
+inline void mean_shift_block_forward(const at::Tensor& xb, int64_t start, int64_t end, double bandwidth,
+                                     double eta, at::Tensor out_rows, at::Tensor norm_rows) {
   const auto q = xb.slice(0, start, end);
   const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
   const auto y = at::mm(p, xb).mul_(eta).add_(q, 1 - eta);
@@ -74,24 +93,22 @@ inline void mean_shift_block_backward(const at::Tensor& xb, const at::Tensor& gr
   const auto m = at::mm(p, xb);
   // dS = P * (G_m X^T - rowsum(G_m * M)), the softmax backward.
   const auto ds = at::mm(gm, xb.t()).sub_((gm * m).sum(1, true)).mul_(p);
-  all_rows.add_(at::mm(p.t(), gm));               // value role
-  all_rows.add_(at::mm(ds.t(), q), bandwidth);    // key role
-  own_rows.add_(at::mm(ds, xb), bandwidth);       // query role
+  all_rows.add_(at::mm(p.t(), gm));             // value role
+  all_rows.add_(at::mm(ds.t(), q), bandwidth);  // key role
+  own_rows.add_(at::mm(ds, xb), bandwidth);     // query role
 }
 
 // Forward: out (B, N, D) and |y| (B, N) for the backward. Points past an image's length
 // are copied through unchanged and take no part.
-inline std::tuple<at::Tensor, at::Tensor> mean_shift_forward_blocked(const at::Tensor& x_in,
-                                                                     const at::Tensor& lengths,
-                                                                     double bandwidth, double eta,
-                                                                     int64_t budget_elements) {
-  check_mean_shift_inputs(x_in, lengths, eta);
+inline std::tuple<at::Tensor, at::Tensor> blurring_mean_shift_step_blocked(
+    const at::Tensor& x_in, const c10::optional<at::Tensor>& lengths, double bandwidth, double eta,
+    int64_t budget_elements) {
   const int64_t B = x_in.size(0), N = x_in.size(1);
-  const auto type = mean_shift_compute_type(x_in);
+  const auto type = at::toOpMathType(x_in.scalar_type());
   const auto x = x_in.to(type).contiguous();
   auto out = x.clone();
   auto norms = at::ones({B, N}, x.options());
-  const auto valid = mean_shift_lengths(lengths, N);
+  const auto valid = mean_shift_lengths(lengths, B, N);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t L = valid[b];
     if (L == 0) continue;
@@ -106,20 +123,18 @@ inline std::tuple<at::Tensor, at::Tensor> mean_shift_forward_blocked(const at::T
   return {out.to(x_in.scalar_type()), norms};
 }
 
-// Backward of one step (see the derivation in meanshift.py): gradients of the query,
+// Backward of one step (derived in segsort_ext/ops/blurring_mean_shift.py): gradients of the query,
 // key and value roles of every point, accumulated block by block in order.
-inline at::Tensor mean_shift_backward_blocked(const at::Tensor& grad_out_in, const at::Tensor& x_in,
-                                              const at::Tensor& out_in, const at::Tensor& norms,
-                                              const at::Tensor& lengths, double bandwidth, double eta,
-                                              int64_t budget_elements) {
-  check_mean_shift_backward_inputs(grad_out_in, x_in, out_in, norms, lengths, eta);
+inline at::Tensor blurring_mean_shift_step_backward_blocked(
+    const at::Tensor& grad_out_in, const at::Tensor& x_in, const at::Tensor& out_in, const at::Tensor& norms,
+    const c10::optional<at::Tensor>& lengths, double bandwidth, double eta, int64_t budget_elements) {
   const int64_t B = x_in.size(0), N = x_in.size(1);
-  const auto type = mean_shift_compute_type(x_in);
+  const auto type = at::toOpMathType(x_in.scalar_type());
   const auto x = x_in.to(type).contiguous();
   const auto grad_out = grad_out_in.to(type).contiguous();
   const auto grad_y = mean_shift_grad_y(grad_out, out_in.to(type), norms.to(type));
   auto grad_x = grad_out.clone();  // points past the length: identity
-  const auto valid = mean_shift_lengths(lengths, N);
+  const auto valid = mean_shift_lengths(lengths, B, N);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t L = valid[b];
     if (L == 0) continue;

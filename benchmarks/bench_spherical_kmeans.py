@@ -5,19 +5,17 @@ Workloads (issue 3): training B=16, D=32, 65x65, grid 5x5, 10 iterations; infere
 B=1, D=32, 375x500, grid 12x12, 10 iterations; dataset-level N points x D=128, K=27 and
 100 (N = $SEGSORT_BENCH_POINTS, default 1,000,000; the issue's size is 10,000,000).
 
-    pytest benchmarks/bench_kmeans.py --benchmark-group-by=group
+    pytest benchmarks/bench_spherical_kmeans.py --benchmark-group-by=group
 """
 import os
 
 import pytest
 import torch
 import torch.nn.functional as F
-
-from segsort_ext.ops import reference
-from segsort_ext.cluster import SphericalKMeans
-from segsort_ext.ops import spherical_kmeans
-
 from conftest import run
+
+from segsort_ext.cluster import SphericalKMeans
+from segsort_ext.ops import reference, spherical_kmeans
 
 try:
     import faiss
@@ -42,9 +40,10 @@ def _pixel_features(x):
 
 @pytest.mark.parametrize("workload", list(WORKLOADS))
 @pytest.mark.parametrize("impl", ["segsort_ext", "per_image_loop", "faiss_per_image"])
-def test_pixel_sorting(benchmark, device, workload, impl):
+def test_spherical_kmeans(benchmark, device, workload, impl):
     shape, grid = WORKLOADS[workload]["shape"], WORKLOADS[workload]["grid"]
-    benchmark.group = f"kmeans {workload} {device} B={shape[0]} D={shape[1]} {shape[2]}x{shape[3]} K={grid[0] * grid[1]}"
+    benchmark.group = (f"spherical_kmeans {workload} {device} B={shape[0]} D={shape[1]} {shape[2]}x{shape[3]} "
+                       f"K={grid[0] * grid[1]}")
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
     if impl == "segsort_ext":
         fn = lambda: spherical_kmeans(x, grid, iters=10)  # noqa: E731
