@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run
 
 from segsort_ext.ops import blurring_mean_shift, reference
+
+from conftest import run
 
 D, T, BANDWIDTH = 64, 10, 6.0
 

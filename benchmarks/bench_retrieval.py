@@ -18,9 +18,10 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run
 
 from segsort_ext.retrieval import SegmentIndex
+
+from conftest import run
 
 M = int(os.environ.get("SEGSORT_BENCH_BANK", "1500000"))
 D, Q, K, NUM_CLASSES = 64, 200, 21, 21

@@ -6,11 +6,12 @@ scatter_reduce pooling over a permuted (N, D) copy), forward and forward + backw
 """
 import pytest
 import torch
-from conftest import run
 
 import segsort_ext
 from segsort_ext.ops import reference
 from segsort_ext.testing import random_clusters, random_labels
+
+from conftest import run
 
 B, H, W, NUM_CLASSES = 8, 129, 129, 21
 

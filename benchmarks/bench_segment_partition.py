@@ -6,11 +6,12 @@ clusters, 21 classes): the fused op vs what research code does today (torch.uniq
 """
 import pytest
 import torch
-from conftest import run
 
 import segsort_ext
 from segsort_ext.ops import reference
 from segsort_ext.testing import random_clusters, random_labels
+
+from conftest import run
 
 B, H, W, NUM_CLASSES = 8, 129, 129, 21
 

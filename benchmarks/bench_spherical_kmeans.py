@@ -12,10 +12,11 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run
 
 from segsort_ext.cluster import SphericalKMeans
 from segsort_ext.ops import reference, spherical_kmeans
+
+from conftest import run
 
 try:
     import faiss

@@ -13,9 +13,10 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run
 
 from segsort_ext.ops import reference, vmf_nca_loss
+
+from conftest import run
 
 N, S, M, D = 4 * 128 * 128, 800, 1600, 64
 IMPLS = {"segsort_ext": vmf_nca_loss, "dense": reference.vmf_nca_loss}

@@ -19,13 +19,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.utils import distributed as dist_utils
-from segsort_ext.retrieval import SegSortPredictor
 from segsort_ext.cluster import SphericalKMeans
-from segsort_ext.nn import SegSortLoss
-from segsort_ext.nn import PrototypeMemory
-from segsort_ext.retrieval import SegmentIndex
+from segsort_ext.nn import PrototypeMemory, SegSortLoss
+from segsort_ext.retrieval import SegmentIndex, SegSortPredictor
 from segsort_ext.testing import random_labels
+from segsort_ext.utils import distributed as dist_utils
 
 WORLD = 2
 DEADLINE_S = 150  # the whole spawned job; it takes ~15 s on 2 busy cores
