@@ -107,6 +107,8 @@ def finch(x: torch.Tensor, *, metric: str = "cosine", max_levels: Optional[int] 
         max_levels = check.positive_int(max_levels, "max_levels")
     if backend not in ("auto", "faiss", "torch"):
         raise ValueError(f"backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
+    if x.device.type == "meta":
+        raise ValueError("x is on the meta device: it holds no data")
     if not bool(torch.isfinite(x).all()):
         raise ValueError("x must be finite, found NaN or infinite entries")
     num_rows = x.shape[0]

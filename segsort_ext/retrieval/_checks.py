@@ -9,9 +9,15 @@ import torch
 from segsort_ext.utils import checks as check
 
 
+def _holds_data(x: torch.Tensor, name: str) -> None:
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device: it holds no data")
+
+
 def rows(x, name: str, dim: int) -> None:
-    """A (N, dim) float tensor."""
+    """A (N, dim) float tensor with data."""
     check.float_tensor(x, name)
+    _holds_data(x, name)
     if x.dim() != 2:
         raise ValueError(f"{name} must have shape (N, D) = (N, {dim}), got {tuple(x.shape)}")
     if x.shape[1] != dim:
@@ -30,8 +36,9 @@ def per_row_ids(value, name: str, num_rows: int, like: torch.Tensor) -> None:
 
 
 def embedding_map(x, name: str, dim: int) -> None:
-    """A (B, dim, H, W) float tensor."""
+    """A (B, dim, H, W) float tensor with data."""
     check.float_tensor(x, name)
+    _holds_data(x, name)
     if x.dim() != 4:
         raise ValueError(f"{name} must have shape (B, D, H, W), got {tuple(x.shape)}")
     if x.shape[1] != dim:

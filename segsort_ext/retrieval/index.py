@@ -476,7 +476,7 @@ class SegmentIndex:
             try:
                 device = _checks.device(state["device"], "device")
             except ValueError as error:
-                raise ValueError(f"device is None, so {os.fspath(path)!r} would load on the device it was saved "
+                raise ValueError(f"device is None, so {path!s} would load on the device it was saved "
                                  f"on, {state['device']!r}, which is not available here: pass device='cpu' "
                                  f"(or another device)") from error
         if backend == "torch" and state["ivf_nlist"] is not None:

@@ -29,7 +29,7 @@ reader parses it, so a deliberately crafted blob is only as safe as faiss' reade
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 
 import torch
 
@@ -45,26 +45,37 @@ METRICS = ("ip", "cosine")
 BACKENDS = ("auto", "faiss", "torch")
 
 
-def write(path: Union[str, os.PathLike], fields: dict) -> None:
+def _shown(path) -> str:
+    """The path as messages show it; TypeError for what is neither a path nor a file."""
+    if isinstance(path, (str, os.PathLike)):
+        return repr(os.fspath(path))
+    if hasattr(path, "read") or hasattr(path, "write"):  # a binary file object, as torch.load/save take
+        return repr(path)
+    raise TypeError(f"path must be a str, an os.PathLike or a binary file object, got {type(path).__name__}")
+
+
+def write(path: Union[str, os.PathLike, BinaryIO], fields: dict) -> None:
+    _shown(path)
     torch.save({"format": MAGIC, "version": VERSION, **fields}, path)
 
 
 def corrupt(path, reason) -> ValueError:
-    return ValueError(f"corrupt SegmentIndex file {os.fspath(path)!r}: {reason}")
+    return ValueError(f"corrupt SegmentIndex file {_shown(path)}: {reason}")
 
 
-def read(path: Union[str, os.PathLike], *, max_dim: int, max_classes: int) -> dict:
+def read(path: Union[str, os.PathLike, BinaryIO], *, max_dim: int, max_classes: int) -> dict:
     """The fields of the file at ``path``, checked against the table above; tensors on the
     CPU. ``dtype`` is returned as a torch.dtype.
 
     Raises:
+        TypeError: ``path`` is neither a path nor a file object.
         OSError: the file cannot be opened (missing, a directory, no permission).
         ValueError: ``not a SegmentIndex file (path): ...`` for a file torch cannot read
             or one without the magic (empty, truncated, unrelated); ``corrupt SegmentIndex
             file path: ...`` naming the field, for a missing or invalid field; a version
             newer than this segsort_ext reads.
     """
-    shown = repr(os.fspath(path))
+    shown = _shown(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:

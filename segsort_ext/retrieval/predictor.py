@@ -127,7 +127,8 @@ class SegSortPredictor:
     @torch.no_grad()
     def vote_map(self, embeddings: torch.Tensor, *, flip: bool = False,
                  output_size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-        """(B, C, H, W) fraction of each segment's votes per class, for every pixel.
+        """(B, C, H, W) fraction of each segment's votes per class, for every pixel (votes
+        over the sum of their absolute values: similarity votes can be negative).
 
         ``flip=True`` means the embeddings are of horizontally flipped images: the map is
         flipped back. ``output_size`` (an int or (H, W)) resizes it (bilinear) to a
@@ -140,7 +141,9 @@ class SegSortPredictor:
         segments = segment_partition(clusters)
         prototypes = segment_mean(embeddings, segments.ids, segments.num_segments)
         _, votes = self.index.vote(prototypes, self.k, weighting=self.weighting, num_classes=self.num_classes)
-        votes = votes / votes.sum(1, keepdim=True).clamp_min(1e-12)
+        # Fractions of the votes; over their absolute sum, so that similarity votes of mixed
+        # sign (whose plain sum may be ~0 or negative) stay in [-1, 1] like the others.
+        votes = votes / votes.abs().sum(1, keepdim=True).clamp_min(1e-12)
         votes = torch.cat([votes, votes.new_zeros(1, self.num_classes)])  # row S: ignored pixels vote nothing
         ids = torch.where(segments.ids >= 0, segments.ids, segments.num_segments)
         maps = votes[ids].permute(0, 3, 1, 2)

@@ -165,6 +165,7 @@ REFUSED = [
     ("x bool", lambda: finch(torch.zeros(5, 2, dtype=torch.bool)), TypeError, "x"),
     ("x 1-D", lambda: finch(torch.randn(5)), ValueError, "x must have shape"),
     ("x 3-D", lambda: finch(torch.randn(2, 5, 2)), ValueError, "x must have shape"),
+    ("x on meta", lambda: finch(torch.empty(5, 2, device="meta")), ValueError, "x is on the meta device"),
     ("x NaN", lambda: finch(_with_entry(float("nan"))), ValueError, "x must be finite"),
     ("x inf", lambda: finch(_with_entry(float("inf")), metric="euclidean"), ValueError, "x must be finite"),
     ("x -inf", lambda: finch(_with_entry(float("-inf"))), ValueError, "x must be finite"),

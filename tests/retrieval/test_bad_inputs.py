@@ -3,6 +3,7 @@ wrong types, shapes, dtypes, devices, sizes at the int32/int64 edges, NaN/inf, e
 huge inputs, and corrupt index files. A refused input raises the exact error type with a
 message naming the argument (or, for files, the path and the field); a legal edge case
 equals a reference result. FINCH's catalogue is in tests/cluster/test_finch.py."""
+import io
 import os
 
 import pytest
@@ -146,6 +147,8 @@ ADD = [
     ("labels 2**40", lambda: _add(rows(3), longs(0, 2 ** 40, 2)), ValueError, "labels.*MAX_CLASSES"),
     ("labels 2**63-1", lambda: _add(rows(3), longs(0, 2 ** 63 - 1, 2)), ValueError, "labels.*MAX_CLASSES"),
     ("labels on meta", lambda: _add(rows(3), longs(0, 1, 2).to("meta")), ValueError, "labels"),
+    ("all on meta", lambda: _add(rows(3).to("meta"), longs(0, 1, 2).to("meta")), ValueError,
+     "prototypes is on the meta device"),
     ("image_ids float", lambda: _add(rows(3), longs(0, 1, 2), image_ids=torch.zeros(3)), TypeError, "image_ids"),
     ("image_ids short", lambda: _add(rows(3), longs(0, 1, 2), image_ids=longs(0, 1)), ValueError, "image_ids"),
     ("image_ids on meta", lambda: _add(rows(3), longs(0, 1, 2), image_ids=longs(0, 1, 2).to("meta")), ValueError,
@@ -169,6 +172,12 @@ ADD = [
 @pytest.mark.parametrize("call, error, match", refused(ADD))
 def test_add_refuses(call, error, match):
     check_refused(call, error, match)
+
+
+@needs_cuda
+def test_predict_refuses_views_on_different_devices():
+    with pytest.raises(ValueError, match=r"views must be of the same images: views\[1\].*on cuda"):
+        predictor().predict([(embedding_map(), False), (embedding_map().cuda(), True)])
 
 
 @needs_cuda
@@ -210,6 +219,7 @@ QUERIES = [
     ("queries 1-D", lambda: filled().search(torch.zeros(D), 1), ValueError, "queries.*shape"),
     ("queries 3-D", lambda: filled().explain(torch.zeros(1, 2, D), 1), ValueError, "queries.*shape"),
     ("queries wrong D", lambda: filled().vote(torch.zeros(2, D - 1), 1), ValueError, "queries.*D = 4"),
+    ("queries on meta", lambda: filled().search(rows(2).to("meta"), 1), ValueError, "queries is on the meta"),
     ("huge queries wrong D", lambda: filled().search(torch.zeros(1, D + 1).expand(HUGE, D + 1), 1), ValueError,
      "queries"),
     ("k=0", lambda: filled().search(rows(2), 0), ValueError, "k must be >= 1"),
@@ -354,6 +364,19 @@ def test_load_refuses_missing_paths_as_os_errors(tmp_path):
         SegmentIndex.load(tmp_path / "absent.pt")
     with pytest.raises(IsADirectoryError):
         SegmentIndex.load(tmp_path)
+    with pytest.raises(TypeError, match="path"):
+        SegmentIndex.load(None)
+    with pytest.raises(TypeError, match="path"):
+        filled().save(3)
+
+
+def test_save_load_through_a_file_object():
+    buffer = io.BytesIO()
+    filled().save(buffer)
+    buffer.seek(0)
+    assert torch.equal(SegmentIndex.load(buffer).labels, filled().labels)
+    with pytest.raises(ValueError, match="not a SegmentIndex file"):
+        SegmentIndex.load(io.BytesIO(b"\x00" * 10))
 
 
 def test_load_refuses_newer_versions(tmp_path):
@@ -558,9 +581,9 @@ PREDICTOR = [
     ("predict view not a pair", lambda: predictor().predict([embedding_map()]), TypeError, r"views\[0\]"),
     ("predict batch sizes differ", lambda: predictor().predict([(embedding_map(2), False), (embedding_map(1), True)]),
      ValueError, r"views must be of the same images: views\[1\] has batch size 1"),
-    ("predict devices differ", lambda: predictor().predict([(embedding_map(), False),
-                                                            (embedding_map().to("meta"), False)]),
-     ValueError, r"views\[1\].*meta"),
+    ("predict view on meta", lambda: predictor().predict([(embedding_map(), False),
+                                                          (embedding_map().to("meta"), False)]),
+     ValueError, r"views\[1\] embeddings is on the meta device"),
     ("predict wrong D", lambda: predictor().predict([(embedding_map(), False), (embedding_map()[:, :3], False)]),
      ValueError, r"views\[1\] embeddings.*D = 4"),
     ("predict flipped str", lambda: predictor().predict([(embedding_map(), "yes")]), TypeError,
@@ -592,3 +615,17 @@ def test_inference_edges_that_are_legal():
     predicted = SegSortPredictor(index, C, k=1, grid=(2, 2)).predict(embeddings)
     assert predicted[0, 3, 3] == -1
     assert ((predicted >= 0) | (torch.arange(64).view(8, 8) == 27)).all()
+
+
+def test_vote_map_of_negative_similarity_votes_stays_bounded():
+    """Every neighbour dissimilar (negative similarity votes): the map is the votes over
+    their absolute sum, in [-1, 1], instead of a division by a clamped negative sum."""
+    index = SegmentIndex(D, backend="torch")
+    index.add(-(rows(1, seed=4) + 0.1 * rows(6, seed=5)), torch.arange(6) % 2)
+    model = SegSortPredictor(index, 2, k=6, grid=(1, 1), weighting="similarity")
+    embeddings = rows(1, seed=4)[:, :, None, None].expand(1, D, 4, 4).contiguous()
+    maps = model.vote_map(embeddings)
+    _, votes = index.vote(rows(1, seed=4), 6, weighting="similarity")
+    assert (votes < 0).all()
+    torch.testing.assert_close(maps[0, :, 0, 0], votes[0] / votes[0].abs().sum())
+    assert maps.abs().max() <= 1
