@@ -6,11 +6,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from segsort_ext.retrieval import SegmentIndex
+from segsort_ext.retrieval.backend import unit_rows
 from segsort_ext.utils import checks as check
-from segsort_ext.utils.constants import NORM_EPS
+from segsort_ext.utils.optional import require
 
 __all__ = ["finch"]
 
@@ -21,18 +21,20 @@ def _first_neighbours(points: torch.Tensor, metric: str, backend: str,
 
     Euclidean runs on the inner-product index through the identity
     argmin_j |x - y_j|^2 = argmax_j (x . y_j - |y_j|^2 / 2): bank rows [y, -|y|^2/2],
-    query rows [x, 1], on centred rows. In float32 (faiss) distances much smaller than
-    the spread of the data (relative 1e-7 of the squared norms) are not resolved."""
+    query rows [x, 1], on centred rows scaled by a power of two (exact) to entries below 1,
+    so squared norms cannot overflow. In float32 (faiss) distances much smaller than the
+    spread of the data (relative 1e-7 of the squared norms) are not resolved."""
     num_points = points.shape[0]
     if index is not None:
         neighbours = index.search(points, 2)[1]
     else:
         if metric == "cosine":
-            bank = F.normalize(points, dim=1, eps=NORM_EPS)
+            bank = unit_rows(points)
             queries = bank
         else:
             # Centring first keeps |y|^2 small: the identity loses precision relative to
             # the squared norms (as does faiss' own L2 search, which uses it too).
+            points = torch.ldexp(points, -torch.frexp(points.abs().amax())[1])
             points = points - points.mean(dim=0, keepdim=True)
             squared_norms = (points * points).sum(dim=1, keepdim=True)
             bank = torch.cat([points, -0.5 * squared_norms], dim=1)
@@ -51,14 +53,14 @@ def _first_neighbour_components(first: torch.Tensor) -> tuple[np.ndarray, int]:
     j's, or both share one. The last case adds no connectivity beyond the first two (i and j
     both link to their shared neighbour), so the components are those of the undirected
     graph with the n edges {i, first[i]}. Components are numbered by their lowest row."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    sparse = require("scipy.sparse", "finch")
+    csgraph = require("scipy.sparse.csgraph", "finch")
 
     num_points = first.shape[0]
     targets = first.cpu().numpy()
-    graph = coo_matrix((np.ones(num_points, dtype=np.int8), (np.arange(num_points), targets)),
+    graph = sparse.coo_matrix((np.ones(num_points, dtype=np.int8), (np.arange(num_points), targets)),
                        shape=(num_points, num_points))
-    num_components, labels = connected_components(graph, directed=False)
+    num_components, labels = csgraph.connected_components(graph, directed=False)
     _, first_row = np.unique(labels, return_index=True)  # renumber by lowest member row
     renumber = np.empty(num_components, dtype=np.int64)
     renumber[np.argsort(first_row, kind="stable")] = np.arange(num_components)
@@ -78,14 +80,16 @@ def finch(x: torch.Tensor, *, metric: str = "cosine", max_levels: Optional[int] 
     at most half as many clusters as the one before: levels get strictly coarser.
 
     Args:
-        x: (M, D) float rows (e.g. segment prototypes).
+        x: (M, D) finite float rows (e.g. segment prototypes); NaN or inf is an error (a
+            row without a position has no first neighbour, and would be every row's).
         metric: ``'cosine'`` (rows and means are L2-normalised before comparing) or
             ``'euclidean'``.
         max_levels: stop after this many partitions (None: until one cluster remains).
         index: optional :class:`SegmentIndex` already holding exactly the rows of x in
             order (e.g. the retrieval bank), used for the first and largest neighbour
-            search instead of building a new index. Its metric must be ``'cosine'`` (or
-            ``'ip'`` over unit rows) and ``metric`` must be ``'cosine'``.
+            search instead of building a new index. It must be exact (no ``ivf_nlist``: an
+            approximate search may miss the first neighbour), its metric ``'cosine'`` (or
+            ``'ip'`` over unit rows), and ``metric`` must be ``'cosine'``.
         backend: SegmentIndex backend for the neighbour searches that finch builds itself.
 
     Returns:
@@ -103,6 +107,10 @@ def finch(x: torch.Tensor, *, metric: str = "cosine", max_levels: Optional[int] 
         max_levels = check.positive_int(max_levels, "max_levels")
     if backend not in ("auto", "faiss", "torch"):
         raise ValueError(f"backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
+    if x.device.type == "meta":
+        raise ValueError("x is on the meta device: it holds no data")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x must be finite, found NaN or infinite entries")
     num_rows = x.shape[0]
     if index is not None:
         if not isinstance(index, SegmentIndex):
@@ -111,6 +119,8 @@ def finch(x: torch.Tensor, *, metric: str = "cosine", max_levels: Optional[int] 
             raise ValueError("index can only serve metric='cosine' (it searches by inner product)")
         if index.is_sharded:
             raise ValueError("index must not be a sharded (distributed) SegmentIndex: finch runs on one process")
+        if not index.is_exact:
+            raise ValueError("index must be exact (an IVF index, ivf_nlist, may miss first neighbours)")
         if index.dim != x.shape[1] or len(index) != num_rows:
             raise ValueError(f"index must hold exactly the rows of x ({num_rows} x {x.shape[1]}), "
                              f"holds {len(index)} x {index.dim}")
@@ -120,7 +130,7 @@ def finch(x: torch.Tensor, *, metric: str = "cosine", max_levels: Optional[int] 
         return [torch.zeros(1, dtype=torch.int64, device=x.device)]
 
     x = x.detach()
-    data = F.normalize(x, dim=1, eps=NORM_EPS) if metric == "cosine" else x
+    data = unit_rows(x) if metric == "cosine" else x
     partitions: list[torch.Tensor] = []
     level_points = data
     membership = None  # (M,) cluster of every row at the current level, as a numpy array

@@ -5,15 +5,19 @@ A backend stores vectors only; labels, provenance and ids belong to the index (r
 are insertion order, which every backend keeps). Backends: :class:`TorchBackend`
 (``torch_backend``), :class:`FaissFlatBackend` and :class:`FaissIVFBackend`
 (``faiss_backend``); :func:`~segsort_ext.retrieval.sharded.search_shards` runs any of
-them as one shard of an index spread over a process group.
+them as one shard of an index spread over a process group. Also the row normalisation of
+the ``'cosine'`` metric (:func:`unit_rows`).
 """
 from __future__ import annotations
 
 from typing import Optional, Protocol
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["Backend", "canonical_order", "gather_rows"]
+from segsort_ext.utils.constants import NORM_EPS
+
+__all__ = ["Backend", "canonical_order", "gather_rows", "unit_rows"]
 
 
 class Backend(Protocol):
@@ -32,10 +36,13 @@ class Backend(Protocol):
 
     def state(self) -> dict[str, torch.Tensor]:
         """The stored vectors as the fields of SegmentIndex's file: ``{"vectors": (M, D)}``
-        (exact search) or ``{"faiss_ivf": serialised index}``, on the host."""
+        (exact search) or ``{"faiss_ivf": serialised index}`` (nothing before an IVF index
+        is trained), on the host."""
 
-    def load_state(self, state: dict) -> None:
-        """Restores what :meth:`state` wrote, into a new, empty backend."""
+    def load_state(self, state: dict, num_rows: int) -> None:
+        """Restores what :meth:`state` wrote (``num_rows`` rows), into a new, empty
+        backend. ``index_file`` has checked the common fields; a backend checks its own
+        (ValueError ``field X ...``)."""
 
 
 def canonical_order(scores: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,3 +58,15 @@ def gather_rows(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     neighbour an approximate index did not find)."""
     found = (ids >= 0).view(*ids.shape, *(1,) * (values.dim() - 1))
     return values[ids.clamp_min(0)].masked_fill(~found, -1)
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """``F.normalize(x, dim=1)`` of (N, D) rows without overflow or underflow: each row is
+    first scaled by a power of two (exact) to a largest entry in [0.5, 1), so float32 rows
+    of 1e20 or 1e-30 keep their direction instead of becoming 0 (the norm would overflow
+    to inf or underflow to 0). Bit-identical to F.normalize otherwise. Half precision is
+    normalised in float32 (NORM_EPS underflows to 0 in float16: a zero row gave 0 / 0)."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    exponent = torch.frexp(x.abs().amax(dim=1, keepdim=True))[1]
+    return F.normalize(torch.ldexp(x, -exponent), dim=1, eps=NORM_EPS)

@@ -119,59 +119,92 @@ class FaissFlatBackend(_FaissBackend):
             index.reconstruct_n(0, index.ntotal, vectors)  # a numpy buffer selects the numpy path
         return {"vectors": torch.from_numpy(vectors)}
 
-    def load_state(self, state: dict) -> None:
-        if state["vectors"].shape[0]:
+    def load_state(self, state: dict, num_rows: int) -> None:
+        if num_rows:
             self.add(state["vectors"])
 
 
 class FaissIVFBackend(_FaissBackend):
     """Approximate inner-product search over ``nlist`` inverted lists (``IndexIVFFlat``),
     visiting ``nprobe`` lists per query. The coarse quantizer is trained by :meth:`train`,
-    or by the first :meth:`add` on its own rows."""
+    or by the first :meth:`add` on its own rows.
+
+    The faiss index is created by :meth:`train`, once at least ``nlist`` rows are given:
+    faiss allocates its ``nlist`` lists up front, so an absurd ``nlist`` is refused by the
+    row count instead of by the allocator."""
 
     def __init__(self, dim: int, device: torch.device, nlist: int, nprobe: int):
         super().__init__(device)
-        faiss = self._faiss
-        self._nlist = nlist
-        if self._gpu is None:
-            # faiss' Python wrapper keeps a reference to the quantizer for the index's lifetime
-            quantizer = faiss.IndexFlatIP(dim)
-            self._index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        else:
-            config = faiss.GpuIndexIVFFlatConfig()
-            config.device = self._gpu
-            self._index = faiss.GpuIndexIVFFlat(self._resources, dim, nlist, faiss.METRIC_INNER_PRODUCT, config)
+        self._dim, self._nlist = dim, nlist
+        self._index = None
         self.nprobe = nprobe
 
     @property
     def nprobe(self) -> int:
-        return self._index.nprobe
+        return self._nprobe
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
         """Capped at nlist (more lists than exist scan them all) and at faiss' GPU limit."""
         nprobe = min(value, self._nlist)
-        self._index.nprobe = nprobe if self.max_k is None else min(nprobe, self.max_k)
+        self._nprobe = nprobe if self.max_k is None else min(nprobe, self.max_k)
+        if self._index is not None:
+            self._index.nprobe = self._nprobe
+
+    def _set_index(self, index) -> None:
+        self._index = index
+        self._index.nprobe = self._nprobe
 
     def train(self, vectors: torch.Tensor) -> None:
+        if self._index is not None:  # faiss would keep its centroids and ignore these rows
+            raise ValueError("this IVF index is trained already: train() once, before the first add()")
         if vectors.shape[0] < self._nlist:
             raise ValueError(f"training an IVF index needs at least ivf_nlist = {self._nlist} prototypes, "
                              f"got {vectors.shape[0]}")
+        faiss = self._faiss
+        if self._gpu is None:
+            # faiss' Python wrapper keeps a reference to the quantizer for the index's lifetime
+            quantizer = faiss.IndexFlatIP(self._dim)
+            index = faiss.IndexIVFFlat(quantizer, self._dim, self._nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            config = faiss.GpuIndexIVFFlatConfig()
+            config.device = self._gpu
+            index = faiss.GpuIndexIVFFlat(self._resources, self._dim, self._nlist, faiss.METRIC_INNER_PRODUCT,
+                                          config)
         with self._on_device():
-            self._index.train(self._to_faiss(vectors))
+            index.train(self._to_faiss(vectors))
+        self._set_index(index)
 
     def add(self, vectors: torch.Tensor) -> None:
-        if not self._index.is_trained:
+        if self._index is None:
             self.train(vectors)
         super().add(vectors)
 
     def state(self) -> dict[str, torch.Tensor]:
+        """The serialised trained index; no field before training (nothing to keep)."""
+        if self._index is None:
+            return {}
         return {"faiss_ivf": torch.from_numpy(self._faiss.serialize_index(self._host_index()))}
 
-    def load_state(self, state: dict) -> None:
-        nprobe = self.nprobe
-        index = self._faiss.deserialize_index(state["faiss_ivf"].numpy())
+    def load_state(self, state: dict, num_rows: int) -> None:
+        blob = state.get("faiss_ivf")
+        if blob is None:
+            if num_rows:
+                raise ValueError(f"missing field faiss_ivf: an IVF index of {num_rows} rows stores its faiss index")
+            return
+        if not isinstance(blob, torch.Tensor) or blob.dtype != torch.uint8 or blob.dim() != 1:
+            raise ValueError("field faiss_ivf must be a 1-D uint8 tensor (a serialised faiss index)")
+        try:
+            index = self._faiss.deserialize_index(blob.contiguous().numpy())
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise ValueError(f"field faiss_ivf: faiss cannot read it ({reason})") from None
+        if not (isinstance(index, self._faiss.IndexIVFFlat) and index.d == self._dim and index.nlist == self._nlist
+                and index.metric_type == self._faiss.METRIC_INNER_PRODUCT and index.is_trained):
+            raise ValueError(f"field faiss_ivf: not a trained inner-product IndexIVFFlat of dim = "
+                             f"{self._dim} and ivf_nlist = {self._nlist}")
+        if index.ntotal != num_rows:
+            raise ValueError(f"field faiss_ivf: holds {index.ntotal} rows, labels {num_rows}")
         if self._gpu is not None:
             index = self._faiss.index_cpu_to_gpu(self._resources, self._gpu, index)
-        self._index = index
-        self.nprobe = nprobe
+        self._set_index(index)

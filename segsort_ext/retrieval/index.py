@@ -12,7 +12,7 @@ one of three exact backends that return the same neighbours:
 
 or, optionally, an approximate faiss ``IndexIVFFlat`` (``ivf_nlist``) for banks too large
 to scan exhaustively (``torch_backend``, ``faiss_backend``). With ``distributed=True``
-under torch.distributed the index is sharded (``sharded``).
+under torch.distributed the index is sharded (``sharded``). File format: ``index_file``.
 
 Neighbour order (all exact backends): by score descending, then by row id ascending. The
 torch backend selects and orders exact ties by that rule; faiss results are re-sorted by
@@ -26,52 +26,41 @@ import os
 from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 
-from segsort_ext.retrieval import faiss_backend
-from segsort_ext.retrieval.backend import Backend, gather_rows
+from segsort_ext.retrieval import _checks, faiss_backend, index_file
+from segsort_ext.retrieval.backend import Backend, gather_rows, unit_rows
 from segsort_ext.retrieval.sharded import search_shards
 from segsort_ext.retrieval.torch_backend import TorchBackend
 from segsort_ext.utils import checks as check
 from segsort_ext.utils import distributed as dist_utils
-from segsort_ext.utils.constants import NORM_EPS
 from segsort_ext.utils.optional import require
 
 __all__ = ["SegmentIndex", "Neighbours"]
 
-_SAVE_FORMAT = "segsort_ext.SegmentIndex"
-_SAVE_VERSION = 1
-_ROW_FIELDS = ("labels", "image_ids", "segment_ids")  # the int64 columns kept per row
+_ROW_FIELDS = index_file.ROW_FIELDS  # the int64 columns kept per row: labels, image ids, segment ids
+
+
+class _Found(NamedTuple):
+    """What a search returns internally, on the device of the queries."""
+
+    scores: torch.Tensor  # (Q, k)
+    ids: torch.Tensor  # (Q, k)
+    fields: Optional[torch.Tensor]  # (Q, k, 3) of the neighbours (None unless asked for or sharded)
+    max_label: int  # the largest label of the index (sharded: of all shards)
+    finite_queries: torch.Tensor  # (Q,) bool: queries without NaN or inf (the others found nothing)
 
 
 class Neighbours(NamedTuple):
     """Result of :meth:`SegmentIndex.explain`: the k retrieved neighbours of every query,
     best first. All fields are (Q, k); ids are -1 (and scores -inf, provenance -1) where an
-    approximate (IVF) index found fewer than k neighbours."""
+    approximate (IVF) index found fewer than k neighbours, and -1 (scores NaN) in the rows
+    of queries with a NaN or infinite entry."""
 
     scores: torch.Tensor  # (Q, k) float inner products
     ids: torch.Tensor  # (Q, k) int64 row of each neighbour, in insertion order of add()
     labels: torch.Tensor  # (Q, k) int64 class label of each neighbour
     image_ids: torch.Tensor  # (Q, k) int64 image each neighbour came from (-1: not given)
     segment_ids: torch.Tensor  # (Q, k) int64 segment id within its image (-1: not given)
-
-
-def _check_rows(x, name: str, dim: int) -> None:
-    check.float_tensor(x, name)
-    if x.dim() != 2:
-        raise ValueError(f"{name} must have shape (N, D) = (N, {dim}), got {tuple(x.shape)}")
-    if x.shape[1] != dim:
-        raise ValueError(f"{name} must have D = {dim} columns (the index dim), got shape {tuple(x.shape)}")
-
-
-def _check_per_row_ids(value, name: str, num_rows: int, like: torch.Tensor) -> None:
-    if value is None:
-        return
-    check.int64_tensor(value, name)
-    check.same_device(like, "prototypes", value, name)
-    if tuple(value.shape) != (num_rows,):
-        raise ValueError(f"{name} must have shape (M,) = ({num_rows},) to match prototypes, "
-                         f"got {tuple(value.shape)}")
 
 
 class SegmentIndex:
@@ -104,18 +93,13 @@ class SegmentIndex:
 
     Sharded (``distributed=True``): :meth:`add`, ``len()``, :attr:`labels` and the other
     row attributes, :meth:`save` and :meth:`load` are per shard (local rows, local ids,
-    no communication). :meth:`search`, :meth:`explain` and :meth:`vote` are collectives:
-    every rank passes its own queries (any number, also none, of one dtype on all
-    ranks); the queries of all ranks are all-gathered, each rank searches its shard for
-    all of them, the per-shard top-k lists (scores, ids, labels, provenance) are
-    all-gathered, and each rank merges the lists of its own queries by the same rule
-    (score descending, id ascending). Returned ids are *global*: a row's id is its local
-    id plus the number of rows of the ranks before it, i.e. its row in the rank-order
-    concatenation of the shards, so the results equal those of one index holding that
-    concatenation (same caveat on faiss' choice among exact ties at the k-th place).
-    k is bounded by the total number of rows; ``vote``'s default ``num_classes`` is
-    1 + the largest label of any shard. Shards must use the same metric and backend.
-    Communication per search: O(world * Q_total * k) for the lists, plus the queries.
+    no communication). :meth:`search`, :meth:`explain` and :meth:`vote` are collectives
+    (:mod:`~segsort_ext.retrieval.sharded`): every rank passes its own queries (any
+    number, also none, of one dtype on all ranks) and gets the results of one index
+    holding the rank-order concatenation of the shards, with *global* ids (a row's local
+    id plus the rows of the ranks before it). k is bounded by the total number of rows;
+    ``vote``'s default ``num_classes`` is 1 + the largest label of any shard. Shards must
+    use the same metric and backend.
 
     Rows are numbered in insertion order across ``add`` calls; ``ids`` returned by
     :meth:`search` index that order, as do :attr:`labels`, :attr:`image_ids` and
@@ -128,13 +112,26 @@ class SegmentIndex:
     k larger than ``len(index)`` is an error (not clamped): a silent clamp would change what
     ``vote(k=21)`` means without telling anyone.
 
-    NaN in prototypes or queries gives unspecified neighbours for the rows concerned.
+    Bad input: prototypes must be finite (a NaN row would be every query's best match),
+    labels in [0, :attr:`MAX_CLASSES`). A query with a NaN or infinite entry has no
+    neighbours: its ids, labels and provenance are -1 and its scores NaN (``vote``: label
+    -1, votes NaN); the other queries are unaffected. Wrong types raise TypeError, wrong
+    shapes and values ValueError, each naming the argument.
     """
+
+    #: Labels are < MAX_CLASSES, num_classes <= MAX_CLASSES: vote returns dense (Q,
+    #: num_classes) votes, so a label indexes memory. 2**20 is beyond any labelled
+    #: segmentation dataset (the largest have ~2 * 10**4 classes) and keeps a query's votes
+    #: within a few MiB. Sparse ids belong in image_ids / segment_ids, or map them to 0..C-1.
+    MAX_CLASSES = 1 << 20
+    MAX_DIM = (1 << 31) - 1  #: faiss indexes dimensions as int32
 
     def __init__(self, dim: int, *, metric: str = "ip", device: Union[str, torch.device, None] = None,
                  backend: str = "auto", ivf_nlist: Optional[int] = None, ivf_nprobe: int = 16,
                  search_block: Optional[Sequence[int]] = None, distributed: bool = False, process_group=None):
         self._dim = check.positive_int(dim, "dim")
+        if self._dim > self.MAX_DIM:
+            raise ValueError(f"dim must be <= {self.MAX_DIM} (faiss indexes dims as int32), got {dim}")
         if not isinstance(distributed, bool):
             raise TypeError(f"distributed must be a bool, got {type(distributed).__name__}")
         dist_utils.check_process_group(process_group)
@@ -150,17 +147,12 @@ class SegmentIndex:
                 raise ValueError("ivf_nlist needs a faiss backend; backend='torch' is exact search only")
             require("faiss", "SegmentIndex(ivf_nlist=...), an IndexIVFFlat,")
         ivf_nprobe = check.positive_int(ivf_nprobe, "ivf_nprobe")
-        if search_block is not None:
-            if len(search_block) != 2:
-                raise ValueError(f"search_block must be (query rows, bank rows), got {search_block!r}")
-            search_block = (check.positive_int(search_block[0], "search_block[0]"),
-                            check.positive_int(search_block[1], "search_block[1]"))
         self._metric = metric
         self._backend_request = backend
         self._ivf_nlist = ivf_nlist
         self._ivf_nprobe = ivf_nprobe
-        self._search_block = search_block
-        self._requested_device = torch.device(device) if device is not None else None
+        self._search_block = _checks.search_block(search_block, "search_block")
+        self._requested_device = _checks.device(device, "device")
         self._distributed = distributed
         self._process_group = process_group
 
@@ -263,9 +255,7 @@ class SegmentIndex:
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach()
-        if self._metric == "cosine":
-            x = F.normalize(x, dim=1, eps=NORM_EPS)
-        return x
+        return unit_rows(x) if self._metric == "cosine" else x
 
     # ---- building ---------------------------------------------------------------------
 
@@ -275,7 +265,9 @@ class SegmentIndex:
         add train on its own prototypes."""
         if self._ivf_nlist is None:
             raise ValueError("train() is only for an IVF index (created with ivf_nlist)")
-        _check_rows(prototypes, "prototypes", self._dim)
+        _checks.rows(prototypes, "prototypes", self._dim)
+        if not bool(torch.isfinite(prototypes).all()):
+            raise ValueError("prototypes must be finite, found NaN or infinite entries")
         if self._backend is None:
             self._backend = self._open(self._requested_device or prototypes.device, torch.float32)
         self._backend.train(self._prepare(prototypes))
@@ -286,28 +278,36 @@ class SegmentIndex:
 
         Args:
             prototypes: (M, D) float prototypes (copied; any float dtype).
-            labels: (M,) int64 class label of each row, >= 0.
+            labels: (M,) int64 class label of each row, in [0, MAX_CLASSES).
             image_ids: optional (M,) int64 image each prototype came from (-1 if None).
             segment_ids: optional (M,) int64 id of the segment within its image (-1 if None).
 
         All on the device of ``prototypes``; they are copied to the index device. The new
-        rows get ids ``len(self) .. len(self) + M - 1``. Checking ``labels >= 0`` costs one
-        sync (it also records the largest label: vote's default num_classes). An untrained
-        IVF index is trained on these prototypes first.
+        rows get ids ``len(self) .. len(self) + M - 1``. Checking the labels' range and the
+        prototypes' finiteness costs one sync (it also records the largest label: vote's
+        default num_classes). An untrained IVF index is trained on these prototypes first.
+        Nothing is added when a check fails: ValueError for non-finite prototypes, labels
+        out of range, shapes that do not match or tensors on different devices; TypeError
+        for a non-tensor, non-float prototypes or non-int64 labels and ids.
         """
-        _check_rows(prototypes, "prototypes", self._dim)
+        _checks.rows(prototypes, "prototypes", self._dim)
         num_rows = prototypes.shape[0]
         check.int64_tensor(labels, "labels")
         check.same_device(prototypes, "prototypes", labels, "labels")
         if tuple(labels.shape) != (num_rows,):
             raise ValueError(f"labels must have shape (M,) = ({num_rows},) to match prototypes, "
                              f"got {tuple(labels.shape)}")
-        _check_per_row_ids(image_ids, "image_ids", num_rows, prototypes)
-        _check_per_row_ids(segment_ids, "segment_ids", num_rows, prototypes)
+        _checks.per_row_ids(image_ids, "image_ids", num_rows, prototypes)
+        _checks.per_row_ids(segment_ids, "segment_ids", num_rows, prototypes)
         if num_rows:
-            lowest, highest = (int(v) for v in torch.aminmax(labels))  # one sync for both
-            if lowest < 0:
-                raise ValueError(f"labels must be >= 0 (class labels), found {lowest}")
+            lowest, highest = torch.aminmax(labels)
+            nonfinite = (~torch.isfinite(prototypes)).any()
+            lowest, highest, nonfinite = torch.stack([lowest, highest, nonfinite.long()]).tolist()  # one sync
+            if lowest < 0 or highest >= self.MAX_CLASSES:
+                raise ValueError(f"labels must be class labels in [0, SegmentIndex.MAX_CLASSES = {self.MAX_CLASSES}),"
+                                 f" found {lowest if lowest < 0 else highest}")
+            if nonfinite:
+                raise ValueError("prototypes must be finite, found NaN or infinite entries")
         if self._backend is None:
             dtype = torch.float64 if prototypes.dtype == torch.float64 else torch.float32
             self._backend = self._open(self._requested_device or prototypes.device, dtype)
@@ -322,31 +322,36 @@ class SegmentIndex:
 
     # ---- queries ----------------------------------------------------------------------
 
-    def _search(self, queries: torch.Tensor, k: int,
-                with_fields: bool) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], int]:
-        """scores (Q, k), ids (Q, k) and the neighbours' (Q, k, 3) fields (None unless
-        with_fields or sharded: the shards send them anyway), on the device of the queries;
-        and the largest label of the index. Sharded: a collective over all shards."""
-        _check_rows(queries, "queries", self._dim)
+    def _search(self, queries: torch.Tensor, k: int, with_fields: bool) -> _Found:
+        """The k neighbours of every query (see _Found). Sharded: a collective over all shards."""
+        _checks.rows(queries, "queries", self._dim)
         k = check.positive_int(k, "k")
-        prepared = self._prepare(queries)
+        # Non-finite queries are searched as zeros (no sync, and every rank of a sharded
+        # search takes part alike), then their results are overwritten.
+        finite = torch.isfinite(queries).all(dim=1)
+        prepared = self._prepare(queries.masked_fill(~finite[:, None], 0))
         group = self._group()
         if group is not None:
-            return search_shards(group, prepared, k, self._backend, self._fields(), self._max_label)
-        if self._size == 0:
-            raise ValueError("search on an empty SegmentIndex: add() prototypes first")
-        if k > self._size:
-            raise ValueError(f"k = {k} is larger than the number of indexed prototypes ({self._size})")
-        backend = self._backend
-        if backend.max_k is not None and k > backend.max_k:
-            raise ValueError(f"k = {k} exceeds faiss' GPU limit of {backend.max_k}; use backend='torch'")
-        if queries.shape[0] == 0:
-            scores = torch.empty(0, k, dtype=backend.dtype, device=backend.device)
-            ids = torch.empty(0, k, dtype=torch.int64, device=backend.device)
+            scores, ids, fields, max_label = search_shards(group, prepared, k, self._backend, self._fields(),
+                                                           self._max_label)
         else:
-            scores, ids = backend.search(prepared, k)
-        fields = gather_rows(self._fields(), ids).to(queries.device) if with_fields else None
-        return scores.to(queries.device), ids.to(queries.device), fields, self._max_label
+            if self._size == 0:
+                raise ValueError("search on an empty SegmentIndex: add() prototypes first")
+            if k > self._size:
+                raise ValueError(f"k = {k} is larger than the number of indexed prototypes ({self._size})")
+            backend, max_label = self._backend, self._max_label
+            if backend.max_k is not None and k > backend.max_k:
+                raise ValueError(f"k = {k} exceeds faiss' GPU limit of {backend.max_k}; use backend='torch'")
+            if prepared.shape[0] == 0:
+                scores = torch.empty(0, k, dtype=backend.dtype, device=backend.device)
+                ids = torch.empty(0, k, dtype=torch.int64, device=backend.device)
+            else:
+                scores, ids = backend.search(prepared, k)
+            fields = gather_rows(self._fields(), ids).to(queries.device) if with_fields else None
+            scores, ids = scores.to(queries.device), ids.to(queries.device)
+        lost = ~finite[:, None]
+        return _Found(scores.masked_fill(lost, float("nan")), ids.masked_fill(lost, -1),
+                      None if fields is None else fields.masked_fill(lost[..., None], -1), max_label, finite)
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The k rows with the largest inner product with each query.
@@ -359,17 +364,19 @@ class SegmentIndex:
             scores (Q, k) float (float32; float64 for a float64 torch bank) and ids (Q, k)
             int64, best first: score descending, then row id ascending. On the device of
             the queries. An IVF index may find fewer than k: those places hold id -1, score
-            -inf. Sharded: a collective; ids are global (see the class docstring).
+            -inf. A query with a NaN or infinite entry gets ids -1 and scores NaN. Sharded:
+            a collective; ids are global (see the class docstring).
         """
-        scores, ids, _, _ = self._search(queries, k, with_fields=False)
-        return scores, ids
+        found = self._search(queries, k, with_fields=False)
+        return found.scores, found.ids
 
     def explain(self, queries: torch.Tensor, k: int) -> Neighbours:
         """:meth:`search` plus each neighbour's label and provenance: a :class:`Neighbours`
         of (Q, k) tensors (scores, ids, labels, image_ids, segment_ids) on the device of
         the queries. Sharded: a collective, with global ids."""
-        scores, ids, fields, _ = self._search(queries, k, with_fields=True)
-        return Neighbours(scores, ids, *(fields[..., column].contiguous() for column in range(len(_ROW_FIELDS))))
+        found = self._search(queries, k, with_fields=True)
+        return Neighbours(found.scores, found.ids,
+                          *(found.fields[..., column].contiguous() for column in range(len(_ROW_FIELDS))))
 
     def vote(self, queries: torch.Tensor, k: int = 21, *, weighting: str = "uniform",
              num_classes: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -388,22 +395,27 @@ class SegmentIndex:
             labels (Q,) int64: the label with the largest vote among the labels that occur
             in the neighbourhood (a label no neighbour has never wins, even when the
             similarity votes of the others are negative); ties go to the lowest label; -1
-            where an IVF index found no neighbour. votes (Q, C) float (the score dtype):
-            summed weights per class, 0 for absent classes. On the device of the queries.
+            where an IVF index found no neighbour or the query is not finite. votes (Q, C)
+            float (the score dtype): summed weights per class, 0 for absent classes, NaN
+            for a query that is not finite. On the device of the queries.
             Sums run over neighbours in rank order, so votes are deterministic.
         """
         if weighting not in ("uniform", "similarity"):
             raise ValueError(f"weighting must be 'uniform' or 'similarity', got {weighting!r}")
         if num_classes is not None:
             num_classes = check.positive_int(num_classes, "num_classes")
-        scores, _, fields, max_label = self._search(queries, k, with_fields=True)
+            if num_classes > self.MAX_CLASSES:
+                raise ValueError(f"num_classes must be <= SegmentIndex.MAX_CLASSES = {self.MAX_CLASSES}, "
+                                 f"got {num_classes}")
+        neighbours = self._search(queries, k, with_fields=True)
+        scores, max_label = neighbours.scores, neighbours.max_label
         # The largest label is checked after the search: sharded, it is only known after
         # that collective, and the check then fails on every rank alike.
         if num_classes is None:
             num_classes = max_label + 1
         elif num_classes <= max_label:
             raise ValueError(f"num_classes = {num_classes} but the index holds label {max_label}")
-        neighbour_labels = fields[..., 0]
+        neighbour_labels = neighbours.fields[..., 0]
         found = neighbour_labels >= 0
         weights = scores if weighting == "similarity" else torch.ones_like(scores)
         weights = weights.masked_fill(~found, 0)
@@ -420,18 +432,17 @@ class SegmentIndex:
         candidates = votes.masked_fill(counts == 0, float("-inf"))
         labels = candidates.argmax(dim=1)  # first maximum = lowest label among ties
         labels = labels.masked_fill(counts.sum(dim=1) == 0, -1)
-        return labels, votes
+        return labels, votes.masked_fill(~neighbours.finite_queries[:, None], float("nan"))
 
     # ---- persistence ------------------------------------------------------------------
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """Writes the index to `path` (a torch.save file of tensors, loadable with
-        weights_only=True). Exact indexes store their vectors, so the file loads into any
-        exact backend; IVF indexes store the serialised faiss index."""
+        """Writes the index to `path`: a torch.save file of plain values and tensors,
+        loadable with weights_only=True (format: :mod:`~segsort_ext.retrieval.index_file`).
+        Exact indexes store their vectors, so the file loads into any exact backend; IVF
+        indexes store the serialised faiss index."""
         fields = self._fields().cpu()
         state = {
-            "format": _SAVE_FORMAT,
-            "version": _SAVE_VERSION,
             "dim": self._dim,
             "metric": self._metric,
             "backend": self._backend_request,
@@ -446,7 +457,7 @@ class SegmentIndex:
         }
         if self._backend is not None:
             state.update(self._backend.state())
-        torch.save(state, path)
+        index_file.write(path, state)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, device: Union[str, torch.device, None] = None,
@@ -455,23 +466,34 @@ class SegmentIndex:
         ``backend`` (default: the saved request, e.g. 'auto') pick where and how it runs;
         an exact index loaded with the same backend on the same kind of device returns the
         same search results, bit for bit. A sharded index saves and loads one shard per
-        rank: pass ``distributed=True`` (and the group) to load a shard as such."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != _SAVE_FORMAT:
-            raise ValueError(f"{path} is not a SegmentIndex file")
-        if state["version"] > _SAVE_VERSION:
-            raise ValueError(f"{path} has format version {state['version']}; "
-                             f"this segsort_ext reads up to {_SAVE_VERSION}")
-        if device is None:
-            device = state["device"]
-        index = cls(state["dim"], metric=state["metric"], device=device, backend=backend or state["backend"],
+        rank: pass ``distributed=True`` (and the group) to load a shard as such.
+
+        Every field is checked first (:func:`index_file.read`: ValueError naming the path
+        and the field). ValueError too when ``device`` is None and the saved device (a
+        GPU) is not available here."""
+        state = index_file.read(path, max_dim=cls.MAX_DIM, max_classes=cls.MAX_CLASSES)
+        if device is None and state["device"] is not None:
+            try:
+                device = _checks.device(state["device"], "device")
+            except ValueError as error:
+                raise ValueError(f"device is None, so {path!s} would load on the device it was saved "
+                                 f"on, {state['device']!r}, which is not available here: pass device='cpu' "
+                                 f"(or another device)") from error
+        if backend == "torch" and state["ivf_nlist"] is not None:
+            raise ValueError(f"backend='torch' cannot load an IVF index (ivf_nlist = {state['ivf_nlist']}): "
+                             f"use 'faiss' or 'auto'")
+        backend = state["backend"] if backend is None else backend
+        index = cls(state["dim"], metric=state["metric"], device=device, backend=backend,
                     ivf_nlist=state["ivf_nlist"], ivf_nprobe=state["ivf_nprobe"],
                     search_block=state["search_block"], distributed=distributed, process_group=process_group)
         if state["device"] is None:  # saved before the first add: nothing more to restore
             return index
-        index._backend = index._open(index._requested_device, getattr(torch, state["dtype"]))
-        index._backend.load_state(state)
         labels = state["labels"]
+        index._backend = index._open(index._requested_device, state["dtype"])
+        try:
+            index._backend.load_state(state, labels.numel())
+        except ValueError as error:
+            raise index_file.corrupt(path, error) from None
         index._row_fields = torch.stack([state[name] for name in _ROW_FIELDS], dim=1).to(index._backend.device)
         index._size = labels.numel()
         index._max_label = int(labels.max()) if labels.numel() else -1

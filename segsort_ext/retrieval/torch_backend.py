@@ -130,5 +130,5 @@ class TorchBackend:
     def state(self) -> dict[str, torch.Tensor]:
         return {"vectors": self._bank().cpu()}
 
-    def load_state(self, state: dict) -> None:
+    def load_state(self, state: dict, num_rows: int) -> None:
         self._vectors = state["vectors"].to(self.device, self.dtype).contiguous()

@@ -1,5 +1,6 @@
 """FINCH clustering (segsort_ext.cluster.finch) on SegmentIndex searches: the first level
-against its definition, nested hierarchies, a prebuilt index, small and bad inputs."""
+against its definition, nested hierarchies, a prebuilt index, small inputs, and the
+bad-input catalogue (refused inputs name the argument; extreme scales are exact)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,21 +133,83 @@ def test_finch_with_prebuilt_index_and_duplicates():
         assert with_index[0][row] == with_index[0][80 + row]
 
 
-def test_finch_small_and_bad_inputs():
+def test_finch_small_inputs():
     assert finch(torch.empty(0, 3)) == []
     assert [p.tolist() for p in finch(torch.randn(1, 3))] == [[0]]
     assert [p.tolist() for p in finch(torch.randn(2, 3))] == [[0, 0]]
-    with pytest.raises(ValueError, match="x must have shape"):
-        finch(torch.randn(5))
-    with pytest.raises(TypeError, match="x"):
-        finch(torch.zeros(5, 2, dtype=torch.int64))
-    with pytest.raises(ValueError, match="metric"):
-        finch(torch.randn(5, 2), metric="manhattan")
-    with pytest.raises(ValueError, match="max_levels"):
-        finch(torch.randn(5, 2), max_levels=0)
-    wrong = SegmentIndex(2, backend="torch")
-    wrong.add(torch.randn(4, 2), torch.zeros(4, dtype=torch.int64))
-    with pytest.raises(ValueError, match="index must hold"):
-        finch(torch.randn(5, 2), index=wrong)
-    with pytest.raises(ValueError, match="index"):
-        finch(torch.randn(4, 2), metric="euclidean", index=wrong)
+
+
+# ---------------------------------------------------------------------------------------
+# bad-input catalogue: refused inputs name the argument; legal edges equal a reference
+# ---------------------------------------------------------------------------------------
+
+def _rows(n=5, dim=2):
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(0))
+
+
+def _index(n=4, dim=2, **kwargs):
+    index = SegmentIndex(dim, **{"backend": "torch", **kwargs})
+    index.add(_rows(n, dim), torch.zeros(n, dtype=torch.int64))
+    return index
+
+
+def _with_entry(value):
+    x = _rows()
+    x[3, 1] = value
+    return x
+
+
+REFUSED = [
+    ("x list", lambda: finch([[0.0, 1.0]] * 3), TypeError, "x"),
+    ("x int64", lambda: finch(torch.zeros(5, 2, dtype=torch.int64)), TypeError, "x"),
+    ("x bool", lambda: finch(torch.zeros(5, 2, dtype=torch.bool)), TypeError, "x"),
+    ("x 1-D", lambda: finch(torch.randn(5)), ValueError, "x must have shape"),
+    ("x 3-D", lambda: finch(torch.randn(2, 5, 2)), ValueError, "x must have shape"),
+    ("x on meta", lambda: finch(torch.empty(5, 2, device="meta")), ValueError, "x is on the meta device"),
+    ("x NaN", lambda: finch(_with_entry(float("nan"))), ValueError, "x must be finite"),
+    ("x inf", lambda: finch(_with_entry(float("inf")), metric="euclidean"), ValueError, "x must be finite"),
+    ("x -inf", lambda: finch(_with_entry(float("-inf"))), ValueError, "x must be finite"),
+    ("metric", lambda: finch(_rows(), metric="manhattan"), ValueError, "metric"),
+    ("metric None", lambda: finch(_rows(), metric=None), ValueError, "metric"),
+    ("max_levels 0", lambda: finch(_rows(), max_levels=0), ValueError, "max_levels"),
+    ("max_levels float", lambda: finch(_rows(), max_levels=1.5), TypeError, "max_levels"),
+    ("backend", lambda: finch(_rows(), backend="annoy"), ValueError, "backend"),
+    ("index str", lambda: finch(_rows(), index="bank"), TypeError, "index"),
+    ("index other rows", lambda: finch(_rows(5), index=_index(4)), ValueError, "index must hold"),
+    ("index other dim", lambda: finch(_rows(4), index=_index(4, dim=3)), ValueError, "index must hold"),
+    ("index with euclidean", lambda: finch(_rows(4), metric="euclidean", index=_index(4)), ValueError, "index"),
+    ("index IVF", lambda: finch(_rows(40), index=_index(40, backend="auto", ivf_nlist=2)), ValueError,
+     "index must be exact", needs_faiss),
+]
+
+
+@pytest.mark.parametrize("call, error, match", [
+    pytest.param(*case[1:4], id=case[0], marks=case[4] if len(case) > 4 else ()) for case in REFUSED])
+def test_finch_refuses(call, error, match):
+    with pytest.raises(error, match=match) as info:
+        call()
+    assert type(info.value) is error
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_finch_rows_far_from_unit_scale(metric):
+    """float32 rows of 2**100 and 2**-100 give the partitions of the rows themselves:
+    squared norms would overflow (euclidean) and F.normalize would turn them to 0
+    (cosine); both are scaled by powers of two first."""
+    x, _ = blobs(4, 10, 6, seed=1)
+    want = finch(x, metric=metric, backend="torch")
+    for scale in (2.0 ** 100, 2.0 ** -100):
+        got = finch(x * scale, metric=metric, backend="torch")
+        assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))
+    if metric == "cosine":  # each row at its own scale: only directions count
+        scales = 2.0 ** torch.randint(-100, 100, (40, 1), generator=torch.Generator().manual_seed(0))
+        assert all(torch.equal(a, b) for a, b in zip(finch(x * scales, backend="torch"), want))
+
+
+def test_finch_legal_edges():
+    """Identical rows (a stride-0 tensor) form one cluster; float16 rows cluster like their
+    float32 values."""
+    assert [p.tolist() for p in finch(torch.ones(1, 3).expand(6, 3))] == [[0] * 6]
+    x, _ = blobs(3, 8, 4, seed=2)
+    half = x.half()
+    assert all(torch.equal(a, b) for a, b in zip(finch(half, backend="torch"), finch(half.float(), backend="torch")))

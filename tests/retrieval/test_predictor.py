@@ -1,6 +1,5 @@
 """SegSort inference: building a bank with add_training_segments, and SegSortPredictor's
-vote maps over single, flipped and rescaled views."""
-import pytest
+vote maps over single, flipped and rescaled views (bad inputs: test_bad_inputs.py)."""
 import torch
 import torch.nn.functional as F
 
@@ -55,17 +54,3 @@ def test_flip_and_scale_views(device):
     combined = predictor.predict([(test, False), (test.flip(-1), True), (small, False)])
     assert combined.shape == test_labels.shape
     assert (combined == test_labels).float().mean() > 0.9
-
-
-def test_bad_inputs():
-    index = SegmentIndex(D, backend="torch")
-    with pytest.raises(ValueError, match="empty"):
-        SegSortPredictor(index, C)
-    embeddings, labels = _images(1, 8, 8, seed=0)
-    with pytest.raises(ValueError, match="labels"):
-        add_training_segments(index, embeddings, labels[:, :4], num_classes=C)
-    add_training_segments(index, embeddings, labels, num_classes=C, grid=(2, 2))
-    with pytest.raises(ValueError, match="embeddings"):
-        SegSortPredictor(index, C).vote_map(embeddings[0])
-    with pytest.raises(ValueError, match="views"):
-        SegSortPredictor(index, C).predict([])
