@@ -15,7 +15,7 @@ from segsort_ext.ops import HAS_EXTENSION
 from segsort_ext.testing import assert_segments_equal, random_clusters, random_labels
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))  # the repository
 
 pytestmark = pytest.mark.skipif(
     not HAS_EXTENSION or shutil.which(os.environ.get("CXX", "c++")) is None or not sys.platform.startswith("linux"),
