@@ -104,10 +104,11 @@ class LabelTable:
     def __init__(self, mapping: Union[Mapping[int, int], Sequence[int], np.ndarray], name: str):
         if isinstance(mapping, Mapping):
             for k, v in mapping.items():
-                if not _is_int(k) or k < 0:
-                    raise ValueError(f"{name} keys must be ints >= 0 (label values), got {k!r}")
-                if not _is_int(v) or not -(2**63) <= v < 2**63:
-                    raise ValueError(f"{name} values must be int64 ids, got {v!r} for key {k}")
+                if not (_is_int(k) and _is_int(v)):
+                    raise TypeError(f"{name} must map int label values to int ids, got {k!r}: {v!r} "
+                                    f"(keys read from JSON are strings: convert them with int())")
+                if k < 0 or not -(2**63) <= v < 2**63:
+                    raise ValueError(f"{name} keys must be >= 0 and values int64 ids, got {k!r}: {v!r}")
             keys = np.array(sorted(int(k) for k in mapping), dtype=np.int64)
             ids = np.array([int(mapping[k]) for k in sorted(mapping, key=int)], dtype=np.int64)
         else:

@@ -219,6 +219,10 @@ def _disc_offsets(radius: float, height: int, width: int) -> Tuple[np.ndarray, n
 _MAX_PAIRS_PER_PIXEL = 256
 
 
+def _no_pairs():
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+
+
 def _candidate_pairs(bmap1: np.ndarray, bmap2: np.ndarray, radius: float):
     """All (pixel of bmap1, pixel of bmap2) pairs at Euclidean distance <= radius.
 
@@ -226,6 +230,8 @@ def _candidate_pairs(bmap1: np.ndarray, bmap2: np.ndarray, radius: float):
     """
     h, w = bmap1.shape
     ys, xs = np.nonzero(bmap1)
+    if not ys.size or not bmap2.any():
+        return _no_pairs()
     dys, dxs, ds = _disc_offsets(radius, h, w)
     ry, rx = int(dys.max()), int(dxs.max())
     padded2 = np.pad(bmap2, ((ry, ry), (rx, rx)))
@@ -244,8 +250,7 @@ def _candidate_pairs(bmap1: np.ndarray, bmap2: np.ndarray, radius: float):
             idx2.append((y1 + dy) * w + (x1 + dx))
             dist.append(np.full(y1.size, d))
     if not idx1:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
+        return _no_pairs()
     return np.concatenate(idx1), np.concatenate(idx2), np.concatenate(dist)
 
 

@@ -14,6 +14,10 @@ Machine outputs come in the three official forms (``kind``):
 ``'segs'`` a sequence of label maps (one per "threshold"); the thresholds are ``1..n`` and the
            boundaries are :func:`~segsort_ext.metrics.seg2bdry` of each segmentation.
 
+Soft maps and UCMs with NaN or infinite strengths are refused (NaN is on neither side of a
+threshold), as are float label maps; errors name the argument (``machine_outputs[i]``,
+``ground_truths[i]``, ``candidates[i]`` in the benchmarks over a data set).
+
 Fidelity on the official sample (``shared/data/bsds500/bench``): the region files (covering,
 PRI, VOI) are reproduced byte for byte; the boundary files within the matcher's own
 run-to-run variation (see :mod:`segsort_ext.metrics.boundary`).

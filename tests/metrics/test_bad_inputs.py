@@ -311,6 +311,8 @@ def test_empty_and_degenerate_inputs_have_defined_results():
     one = M.rand_index_voi(np.ones((1, 1), int), [np.ones((1, 1), int)])
     assert math.isnan(one["pri"]) and one["voi"] == 0.0
     assert M.boundary_pr(np.zeros((4, 4)), [np.zeros((4, 4))])["f"] == 0.0
+    assert M.boundary_pr(np.zeros((0, 4)), [np.zeros((0, 4))])["sum_recall"] == 0
+    assert M.correspond_pixels(np.zeros((0, 5)), np.zeros((0, 5)))[0].shape == (0, 5)
     no_proposals = M.average_recall([np.zeros((0, 8, 8), bool)], [GT])
     assert no_proposals["average_recall"] == 0.0 and no_proposals["num_instances"] == 4
 
