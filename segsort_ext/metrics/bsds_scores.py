@@ -248,6 +248,8 @@ def write_official_tables(result: Mapping, out_dir: Union[str, os.PathLike]) -> 
 
     Returns the written paths.
     """
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a path (str or os.PathLike), got {type(out_dir).__name__}")
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for name, rows in official_tables(result).items():

@@ -196,6 +196,7 @@ REFUSED = [
      TypeError, re.escape("machine_outputs[1]")),
     ("bsds_benchmark NaN max_dist", lambda: M.bsds_benchmark([[SEG]], [[GT]], "segs", max_dist=math.nan),
      ValueError, "max_dist"),
+    ("write_official_tables out_dir None", lambda: M.write_official_tables({}, None), TypeError, "out_dir"),
     ("region_benchmark lengths", lambda: M.region_benchmark([[SEG]], [[GT], [GT]]), ValueError, "candidates"),
     ("region_benchmark float level", lambda: M.region_benchmark([[SEG * 1.0]], [[GT]]), TypeError, "candidates"),
     ("region_benchmark negative gt", lambda: M.region_benchmark([[SEG]], [[GT - 9]]), ValueError, "ground_truths"),
