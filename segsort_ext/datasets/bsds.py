@@ -3,16 +3,13 @@ and boundaries, for the region and boundary benchmarks of :mod:`segsort_ext.metr
 Reading the ``groundTruth/*.mat`` files needs scipy."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from segsort_ext.datasets.io import PathLike, read_image
-from segsort_ext.utils.optional import require
+from segsort_ext.datasets.io import PathLike, as_path, read_image, read_mat
 
 __all__ = ["load_bsds_ground_truth", "BSDS500"]
 
@@ -23,17 +20,33 @@ def load_bsds_ground_truth(path: PathLike) -> List[Dict[str, np.ndarray]]:
     Returns:
         one dict per human annotator with ``'segmentation'`` (uint16 ``HxW``, region ids 1..N)
         and ``'boundaries'`` (bool ``HxW``) -- the format :mod:`segsort_ext.metrics` expects.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file, when it is not a readable ``.mat`` file or not a BSDS500
+            ground truth (no ``groundTruth`` cell array of ``Segmentation`` / ``Boundaries``
+            structs holding 2-D maps of one shape, integer segmentations).
     """
-    cells = require("scipy.io", "load_bsds_ground_truth").loadmat(os.fspath(path))["groundTruth"]
+    contents = read_mat(path, "load_bsds_ground_truth")
+    if "groundTruth" not in contents:
+        variables = sorted(k for k in contents if not k.startswith("__"))
+        raise ValueError(f"{path}: not a BSDS500 ground-truth file (no 'groundTruth' variable; it holds {variables})")
+    cells = contents["groundTruth"]
+    if cells.dtype != object or cells.size == 0:
+        raise ValueError(f"{path}: groundTruth must be a non-empty cell array, got {cells.dtype} {cells.shape}")
     annotations = []
-    for k in range(cells.shape[1]):
-        entry = cells[0, k]
-        annotations.append(
-            {
-                "segmentation": np.asarray(entry["Segmentation"][0, 0]),
-                "boundaries": np.asarray(entry["Boundaries"][0, 0]).astype(bool),
-            }
-        )
+    for k, entry in enumerate(cells.ravel(order="F")):  # MATLAB order
+        names = getattr(getattr(entry, "dtype", None), "names", None) or ()
+        if "Segmentation" not in names or "Boundaries" not in names or entry.size != 1:
+            raise ValueError(f"{path}: groundTruth{{{k + 1}}} is not a struct with Segmentation and Boundaries")
+        segmentation = np.asarray(entry["Segmentation"].flat[0])
+        boundaries = np.asarray(entry["Boundaries"].flat[0])
+        if (segmentation.ndim != 2 or segmentation.dtype.kind not in "iu" or boundaries.shape != segmentation.shape
+                or boundaries.dtype.kind not in "biuf"):
+            raise ValueError(f"{path}: groundTruth{{{k + 1}}} must hold an integer HxW Segmentation and a "
+                             f"Boundaries map of its shape, got {segmentation.dtype} {segmentation.shape} and "
+                             f"{boundaries.dtype} {boundaries.shape}")
+        annotations.append({"segmentation": segmentation, "boundaries": boundaries.astype(bool)})
     return annotations
 
 
@@ -53,7 +66,9 @@ class BSDS500(Dataset):
     """
 
     def __init__(self, root: PathLike, split: str = "val"):
-        root = Path(root)
+        root = as_path(root, "root")
+        if not isinstance(split, str):
+            raise TypeError(f"split must be a str ('train', 'val' or 'test'), got {type(split).__name__}")
         if not (root / "images").is_dir() and (root / "data" / "images").is_dir():
             root = root / "data"
         self.root = root
@@ -66,6 +81,8 @@ class BSDS500(Dataset):
         self.ids = sorted(
             p.stem for p in self.image_folder.glob("*.jpg") if (self.gt_folder / f"{p.stem}.mat").is_file()
         )
+        if not self.ids:
+            raise FileNotFoundError(f"no image of {self.image_folder} has a ground-truth file in {self.gt_folder}")
 
     def __len__(self) -> int:
         return len(self.ids)

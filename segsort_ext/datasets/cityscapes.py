@@ -2,18 +2,18 @@
 the 19 train ids of the evaluation."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch.utils.data import Dataset
 
 from segsort_ext.datasets.io import (
+    LabelTable,
     PathLike,
+    as_path,
     check_choice,
     check_same_size,
-    lookup_table,
-    map_label,
+    check_transform,
     read_image,
     read_label,
 )
@@ -62,16 +62,20 @@ class CityscapesSegmentation(Dataset):
                  annotation: str = "gtFine", transform: Optional[Callable] = None):
         self.target = check_choice(target, self.targets, "target")
         self.annotation = check_choice(annotation, ("gtFine", "gtCoarse"), "annotation")
-        root = Path(root)
-        self.root, self.split, self.transform = root, split, transform
+        root = as_path(root, "root")
+        if not isinstance(split, str):
+            raise TypeError(f"split must be a str (a folder under leftImg8bit/), got {type(split).__name__}")
+        self.root, self.split, self.transform = root, split, check_transform(transform)
         self.image_folder = root / "leftImg8bit" / split
         self.label_folder = root / annotation / split
         if not self.image_folder.is_dir() or not self.label_folder.is_dir():
             raise FileNotFoundError(f"{root} has no leftImg8bit/{split}/ and {annotation}/{split}/ folders")
         suffix = "_leftImg8bit.png"
         self.files = sorted((p.parent.name, p.name[: -len(suffix)]) for p in self.image_folder.glob(f"*/*{suffix}"))
+        if not self.files:
+            raise FileNotFoundError(f"no <city>/*{suffix} image under {self.image_folder}")
         self.ids = [name for _, name in self.files]
-        self._train_ids = lookup_table(CITYSCAPES_LABEL_TO_TRAIN_ID, "CITYSCAPES_LABEL_TO_TRAIN_ID")
+        self._train_ids = LabelTable(CITYSCAPES_LABEL_TO_TRAIN_ID, "CITYSCAPES_LABEL_TO_TRAIN_ID")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -82,7 +86,7 @@ class CityscapesSegmentation(Dataset):
         stem = self.label_folder / city / f"{name}_{self.annotation}"
         labels = []
         if self.target in ("semantic", "both"):
-            labels.append(map_label(read_label(f"{stem}_labelIds.png"), self._train_ids))
+            labels.append(self._train_ids(read_label(f"{stem}_labelIds.png")))
         if self.target in ("instance", "both"):
             labels.append(read_label(f"{stem}_instanceIds.png"))
         label = labels[0] if len(labels) == 1 else torch.stack(labels)

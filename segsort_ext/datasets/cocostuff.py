@@ -2,7 +2,6 @@
 table and the loader."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -11,10 +10,12 @@ from torch.utils.data import Dataset
 
 from segsort_ext.datasets.io import (
     IdSource,
+    LabelTable,
     PathLike,
+    as_path,
     check_choice,
     check_same_size,
-    map_label,
+    check_transform,
     read_image,
     read_label,
     resolve_ids,
@@ -114,9 +115,11 @@ class COCOStuffSegmentation(Dataset):
     def __init__(self, root: PathLike, split: str = "train", image_list: IdSource = None,
                  classes: str = "all", transform: Optional[Callable] = None):
         self.classes = check_choice(classes, ("all", "stuff", "things"), "classes")
-        root = Path(root)
-        folder = split if str(split).endswith(("2014", "2017")) else f"{split}2017"
-        self.root, self.split, self.transform = root, folder, transform
+        root = as_path(root, "root")
+        if not isinstance(split, str):
+            raise TypeError(f"split must be a str such as 'train' or 'val2017', got {type(split).__name__}")
+        folder = split if split.endswith(("2014", "2017")) else f"{split}2017"
+        self.root, self.split, self.transform = root, folder, check_transform(transform)
         self.image_folder = next((d for d in (root / "images" / folder, root / folder) if d.is_dir()), None)
         self.label_folder = next((root / d / folder for d in self._LABEL_DIRS if (root / d / folder).is_dir()), None)
         if self.image_folder is None or self.label_folder is None:
@@ -124,6 +127,8 @@ class COCOStuffSegmentation(Dataset):
                                     f"{{{','.join(self._LABEL_DIRS)}}}/{folder}/ folders")
         if image_list is None:
             self.ids = sorted(p.stem for p in self.label_folder.glob("*.png"))
+            if not self.ids:
+                raise FileNotFoundError(f"no label PNG in {self.label_folder}")
         else:
             candidates = []
             if isinstance(image_list, str):
@@ -135,7 +140,7 @@ class COCOStuffSegmentation(Dataset):
             table = np.where(table >= 12, table - 12, IGNORE_INDEX)
         elif classes == "things":
             table = np.where(table < 12, table, IGNORE_INDEX)
-        self._table = table  # values past 181 (255 = unlabeled) fall outside: ignore
+        self._table = LabelTable(table, "COCOSTUFF_FINE_TO_COARSE")  # 255 (unlabeled) is outside: ignore
 
     @property
     def num_classes(self) -> int:
@@ -147,7 +152,7 @@ class COCOStuffSegmentation(Dataset):
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor, str]:
         image_id = self.ids[index]
         image = read_image(self.image_folder / f"{image_id}.jpg")
-        label = map_label(read_label(self.label_folder / f"{image_id}.png"), self._table)
+        label = self._table(read_label(self.label_folder / f"{image_id}.png"))
         check_same_size(image_id, image, label)
         if self.transform is not None:
             image, label = self.transform(image, label)

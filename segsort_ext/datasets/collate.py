@@ -6,6 +6,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from segsort_ext.transforms import crop_or_pad
+from segsort_ext.utils import checks
 from segsort_ext.utils.constants import IGNORE_INDEX
 
 __all__ = ["collate"]
@@ -27,12 +28,36 @@ def collate(
 
     Returns:
         ``(images (B, 3, h, w) float, labels (B, h, w) int64, ids)``
+
+    Raises:
+        ValueError: an empty batch, a sample that is not ``(image (C, H, W), label (H, W), id)``,
+            samples that differ in their channels.
+        TypeError: a float label (refused, not truncated), a non-int ``ignore_index``.
     """
     if not batch:
-        raise ValueError("empty batch")
+        raise ValueError("batch is empty")
+    for i, sample in enumerate(batch):
+        if not (isinstance(sample, (tuple, list)) and len(sample) == 3):
+            raise ValueError(f"batch[{i}] must be an (image, label, id) triple, got {type(sample).__name__}")
+        image, label, _ = sample
+        checks.tensor(image, f"batch[{i}] image")
+        checks.tensor(label, f"batch[{i}] label")
+        if image.dim() != 3 or label.dim() not in (2, 3) or image.shape[-2:] != label.shape[-2:]:
+            raise ValueError(f"batch[{i}] must hold an image (C, H, W) and a label (H, W) or (K, H, W) of its size, "
+                             f"got {tuple(image.shape)} and {tuple(label.shape)}")
+        if label.is_floating_point() or label.is_complex():
+            raise TypeError(f"batch[{i}] label must be an integer tensor, got {label.dtype}")
+    for what, shapes in (("image channels", {s[0].shape[:-2] for s in batch}),
+                         ("label leading dimensions", {s[1].shape[:-2] for s in batch})):
+        if len(shapes) > 1:
+            raise ValueError(f"batch samples must agree in their {what}, got {sorted(map(tuple, shapes))}")
     if size is None:
         size = (max(s[0].shape[-2] for s in batch), max(s[0].shape[-1] for s in batch))
-    size = (int(size[0]), int(size[1]))
+    else:
+        size = checks.int_pair(size, "size")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    image_fill = checks.number(image_fill, "image_fill")
     images = torch.stack([crop_or_pad(image, size, image_fill) for image, _, _ in batch])
     labels = torch.stack([crop_or_pad(label.long(), size, ignore_index) for _, label, _ in batch])
     return images, labels, [image_id for _, _, image_id in batch]

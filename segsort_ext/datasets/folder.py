@@ -10,10 +10,11 @@ from torch.utils.data import Dataset
 from segsort_ext.datasets.io import (
     IMAGE_EXTENSIONS,
     LABEL_EXTENSIONS,
+    LabelTable,
     PathLike,
+    as_path,
     check_same_size,
-    lookup_table,
-    map_label,
+    check_transform,
     read_ids,
     read_image,
     read_label,
@@ -55,18 +56,18 @@ class ImageFolderSegmentation(Dataset):
                  list_file: Optional[PathLike] = None, *,
                  label_map: Optional[Union[Mapping[int, int], Sequence[int]]] = None,
                  transform: Optional[Callable] = None):
-        image_dir = Path(image_dir)
+        image_dir = as_path(image_dir, "image_dir")
         if not image_dir.is_dir():
             raise FileNotFoundError(f"image_dir {image_dir} is not a folder")
         self.images = _files_by_stem(image_dir, IMAGE_EXTENSIONS, "image_dir")
         self.labels: Optional[Dict[str, Path]] = None
         if label_dir is not None:
-            label_dir = Path(label_dir)
+            label_dir = as_path(label_dir, "label_dir")
             if not label_dir.is_dir():
                 raise FileNotFoundError(f"label_dir {label_dir} is not a folder")
             self.labels = _files_by_stem(label_dir, LABEL_EXTENSIONS, "label_dir")
         if list_file is not None:
-            if not Path(list_file).is_file():
+            if not as_path(list_file, "list_file").is_file():
                 raise FileNotFoundError(f"list_file {list_file} does not exist")
             self.ids = read_ids(list_file)
             for image_id in self.ids:
@@ -77,8 +78,8 @@ class ImageFolderSegmentation(Dataset):
         if not self.ids:
             where = "" if label_dir is None else f" with a label in {label_dir}"
             raise FileNotFoundError(f"no image in {image_dir}{where}")
-        self.label_map = None if label_map is None else lookup_table(label_map, "label_map")
-        self.transform = transform
+        self.label_map = None if label_map is None else LabelTable(label_map, "label_map")
+        self.transform = check_transform(transform)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -91,7 +92,7 @@ class ImageFolderSegmentation(Dataset):
         else:
             label = read_label(self.labels[image_id])
             if self.label_map is not None:
-                label = map_label(label, self.label_map)
+                label = self.label_map(label)
         check_same_size(image_id, image, label)
         if self.transform is not None:
             image, label = self.transform(image, label)

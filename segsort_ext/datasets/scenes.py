@@ -91,16 +91,16 @@ class _Scenes(Dataset):
         return self.images[index], self.labels[index], self.instances[index]
 
 
-def _check_common(split: str, num_images, size) -> Tuple[int, int]:
+def _check_common(split: str, num_images, size, seed) -> Tuple[int, int]:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     check.positive_int(num_images, "num_images")
-    if isinstance(size, int):
-        size = (size, size)
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)):
-        raise TypeError(f"size must be an int or a pair of ints, got {size!r}")
-    return int(size[0]), int(size[1])
+    # The generator is seeded with 2 * seed + (split == 'test'), which must fit in 64 bits.
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not -(2**62) <= seed < 2**63:
+        raise ValueError(f"seed must be in [-2**62, 2**63), got {seed}")
+    return check.int_pair(size, "size")
 
 
 class TextureMosaics(_Scenes):
@@ -123,10 +123,10 @@ class TextureMosaics(_Scenes):
 
     def __init__(self, split: str = "train", num_images: int = 200, size=64, regions: Tuple[int, int] = (2, 5),
                  seed: int = 0):
-        H, W = _check_common(split, num_images, size)
+        H, W = _check_common(split, num_images, size, seed)
         if not (8 <= min(H, W) and max(H, W) <= 96):
             raise ValueError(f"size must lie in [8, 96], got {(H, W)}")
-        lo, hi = regions
+        lo, hi = check.int_pair(regions, "regions", "(min, max)")
         if not 1 <= lo <= hi <= len(TEXTURE_CLASSES):
             raise ValueError(f"regions must be (min, max) with 1 <= min <= max <= {len(TEXTURE_CLASSES)}, "
                              f"got {regions!r}")
@@ -188,13 +188,15 @@ class DigitScenes(_Scenes):
 
     def __init__(self, split: str = "train", num_images: int = 200, size=48, digits: Tuple[int, int] = (2, 4),
                  digit_size: Tuple[int, int] = (14, 20), seed: int = 0):
-        H, W = _check_common(split, num_images, size)
-        lo, hi = digits
-        if not 1 <= lo <= hi:
-            raise ValueError(f"digits must be (min, max) with 1 <= min <= max, got {digits!r}")
-        smin, smax = digit_size
+        H, W = _check_common(split, num_images, size, seed)
+        lo, hi = check.int_pair(digits, "digits", "(min, max)")
+        smin, smax = check.int_pair(digit_size, "digit_size", "(min, max)")
         if not 6 <= smin <= smax <= min(H, W):
             raise ValueError(f"digit_size must be (min, max) with 6 <= min <= max <= {min(H, W)}, got {digit_size!r}")
+        room = ((H + 1) // (smin + 1)) * ((W + 1) // (smin + 1))  # digits of the smallest size, 1 px apart
+        if not 1 <= lo <= hi <= room:
+            raise ValueError(f"digits must be (min, max) with 1 <= min <= max <= {room} (what fits in {(H, W)}), "
+                             f"got {digits!r}")
         scans, targets = _digit_scans(split)
         generator = torch.Generator().manual_seed(seed * 2 + (split == "test"))
         images, labels, instances = [], [], []
@@ -236,6 +238,7 @@ class DigitScenes(_Scenes):
 def scene_batches(dataset: _Scenes, batch_size: int, generator: Optional[torch.Generator] = None):
     """Endless random batches ``(images, labels, instances, indices)`` of a scene set."""
     check.positive_int(batch_size, "batch_size")
+    check.generator(generator)
     while True:
         picks = torch.randint(len(dataset), (batch_size,), generator=generator)
         yield dataset.images[picks], dataset.labels[picks], dataset.instances[picks], picks

@@ -12,7 +12,6 @@ Items are ``(image, label, id)``: ``image`` float32 ``(3, H, W)`` in [0, 1], ``l
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
@@ -23,14 +22,16 @@ from torch.utils.data import Dataset
 from segsort_ext.datasets.io import (
     IdSource,
     PathLike,
+    as_path,
     check_choice,
     check_same_size,
+    check_transform,
     read_ids,
     read_image,
     read_label,
+    read_mat,
     resolve_ids,
 )
-from segsort_ext.utils.optional import require
 
 __all__ = ["VOC_CLASSES", "VOCSegmentation", "VOCAugSegmentation", "SBDSegmentation", "read_sbd_label"]
 
@@ -40,6 +41,14 @@ VOC_CLASSES = (
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
     "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
+
+
+def _label_stems(folder: Path) -> List[str]:
+    """Every label PNG of ``folder``, sorted (the ids when no split is given)."""
+    ids = sorted(p.stem for p in folder.glob("*.png"))
+    if not ids:
+        raise FileNotFoundError(f"no label PNG in {folder}")
+    return ids
 
 
 class VOCSegmentation(Dataset):
@@ -78,7 +87,7 @@ class VOCSegmentation(Dataset):
         target: str = "class",
     ):
         self.target = check_choice(target, self.targets, "target")
-        root = Path(root)
+        root = as_path(root, "root")
         if not (root / self.image_dir).is_dir() and (root / "VOC2012" / self.image_dir).is_dir():
             root = root / "VOC2012"
         self.root = root
@@ -86,7 +95,7 @@ class VOCSegmentation(Dataset):
         for folder in [root / self.image_dir, *self._label_folders]:
             if not folder.is_dir():
                 raise FileNotFoundError(f"{root} has no {folder.name}/ folder (needed for target={target!r})")
-        self.transform = transform
+        self.transform = check_transform(transform)
         self.ids = self._resolve_ids(split_ids)
 
     def _target_dirs(self) -> List[str]:
@@ -97,7 +106,7 @@ class VOCSegmentation(Dataset):
         if split_ids is None:
             if (self.root / "ids.txt").is_file():
                 return read_ids(self.root / "ids.txt")
-            return sorted(p.stem for p in self._label_folders[0].glob("*.png"))
+            return _label_stems(self._label_folders[0])
         name = split_ids if isinstance(split_ids, str) else None
         candidates = [self.root / "ImageSets" / "Segmentation" / f"{name}.txt"] if name else []
         return resolve_ids(split_ids, candidates, "split_ids")
@@ -151,7 +160,7 @@ class VOCAugSegmentation(VOCSegmentation):
 
     def _resolve_ids(self, split_ids) -> List[str]:
         if split_ids is None:
-            return sorted(p.stem for p in self._label_folders[0].glob("*.png"))
+            return _label_stems(self._label_folders[0])
         candidates = []
         if isinstance(split_ids, str):
             candidates = [self.root / "ImageSets" / "SegmentationAug" / f"{split_ids}.txt",
@@ -166,14 +175,21 @@ def read_sbd_label(path: PathLike, field: str = "Segmentation") -> torch.Tensor:
     Returns:
         int64 ``(H, W)``: ``GTcls.Segmentation`` holds class ids 0..20 (0 background),
         ``GTinst.Segmentation`` instance ids 0..N (0 background).  SBD has no void border.
+
+    Raises:
+        ValueError: naming the file, when it is not a readable ``.mat`` file or holds no
+            2-D integer ``field`` in a ``GTcls`` / ``GTinst`` struct.
     """
-    contents = require("scipy.io", "read_sbd_label").loadmat(os.fspath(path))
+    contents = read_mat(path, "read_sbd_label")
     for key in ("GTcls", "GTinst"):
         if key in contents:
             struct = contents[key]
-            if struct.dtype.names is None or field not in struct.dtype.names:
+            if struct.dtype.names is None or field not in struct.dtype.names or struct.size != 1:
                 raise ValueError(f"{path}: struct {key} has no field {field!r}")
-            return torch.from_numpy(np.asarray(struct[0, 0][field]).astype(np.int64))
+            label = np.asarray(struct.flat[0][field])
+            if label.ndim != 2 or label.dtype.kind not in "iub":
+                raise ValueError(f"{path}: {key}.{field} must be a 2-D integer map, got {label.dtype} {label.shape}")
+            return torch.from_numpy(label.astype(np.int64))
     keys = sorted(k for k in contents if not k.startswith("__"))
     raise ValueError(f"{path}: no GTcls or GTinst struct (keys {keys})")
 
@@ -198,7 +214,7 @@ class SBDSegmentation(Dataset):
     def __init__(self, root: PathLike, split: IdSource = "train", target: str = "class",
                  transform: Optional[Callable] = None):
         self.target = check_choice(target, self.targets, "target")
-        root = Path(root)
+        root = as_path(root, "root")
         if not (root / "img").is_dir() and (root / "dataset" / "img").is_dir():
             root = root / "dataset"
         self.root = root
@@ -208,7 +224,7 @@ class SBDSegmentation(Dataset):
                 raise FileNotFoundError(f"{root} has no {folder}/ folder (needed for target={target!r})")
         candidates = [root / f"{split}.txt"] if isinstance(split, str) else []
         self.ids = resolve_ids(split, candidates, "split")
-        self.transform = transform
+        self.transform = check_transform(transform)
 
     def __len__(self) -> int:
         return len(self.ids)

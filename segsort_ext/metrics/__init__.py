@@ -1,14 +1,21 @@
 """Evaluation metrics, plain numpy/scipy (no compiled extension); inputs may be numpy arrays
 or torch tensors. Needs scipy (the ``data`` extra).
 
+Bad inputs are refused with an error naming the argument: float class/region maps (a
+TypeError, never truncated), NaN in binary or soft maps, non-finite scalars; region ids are
+arbitrary integers and no metric allocates more than a small multiple of its inputs (see
+:mod:`~segsort_ext.metrics.arrays`).
+
 * :mod:`~segsort_ext.metrics.semantic` -- VOC mIoU (:class:`ConfusionMatrix`), PiCIE's
   :func:`hungarian_match`, SegSort's semantic boundary F-measure (:class:`SemanticBoundaryF`);
 * :mod:`~segsort_ext.metrics.boundary` -- the BSDS500 boundary primitives: thinning,
   :func:`seg2bdry`, the pixel matcher :func:`correspond_pixels`, :func:`boundary_pr`;
 * :mod:`~segsort_ext.metrics.regions` -- segmentation covering, probabilistic Rand index and
   variation of information;
-* :mod:`~segsort_ext.metrics.bsds` -- the BSDS500 benchmark over a data set (ODS / OIS / AP,
-  the official result files, :func:`region_benchmark` / :func:`boundary_benchmark`);
+* :mod:`~segsort_ext.metrics.bsds` -- the BSDS500 benchmark over a data set (per-image counts,
+  :func:`bsds_benchmark`, :func:`region_benchmark` / :func:`boundary_benchmark`), and
+  :mod:`~segsort_ext.metrics.bsds_scores` -- its dataset scores (ODS / OIS / AP) and the
+  official result files;
 * :mod:`~segsort_ext.metrics.instance` -- Kong & Fowlkes' instance-proposal scores
   (:class:`InstanceEvaluator`: average recall over IoU 0.5:0.05:0.95, AP at IoU 0.5).
 """
@@ -17,14 +24,16 @@ from segsort_ext.metrics.boundary import boundary_f1, boundary_pr, correspond_pi
 from segsort_ext.metrics.bsds import (
     boundary_benchmark,
     bsds_benchmark,
-    evaluate_boundaries,
     evaluate_boundaries_image,
-    evaluate_regions,
     evaluate_regions_image,
-    official_tables,
     region_benchmark,
     regions_from_ucm2,
     thresholds_for,
+)
+from segsort_ext.metrics.bsds_scores import (
+    evaluate_boundaries,
+    evaluate_regions,
+    official_tables,
     write_official_tables,
 )
 from segsort_ext.metrics.instance import AR_IOU_THRESHOLDS, InstanceEvaluator, average_recall, instance_ious

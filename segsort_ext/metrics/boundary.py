@@ -26,7 +26,8 @@ from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from segsort_ext.metrics.arrays import _ground_truth_maps, to_numpy
+from segsort_ext.metrics.arrays import _binary_map, _ground_truth_maps, _numbers
+from segsort_ext.utils import checks
 from segsort_ext.utils.optional import require
 
 sparse = require("scipy.sparse", "segsort_ext.metrics")
@@ -36,6 +37,29 @@ __all__ = ["thin_boundaries", "seg2bdry", "correspond_pixels", "boundary_pr", "b
 
 #: The official per-image counts, the numerators and denominators of recall and precision.
 _COUNT_KEYS = ("cnt_recall", "sum_recall", "cnt_precision", "sum_precision")
+_OUTLIER_GRAPHS = ("exact", "official")
+
+
+def _check_matching(max_dist, outlier_graph: str = "exact", seed=0) -> float:
+    """The matching options of every boundary metric; returns ``max_dist`` as a float.
+
+    ``max_dist`` is a fraction of the image diagonal in (0, 1): NaN, 0 (every pair would cost
+    as much as leaving both pixels unmatched) and negative values are refused."""
+    if outlier_graph not in _OUTLIER_GRAPHS:
+        raise ValueError(f"outlier_graph must be one of {_OUTLIER_GRAPHS}, got {outlier_graph!r}")
+    if not (seed is None or isinstance(seed, np.random.Generator)
+            or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
+        raise TypeError(f"seed must be an int >= 0, a numpy Generator or None, got {seed!r}")
+    return checks.number(max_dist, "max_dist (a fraction of the image diagonal)", minimum=0.0, maximum=1.0,
+                         strict=True)
+
+
+def _boundary_map(x, name: str) -> np.ndarray:
+    """A 2-D "nonzero = boundary" map as bool."""
+    bmap = _binary_map(x, name)
+    if bmap.ndim != 2:
+        raise ValueError(f"{name} must be an HxW boundary map, got shape {bmap.shape}")
+    return bmap
 
 
 def _fmeasure(recall, precision):
@@ -100,15 +124,15 @@ def thin_boundaries(bmap, max_iter: Optional[int] = None) -> np.ndarray:
     """Morphological thinning to 1-pixel-wide curves, equivalent to ``bwmorph(bmap,'thin',inf)``.
 
     Args:
-        bmap: 2-D binary map (nonzero = foreground).
+        bmap: 2-D binary map (nonzero = foreground; NaN is refused).
         max_iter: number of full iterations (two subiterations each); ``None`` = until stable.
 
     Returns:
         bool array of the same shape.
     """
-    bw = to_numpy(bmap).astype(bool).copy()
-    if bw.ndim != 2:
-        raise ValueError(f"expected a 2-D map, got shape {bw.shape}")
+    bw = _boundary_map(bmap, "bmap")  # a copy (astype)
+    if max_iter is not None:
+        checks.nonnegative_int(max_iter, "max_iter")
     iteration = 0
     while max_iter is None or iteration < max_iter:
         changed = False
@@ -133,7 +157,7 @@ def seg2bdry(seg, fmt: str = "imageSize") -> np.ndarray:
     outermost rows/columns copy their inner neighbours.
 
     Args:
-        seg: ``HxW`` label map.
+        seg: non-empty ``HxW`` label map (labels are compared, never rounded; NaN is refused).
         fmt: ``'doubleSize'`` returns the ``(2H+1) x (2W+1)`` map; ``'imageSize'`` (default)
             samples it at the corners ``[2::2, 2::2]`` giving ``HxW`` (each pixel marks the
             corner below-right of it).
@@ -142,10 +166,12 @@ def seg2bdry(seg, fmt: str = "imageSize") -> np.ndarray:
         bool array.
     """
     if fmt not in ("imageSize", "doubleSize"):
-        raise ValueError("fmt must be 'imageSize' or 'doubleSize'")
-    seg = to_numpy(seg)
-    if seg.ndim != 2:
-        raise ValueError("seg must be a 2-D label map")
+        raise ValueError(f"fmt must be 'imageSize' or 'doubleSize', got {fmt!r}")
+    seg = _numbers(seg, "seg")
+    if seg.ndim != 2 or seg.size == 0:
+        raise ValueError(f"seg must be a non-empty HxW label map, got shape {seg.shape}")
+    if seg.dtype.kind == "f" and np.isnan(seg).any():
+        raise ValueError("seg contains NaN (NaN differs from every label, itself included)")
     h, w = seg.shape
     # Edge between row i and i+1 (padded with a zero last row) / between column j and j+1.
     edge_v = np.zeros((h, w), dtype=bool)
@@ -177,12 +203,24 @@ _COST_MULTIPLIER = 100.0
 _OUTLIER_COST_FACTOR = 100.0
 
 
-def _disc_offsets(radius: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r = int(math.ceil(radius))
-    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+def _disc_offsets(radius: float, height: int, width: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets within ``radius``, clipped to the image (farther ones cannot reach a pixel):
+    never more than ``(2H - 1) * (2W - 1)`` of them, whatever the radius."""
+    ry, rx = min(int(math.ceil(radius)), height - 1), min(int(math.ceil(radius)), width - 1)
+    dy, dx = np.mgrid[-ry : ry + 1, -rx : rx + 1]
     d2 = (dy * dy + dx * dx).ravel()
     keep = d2 <= radius * radius
     return dy.ravel()[keep], dx.ravel()[keep], np.sqrt(d2[keep].astype(np.float64))
+
+
+# Candidate pairs allowed per boundary pixel (plus a constant): the official tolerances give at
+# most ~60 (~170 for 0.01 of a 513x513 diagonal) even on dense maps; beyond that lie dense maps
+# matched over a large max_dist, whose pairs (every pixel with every pixel) would not fit in memory.
+_MAX_PAIRS_PER_PIXEL = 256
+
+
+def _no_pairs():
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
 
 
 def _candidate_pairs(bmap1: np.ndarray, bmap2: np.ndarray, radius: float):
@@ -192,19 +230,27 @@ def _candidate_pairs(bmap1: np.ndarray, bmap2: np.ndarray, radius: float):
     """
     h, w = bmap1.shape
     ys, xs = np.nonzero(bmap1)
-    r = int(math.ceil(radius))
-    padded2 = np.pad(bmap2, r)
+    if not ys.size or not bmap2.any():
+        return _no_pairs()
+    dys, dxs, ds = _disc_offsets(radius, h, w)
+    ry, rx = int(dys.max()), int(dxs.max())
+    padded2 = np.pad(bmap2, ((ry, ry), (rx, rx)))
+    limit = _MAX_PAIRS_PER_PIXEL * (ys.size + int(bmap2.sum())) + 2**20
+    if ys.size * dys.size > limit:  # there may be too many: count them first, storing nothing
+        count = sum(int(padded2[ys + ry + dy, xs + rx + dx].sum()) for dy, dx in zip(dys, dxs))
+        if count > limit:
+            raise ValueError(f"max_dist reaches {count} pairs of boundary pixels ({radius:.1f} px around each of "
+                             f"{ys.size}), more than {limit}: use a smaller max_dist or thinner boundary maps")
     idx1, idx2, dist = [], [], []
-    for dy, dx, d in zip(*_disc_offsets(radius)):
-        hit = padded2[ys + r + dy, xs + r + dx]
+    for dy, dx, d in zip(dys, dxs, ds):
+        hit = padded2[ys + ry + dy, xs + rx + dx]
         if hit.any():
             y1, x1 = ys[hit], xs[hit]
             idx1.append(y1 * w + x1)
             idx2.append((y1 + dy) * w + (x1 + dx))
             dist.append(np.full(y1.size, d))
     if not idx1:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
+        return _no_pairs()
     return np.concatenate(idx1), np.concatenate(idx2), np.concatenate(dist)
 
 
@@ -300,19 +346,30 @@ def correspond_pixels(
               100x-cost fallback edges).  Its randomness sometimes forces a slightly worse
               matching; MATLAB's results vary between runs because of it, and this mode
               reproduces that behaviour (deterministically for a fixed ``seed``).
-        seed: seed or :class:`numpy.random.Generator` for the ``'official'`` random graph.
+        seed: seed (int >= 0) or :class:`numpy.random.Generator` for the ``'official'`` random
+            graph.
 
     Returns:
         ``(match1, match2)``: int64 arrays shaped like the inputs; ``match1[y, x]`` is
         ``1 + flat index`` (row-major) of the ``bmap2`` pixel matched to ``bmap1[y, x]``, or 0
         if unmatched; ``match2`` likewise in the other direction.
+
+    Raises:
+        ValueError: maps of different shapes, a map containing NaN, ``max_dist`` outside
+            (0, 1) or NaN, ``outlier_cost`` <= 0 or not finite, an unknown ``outlier_graph``.
     """
-    if outlier_graph not in ("official", "exact"):
-        raise ValueError("outlier_graph must be 'official' or 'exact'")
-    bmap1 = to_numpy(bmap1).astype(bool)
-    bmap2 = to_numpy(bmap2).astype(bool)
-    if bmap1.shape != bmap2.shape or bmap1.ndim != 2:
-        raise ValueError(f"maps must be 2-D and of equal shape, got {bmap1.shape} and {bmap2.shape}")
+    max_dist = _check_matching(max_dist, outlier_graph, seed)
+    outlier_cost = checks.number(outlier_cost, "outlier_cost", minimum=0.0, strict=True)
+    bmap1 = _boundary_map(bmap1, "bmap1")
+    bmap2 = _boundary_map(bmap2, "bmap2")
+    if bmap1.shape != bmap2.shape:
+        raise ValueError(f"bmap1 {bmap1.shape} and bmap2 {bmap2.shape} must have the same shape")
+    return _correspond(bmap1, bmap2, max_dist, outlier_cost, outlier_graph, seed)
+
+
+def _correspond(bmap1: np.ndarray, bmap2: np.ndarray, max_dist: float, outlier_cost: float, outlier_graph: str,
+                seed) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`correspond_pixels` of checked bool maps."""
     h, w = bmap1.shape
     radius = max_dist * math.hypot(h, w)
     match1 = np.zeros(h * w, dtype=np.int64)
@@ -368,16 +425,27 @@ def boundary_pr(
         annotators), ``sum_recall`` (human pixels), ``cnt_precision`` (machine pixels matched
         to at least one annotator), ``sum_precision`` (machine pixels) and ``recall``,
         ``precision``, ``f``.
+
+    Raises:
+        ValueError: as :func:`correspond_pixels`; no annotation, or one of another shape.
     """
-    bmap = to_numpy(bmap).astype(bool)
+    max_dist = _check_matching(max_dist, outlier_graph, seed)
+    bmap = _boundary_map(bmap, "bmap")
+    gts = _ground_truth_maps(gt_boundaries, "boundaries", "gt_boundaries", _binary_map)
+    for k, gt in enumerate(gts):
+        if gt.shape != bmap.shape:
+            raise ValueError(f"gt_boundaries[{k}] has shape {gt.shape} but bmap has shape {bmap.shape}")
+    return _match_counts(bmap, gts, max_dist, thin, outlier_graph, seed)
+
+
+def _match_counts(bmap: np.ndarray, gts, max_dist: float, thin: bool, outlier_graph: str, seed) -> Dict:
+    """:func:`boundary_pr` of a checked bool map and checked annotations of its shape."""
     if thin:
         bmap = thin_boundaries(bmap)
     matched_machine = np.zeros(bmap.shape, dtype=bool)
     cnt_recall = sum_recall = 0
-    for gt in _ground_truth_maps(gt_boundaries, "boundaries", bool):
-        if gt.shape != bmap.shape:
-            raise ValueError(f"ground truth shape {gt.shape} != machine shape {bmap.shape}")
-        match_machine, match_human = correspond_pixels(bmap, gt, max_dist, outlier_graph=outlier_graph, seed=seed)
+    for gt in gts:
+        match_machine, match_human = _correspond(bmap, gt, max_dist, _OUTLIER_COST_FACTOR, outlier_graph, seed)
         # A machine pixel is correct if it matches any annotator.
         matched_machine |= match_machine > 0
         sum_recall += int(gt.sum())

@@ -1,9 +1,8 @@
 """The BSDS500 benchmark of Arbelaez et al. (TPAMI 2011, ``BSR/bench/benchmarks``) over a
 data set: per-image counts at every threshold (``evaluation_bdry_image.m``,
-``evaluation_reg_image.m``), their aggregation into ODS / OIS / AP (``collect_eval_bdry.m``,
-with the official linear interpolation between neighbouring thresholds, and
-``collect_eval_reg.m``), the official result files, and two entry points for segmentation
-hierarchies (:func:`region_benchmark`, :func:`boundary_benchmark`).
+``evaluation_reg_image.m``), the whole benchmark (:func:`bsds_benchmark`, aggregated into
+ODS / OIS / AP by :mod:`segsort_ext.metrics.bsds_scores`), and two entry points for
+segmentation hierarchies (:func:`region_benchmark`, :func:`boundary_benchmark`).
 
 Machine outputs come in the three official forms (``kind``):
 
@@ -15,62 +14,122 @@ Machine outputs come in the three official forms (``kind``):
 ``'segs'`` a sequence of label maps (one per "threshold"); the thresholds are ``1..n`` and the
            boundaries are :func:`~segsort_ext.metrics.seg2bdry` of each segmentation.
 
+Soft maps and UCMs with NaN or infinite strengths are refused (NaN is on neither side of a
+threshold), as are float label maps; errors name the argument (``machine_outputs[i]``,
+``ground_truths[i]``, ``candidates[i]`` in the benchmarks over a data set).
+
 Fidelity on the official sample (``shared/data/bsds500/bench``): the region files (covering,
 PRI, VOI) are reproduced byte for byte; the boundary files within the matcher's own
 run-to-run variation (see :mod:`segsort_ext.metrics.boundary`).
 """
 from __future__ import annotations
 
-import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from segsort_ext.metrics.arrays import _ground_truth_maps, to_numpy
-from segsort_ext.metrics.boundary import _COUNT_KEYS, _fmeasure, _ratio, boundary_pr, seg2bdry, thin_boundaries
-from segsort_ext.metrics.regions import _covering_counts, rand_index_voi
+from segsort_ext.metrics.arrays import _binary_map, _ground_truth_maps, _label_map, _numbers, _sequence
+from segsort_ext.metrics.boundary import (
+    _COUNT_KEYS,
+    _check_matching,
+    _match_counts,
+    seg2bdry,
+    thin_boundaries,
+)
+from segsort_ext.metrics.bsds_scores import evaluate_boundaries, evaluate_regions
+from segsort_ext.metrics.regions import _covering_counts, _rand_index_voi, _region_ids, _region_map
 from segsort_ext.transforms import ucm_components
+from segsort_ext.utils import checks
 
 __all__ = [
     "thresholds_for",
     "evaluate_boundaries_image",
-    "evaluate_boundaries",
     "evaluate_regions_image",
-    "evaluate_regions",
     "bsds_benchmark",
-    "official_tables",
-    "write_official_tables",
     "regions_from_ucm2",
     "region_benchmark",
     "boundary_benchmark",
 ]
 
 _KINDS = ("pb", "ucm2", "segs")
+_MAX_THRESHOLDS = 2**16  # far beyond any useful curve; bounds the (T,) count arrays
+
+
+def _check_kind(kind: str, allowed: Sequence[str] = _KINDS) -> str:
+    if kind not in allowed:
+        raise ValueError(f"kind must be one of {tuple(allowed)}, got {kind!r}")
+    return kind
+
+
+def _check_nthresh(nthresh) -> int:
+    nthresh = checks.positive_int(nthresh, "nthresh")
+    if nthresh > _MAX_THRESHOLDS:
+        raise ValueError(f"nthresh must be <= {_MAX_THRESHOLDS}, got {nthresh}")
+    return nthresh
 
 
 def thresholds_for(kind: str, nthresh: int) -> np.ndarray:
-    """Official thresholds: ``k/(n+1), k = 1..n`` for ``pb``/``ucm2``; ``1..n`` for ``segs``."""
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    """Official thresholds: ``k/(n+1), k = 1..n`` for ``pb``/``ucm2``; ``1..n`` for ``segs``
+    (``nthresh`` in ``[1, 2**16]``)."""
+    _check_kind(kind)
+    nthresh = _check_nthresh(nthresh)
     if kind == "segs":
         return np.arange(1, nthresh + 1, dtype=np.float64)
     return np.linspace(1.0 / (nthresh + 1), 1.0 - 1.0 / (nthresh + 1), nthresh)
 
 
-def _soft_map(machine) -> np.ndarray:
-    """Boundary strengths as float64; integer images are scaled to [0, 1] by their dtype's
-    maximum (the official code reads 8-bit PNGs and divides by 255)."""
-    arr = to_numpy(machine)
+def _soft_map(machine, name: str) -> np.ndarray:
+    """A 2-D map of boundary strengths as float64; integer images are scaled to [0, 1] by their
+    dtype's maximum (the official code reads 8-bit PNGs and divides by 255). NaN or infinite
+    strengths are refused: NaN is below and above every threshold at once."""
+    arr = _numbers(machine, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D boundary map, got shape {arr.shape}")
     if arr.dtype == np.uint8:
         return arr.astype(np.float64) / 255.0
     if arr.dtype == np.uint16:
         return arr.astype(np.float64) / 65535.0
-    return arr.astype(np.float64)
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite boundary strengths")
+    return arr
 
 
-def _label_maps(machine) -> List[np.ndarray]:
-    """A ``segs`` input (sequence of label maps, or one ``(n, H, W)`` array) as a list."""
-    return [to_numpy(s).astype(np.int64) for s in machine]
+def _ucm2_map(machine, name: str) -> np.ndarray:
+    """A checked ``(2H+1) x (2W+1)`` ultrametric contour map as float64."""
+    ucm2 = _soft_map(machine, name)
+    if min(ucm2.shape) < 3 or ucm2.shape[0] % 2 == 0 or ucm2.shape[1] % 2 == 0:
+        raise ValueError(f"{name} must be a (2H+1) x (2W+1) ultrametric contour map, got shape {ucm2.shape}")
+    return ucm2
+
+
+def _label_maps(machine, name: str) -> List[np.ndarray]:
+    """A ``segs`` input (a non-empty sequence of label maps, or one ``(n, H, W)`` array) as a
+    list of checked int64 maps."""
+    if isinstance(machine, (str, bytes)) or not hasattr(machine, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of label maps, got {type(machine).__name__}")
+    segs = [_region_map(seg, f"{name}[{t}]") for t, seg in enumerate(machine)]
+    if not segs:
+        raise ValueError(f"{name} is empty: at least one segmentation is needed")
+    return segs
+
+
+def _check_image_shape(shape, gts: List[np.ndarray], machine_name: str, gt_name: str) -> None:
+    for k, gt in enumerate(gts):
+        if gt.shape != tuple(shape):
+            raise ValueError(f"{gt_name}[{k}] has shape {gt.shape} but {machine_name} is for images of "
+                             f"shape {tuple(shape)}")
+
+
+def _check_pairs(machine, machine_name: str, ground_truths) -> None:
+    """One entry of ``ground_truths`` per image of ``machine``, at least one image."""
+    _sequence(machine, machine_name)
+    _sequence(ground_truths, "ground_truths")
+    if len(machine) != len(ground_truths):
+        raise ValueError(f"{machine_name} ({len(machine)} images) and ground_truths ({len(ground_truths)}) "
+                         f"must pair up")
+    if not len(machine):
+        raise ValueError(f"{machine_name} is empty: no images to evaluate")
 
 
 def evaluate_boundaries_image(
@@ -97,118 +156,37 @@ def evaluate_boundaries_image(
         dict of ``(T,)`` arrays ``thresholds``, ``cnt_recall``, ``sum_recall``,
         ``cnt_precision``, ``sum_precision`` (the content of the official ``*_ev1.txt``).
     """
-    gts = _ground_truth_maps(gt_boundaries, "boundaries", bool)
+    max_dist = _check_matching(max_dist, outlier_graph, seed)
+    gts = _ground_truth_maps(gt_boundaries, "boundaries", "gt_boundaries", _binary_map)
+    return _boundary_counts(machine, gts, kind, nthresh, (max_dist, thin, outlier_graph, seed), "machine",
+                            "gt_boundaries")
+
+
+def _boundary_counts(machine, gts: List[np.ndarray], kind: str, nthresh: int, matching: tuple, machine_name: str,
+                     gt_name: str) -> Dict[str, np.ndarray]:
+    """:func:`evaluate_boundaries_image` of checked annotations and checked ``matching``
+    options ``(max_dist, thin, outlier_graph, seed)``; errors name the caller's arguments."""
+    _check_kind(kind)
     if kind == "segs":
-        segs = _label_maps(machine)
-        nthresh = len(segs)
-        bmaps = (seg2bdry(s, "imageSize") for s in segs)
+        segs = _label_maps(machine, machine_name)
+        for t, seg in enumerate(segs):
+            _check_image_shape(seg.shape, gts, f"{machine_name}[{t}]", gt_name)
+        thresholds = np.arange(1, len(segs) + 1, dtype=np.float64)
+        bmaps = (seg2bdry(seg, "imageSize") for seg in segs)
     else:
-        soft = _soft_map(machine)
+        thresholds = thresholds_for(kind, nthresh)
         if kind == "ucm2":
-            soft = soft[2::2, 2::2]  # boundary strength at the pixel corners
-        bmaps = (soft >= t for t in thresholds_for(kind, nthresh))
-    thresholds = thresholds_for(kind, nthresh)
-    counts = {k: np.zeros(nthresh) for k in _COUNT_KEYS}
+            soft = _ucm2_map(machine, machine_name)[2::2, 2::2]  # boundary strength at the pixel corners
+        else:
+            soft = _soft_map(machine, machine_name)
+        _check_image_shape(soft.shape, gts, machine_name, gt_name)
+        bmaps = (soft >= t for t in thresholds)
+    counts = {k: np.zeros(thresholds.size) for k in _COUNT_KEYS}
     for t, bmap in enumerate(bmaps):
-        res = boundary_pr(bmap, gts, max_dist=max_dist, thin=thin, outlier_graph=outlier_graph, seed=seed)
+        res = _match_counts(bmap, gts, *matching)
         for k in counts:
             counts[k][t] = res[k]
     return {"thresholds": thresholds, **counts}
-
-
-def _interpolated_best_f(thresholds, recall, precision) -> Tuple[float, float, float, float]:
-    """``maxF`` of ``collect_eval_bdry.m``: best F along the piecewise-linear PR curve,
-    sampling each segment between consecutive thresholds at 100 points."""
-    best = (thresholds[0], recall[0], precision[0], float(_fmeasure(recall[0], precision[0])))
-    d = np.linspace(0.0, 1.0, 100)
-    for i in range(1, len(thresholds)):
-        t = thresholds[i] * d + thresholds[i - 1] * (1 - d)
-        r = recall[i] * d + recall[i - 1] * (1 - d)
-        p = precision[i] * d + precision[i - 1] * (1 - d)
-        f = _fmeasure(r, p)
-        j = int(np.argmax(f))  # first maximum, matching the strict '>' of the official loop
-        if f[j] > best[3]:
-            best = (float(t[j]), float(r[j]), float(p[j]), float(f[j]))
-    return tuple(float(v) for v in best)
-
-
-def _average_precision(recall, precision) -> float:
-    """Area under the PR curve as in ``collect_eval_bdry.m``: precision linearly interpolated
-    at recall 0, 0.01, ..., 1 (zero outside the measured recall range), times 0.01."""
-    recall = np.asarray(recall, dtype=np.float64)
-    precision = np.asarray(precision, dtype=np.float64)
-    unique_recall, first = np.unique(recall, return_index=True)
-    if unique_recall.size < 2:
-        return 0.0
-    grid = np.arange(101) * 0.01
-    interp = np.interp(grid, unique_recall, precision[first], left=np.nan, right=np.nan)
-    return float(np.nansum(interp) * 0.01)
-
-
-def _official_reader(round_like_official: bool):
-    """How the aggregation reads per-image numbers: through the official ``fprintf('%10g')``
-    -> ``dlmread`` round trip of its text files (6 significant digits), or as they are."""
-    g10 = np.vectorize(lambda v: float("%g" % v), otypes=[np.float64])
-
-    def read(x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        return g10(x) if round_like_official else x
-
-    return read
-
-
-def evaluate_boundaries(per_image: Sequence[Mapping[str, np.ndarray]], round_like_official: bool = True) -> Dict:
-    """Aggregate per-image boundary counts into the dataset scores (``collect_eval_bdry.m``).
-
-    Args:
-        per_image: outputs of :func:`evaluate_boundaries_image`, in image order, all with the
-            same thresholds.
-        round_like_official: pass per-image numbers through ``%g`` formatting as the official
-            text files do (affects only the 6th significant digit).
-
-    Returns:
-        dict with
-
-        * ``thresholds``, ``recall``, ``precision``, ``f``: ``(T,)`` dataset curve,
-        * ``ods``: ``{'threshold', 'recall', 'precision', 'f'}`` (optimal dataset scale,
-          interpolated between thresholds),
-        * ``ois``: ``{'recall', 'precision', 'f'}`` (optimal image scale),
-        * ``ap``: average precision,
-        * ``per_image``: list of ``{'threshold', 'recall', 'precision', 'f'}`` (best per image).
-    """
-    if not per_image:
-        raise ValueError("no images to aggregate")
-    read = _official_reader(round_like_official)
-    thresholds = read(per_image[0]["thresholds"])
-    totals = {k: np.zeros_like(thresholds) for k in _COUNT_KEYS}
-    best_totals = dict.fromkeys(totals, 0.0)
-    images = []
-    for counts in per_image:
-        c = {k: read(counts[k]) for k in totals}
-        recall = _ratio(c["cnt_recall"], c["sum_recall"])
-        precision = _ratio(c["cnt_precision"], c["sum_precision"])
-        t, r, p, f = _interpolated_best_f(thresholds, recall, precision)
-        images.append({"threshold": t, "recall": r, "precision": p, "f": f})
-        f_curve = _fmeasure(recall, precision)
-        best = int(np.flatnonzero(f_curve == f_curve.max())[-1])
-        for k in totals:
-            totals[k] += c[k]
-            best_totals[k] += c[k][best]
-    recall = _ratio(totals["cnt_recall"], totals["sum_recall"])
-    precision = _ratio(totals["cnt_precision"], totals["sum_precision"])
-    t, r, p, f = _interpolated_best_f(thresholds, recall, precision)
-    ois_r = float(_ratio(best_totals["cnt_recall"], best_totals["sum_recall"]))
-    ois_p = float(_ratio(best_totals["cnt_precision"], best_totals["sum_precision"]))
-    return {
-        "thresholds": thresholds,
-        "recall": recall,
-        "precision": precision,
-        "f": _fmeasure(recall, precision),
-        "ods": {"threshold": t, "recall": r, "precision": p, "f": f},
-        "ois": {"recall": ois_r, "precision": ois_p, "f": float(_fmeasure(ois_r, ois_p))},
-        "ap": _average_precision(recall, precision),
-        "per_image": images,
-    }
 
 
 def evaluate_regions_image(
@@ -228,101 +206,46 @@ def evaluate_regions_image(
         (``*_ev4.txt``) and the scalar ``cnt_recall_best`` (``*_ev3.txt``: every human region
         credited with its best overlap over all thresholds).
     """
-    gts = _ground_truth_maps(gt_segmentations, "segmentation", np.int64)
+    gts = _ground_truth_maps(gt_segmentations, "segmentation", "gt_segmentations", _label_map)
+    return _region_counts(machine, gts, kind, nthresh, "machine", "gt_segmentations")
+
+
+def _region_counts(machine, gts: List[np.ndarray], kind: str, nthresh: int, machine_name: str,
+                   gt_name: str) -> Dict[str, np.ndarray]:
+    """:func:`evaluate_regions_image` of checked annotations; errors name the caller's arguments."""
+    _check_kind(kind, ("ucm2", "segs"))
+    gt_ids = [_region_ids(gt, f"{gt_name}[{k}]") for k, gt in enumerate(gts)]
     if kind == "segs":
-        segs = _label_maps(machine)
-        nthresh = len(segs)
+        segs = _label_maps(machine, machine_name)
+        for t, seg in enumerate(segs):
+            _check_image_shape(seg.shape, gts, f"{machine_name}[{t}]", gt_name)
+        thresholds = np.arange(1, len(segs) + 1, dtype=np.float64)
         seg_iter = iter(segs)
-    elif kind == "ucm2":
-        ucm2 = _soft_map(machine)
-        seg_iter = (ucm_components(ucm2, t) for t in thresholds_for(kind, nthresh))
     else:
-        raise ValueError("region metrics need kind 'ucm2' or 'segs'")
-    if nthresh < 1:
-        raise ValueError("need at least one threshold / segmentation")
-    out = {"thresholds": thresholds_for(kind, nthresh)}
+        thresholds = thresholds_for(kind, nthresh)
+        ucm2 = _ucm2_map(machine, machine_name)
+        _check_image_shape((ucm2.shape[0] // 2, ucm2.shape[1] // 2), gts, machine_name, gt_name)
+        seg_iter = (ucm_components(ucm2, t) for t in thresholds)
+    out = {"thresholds": thresholds}
     for k in (*_COUNT_KEYS, "pri", "voi"):
-        out[k] = np.zeros(nthresh)
+        out[k] = np.zeros(thresholds.size)
     best_per_gt_region = None
     for t, seg in enumerate(seg_iter):
-        cov = _covering_counts(seg, gts)
+        seg_ids = _region_ids(seg, f"{machine_name}[{t}]")
+        cov = _covering_counts(seg_ids, gt_ids)
         for k in _COUNT_KEYS:
             out[k][t] = cov[k]
-        riv = rand_index_voi(seg, gts)
-        out["pri"][t], out["voi"][t] = riv["pri"], riv["voi"]
+        ri_sum = voi_sum = 0.0
+        for ids in gt_ids:
+            ri, voi = _rand_index_voi(seg_ids, ids)
+            ri_sum += ri
+            voi_sum += voi
+        out["pri"][t], out["voi"][t] = ri_sum / len(gt_ids), voi_sum / len(gt_ids)
         best = cov["best_per_gt_region"]
         best_per_gt_region = best if best_per_gt_region is None else np.maximum(best_per_gt_region, best)
         gt_areas = cov["gt_areas"]
     out["cnt_recall_best"] = float(np.dot(gt_areas, best_per_gt_region))
     return out
-
-
-def evaluate_regions(per_image: Sequence[Mapping], round_like_official: bool = True) -> Dict:
-    """Aggregate per-image region counts into dataset scores (``collect_eval_reg.m``).
-
-    Returns:
-        dict with
-
-        * ``thresholds``, ``covering``, ``pri``, ``voi``: ``(T,)`` dataset curves (covering is
-          pooled over pixels, PRI/VOI are averaged over images),
-        * ``covering_ods`` ``{'threshold', 'covering'}``, ``covering_ois`` (per-image best
-          threshold), ``covering_best`` (per-region best threshold),
-        * ``pri_ods`` / ``voi_ods`` ``{'threshold', 'value'}``, ``pri_ois`` / ``voi_ois``
-          (mean of per-image best),
-        * ``per_image``: list of ``{'threshold', 'covering', 'precision', 'covering_best'}``:
-          the best threshold of the image, its covering, the reverse covering (of the
-          machine regions by the human ones, the official per-image 4th column) at that
-          threshold, and the per-region best covering.
-    """
-    if not per_image:
-        raise ValueError("no images to aggregate")
-    read = _official_reader(round_like_official)
-    thresholds = read(per_image[0]["thresholds"])
-    cnt_total = np.zeros_like(thresholds)
-    sum_total = np.zeros_like(thresholds)
-    cnt_ois = sum_ois = cnt_best = sum_best = 0.0
-    pri_total = np.zeros_like(thresholds)
-    voi_total = np.zeros_like(thresholds)
-    pri_ois = voi_ois = 0.0
-    images = []
-    for counts in per_image:
-        cnt, tot = read(counts["cnt_recall"]), read(counts["sum_recall"])
-        cov = _ratio(cnt, tot)
-        reverse = _ratio(read(counts["cnt_precision"]), read(counts["sum_precision"]))
-        first_best = int(np.argmax(cov))
-        last_best = int(np.flatnonzero(cov == cov.max())[-1])
-        cnt_total += cnt
-        sum_total += tot
-        cnt_ois += cnt[last_best]
-        sum_ois += tot[last_best]
-        img_best = float(read(counts["cnt_recall_best"]))
-        cnt_best += img_best
-        sum_best += tot[0]
-        images.append({"threshold": float(thresholds[first_best]), "covering": float(cov[first_best]),
-                       "precision": float(reverse[first_best]), "covering_best": float(_ratio(img_best, tot[0]))})
-        pri, voi = read(counts["pri"]), read(counts["voi"])
-        pri_total += pri
-        voi_total += voi
-        pri_ois += pri.max()
-        voi_ois += voi.min()
-    n = len(per_image)
-    covering = _ratio(cnt_total, sum_total)
-    pri_curve, voi_curve = pri_total / n, voi_total / n
-    i_cov, i_pri, i_voi = int(np.argmax(covering)), int(np.argmax(pri_curve)), int(np.argmin(voi_curve))
-    return {
-        "thresholds": thresholds,
-        "covering": covering,
-        "pri": pri_curve,
-        "voi": voi_curve,
-        "covering_ods": {"threshold": float(thresholds[i_cov]), "covering": float(covering[i_cov])},
-        "covering_ois": float(_ratio(cnt_ois, sum_ois)),
-        "covering_best": float(_ratio(cnt_best, sum_best)),
-        "pri_ods": {"threshold": float(thresholds[i_pri]), "value": float(pri_curve[i_pri])},
-        "pri_ois": pri_ois / n,
-        "voi_ods": {"threshold": float(thresholds[i_voi]), "value": float(voi_curve[i_voi])},
-        "voi_ois": voi_ois / n,
-        "per_image": images,
-    }
 
 
 def bsds_benchmark(
@@ -359,83 +282,29 @@ def bsds_benchmark(
         for the parts that ran), each also holding the raw per-image counts under
         ``'image_counts'``.  :func:`official_tables` turns it into the official text files.
     """
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    if len(machine_outputs) != len(ground_truths):
-        raise ValueError("need one ground truth entry per machine output")
+    _check_kind(kind)
+    _check_pairs(machine_outputs, "machine_outputs", ground_truths)
+    if kind != "segs":
+        _check_nthresh(nthresh)
     if regions is None:
         regions = kind != "pb"
     if regions and kind == "pb":
-        raise ValueError("region metrics need kind 'ucm2' or 'segs'")
+        raise ValueError("regions=True needs kind 'ucm2' or 'segs': a soft boundary map has no regions")
     result = {}
     if boundaries:
-        counts = [evaluate_boundaries_image(m, gt, kind=kind, nthresh=nthresh, max_dist=max_dist, thin=thin,
-                                            outlier_graph=outlier_graph, seed=seed)
-                  for m, gt in zip(machine_outputs, ground_truths)]
+        matching = (_check_matching(max_dist, outlier_graph, seed), thin, outlier_graph, seed)
+        counts = [_boundary_counts(m, _ground_truth_maps(gt, "boundaries", f"ground_truths[{i}]", _binary_map), kind,
+                                   nthresh, matching, f"machine_outputs[{i}]", f"ground_truths[{i}]")
+                  for i, (m, gt) in enumerate(zip(machine_outputs, ground_truths))]
         result["boundary"] = evaluate_boundaries(counts, round_like_official)
         result["boundary"]["image_counts"] = counts
     if regions:
-        counts = [evaluate_regions_image(m, gt, kind=kind, nthresh=nthresh)
-                  for m, gt in zip(machine_outputs, ground_truths)]
+        counts = [_region_counts(m, _ground_truth_maps(gt, "segmentation", f"ground_truths[{i}]", _label_map), kind,
+                                 nthresh, f"machine_outputs[{i}]", f"ground_truths[{i}]")
+                  for i, (m, gt) in enumerate(zip(machine_outputs, ground_truths))]
         result["region"] = evaluate_regions(counts, round_like_official)
         result["region"]["image_counts"] = counts
     return result
-
-
-def official_tables(result: Mapping) -> Dict[str, np.ndarray]:
-    """The rows of the official result files for a :func:`bsds_benchmark` result.
-
-    Keys are the official file names (``eval_bdry.txt``, ``eval_bdry_img.txt``,
-    ``eval_bdry_thr.txt``, ``eval_cover.txt``, ``eval_cover_img.txt``, ``eval_cover_th.txt``,
-    ``eval_RI_VOI.txt``, ``eval_RI_VOI_thr.txt``), values 2-D float arrays with the same
-    columns (see ``shared/data/README.md`` or the official ``collect_eval_*.m``).
-    """
-    tables = {}
-    if "boundary" in result:
-        b = result["boundary"]
-        ods, ois = b["ods"], b["ois"]
-        tables["eval_bdry.txt"] = np.array(
-            [[ods["threshold"], ods["recall"], ods["precision"], ods["f"],
-              ois["recall"], ois["precision"], ois["f"], b["ap"]]]
-        )
-        tables["eval_bdry_img.txt"] = np.array(
-            [[i + 1, s["threshold"], s["recall"], s["precision"], s["f"]] for i, s in enumerate(b["per_image"])]
-        )
-        tables["eval_bdry_thr.txt"] = np.column_stack([b["thresholds"], b["recall"], b["precision"], b["f"]])
-    if "region" in result:
-        r = result["region"]
-        tables["eval_cover.txt"] = np.array(
-            [[r["covering_ods"]["threshold"], r["covering_ods"]["covering"],
-              r["covering_ois"], r["covering_best"]]]
-        )
-        tables["eval_cover_img.txt"] = np.array(
-            [[i + 1, s["threshold"], s["covering"], s["precision"]] for i, s in enumerate(r["per_image"])]
-        )
-        tables["eval_cover_th.txt"] = np.column_stack([r["thresholds"], r["covering"]])
-        tables["eval_RI_VOI.txt"] = np.array(
-            [[r["pri_ods"]["threshold"], r["pri_ods"]["value"], r["pri_ois"],
-              r["voi_ods"]["threshold"], r["voi_ods"]["value"], r["voi_ois"]]]
-        )
-        tables["eval_RI_VOI_thr.txt"] = np.column_stack([r["thresholds"], r["pri"], r["voi"]])
-    return tables
-
-
-def write_official_tables(result: Mapping, out_dir: Union[str, os.PathLike]) -> List[str]:
-    """Write :func:`official_tables` to ``out_dir`` in the official ``%10g`` format.
-
-    Returns the written paths.
-    """
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
-    for name, rows in official_tables(result).items():
-        path = os.path.join(os.fspath(out_dir), name)
-        first_is_index = name.endswith("_img.txt")  # the image number is printed with %10d
-        with open(path, "w") as fh:
-            for row in rows:
-                cells = ["%10d" % int(v) if j == 0 and first_is_index else "%10g" % v for j, v in enumerate(row)]
-                fh.write(" ".join(cells) + "\n")
-        paths.append(path)
-    return paths
 
 
 def region_benchmark(candidates: Sequence[Sequence], ground_truths: Sequence) -> Dict[str, float]:
@@ -451,9 +320,10 @@ def region_benchmark(candidates: Sequence[Sequence], ground_truths: Sequence) ->
         voi_ois (the official regionBench definitions; ODS picks one level for the data
         set, OIS the best level per image).
     """
-    if len(candidates) != len(ground_truths):
-        raise ValueError(f"candidates ({len(candidates)} images) and ground_truths ({len(ground_truths)}) differ")
-    per_image = [evaluate_regions_image(levels, gt, kind="segs") for levels, gt in zip(candidates, ground_truths)]
+    _check_pairs(candidates, "candidates", ground_truths)
+    per_image = [_region_counts(levels, _ground_truth_maps(gt, "segmentation", f"ground_truths[{i}]", _label_map),
+                                "segs", 0, f"candidates[{i}]", f"ground_truths[{i}]")
+                 for i, (levels, gt) in enumerate(zip(candidates, ground_truths))]
     r = evaluate_regions(per_image)
     return {"covering_ods": r["covering_ods"]["covering"], "covering_ois": r["covering_ois"],
             "covering_best": r["covering_best"], "pri_ods": r["pri_ods"]["value"], "pri_ois": r["pri_ois"],
@@ -473,13 +343,17 @@ def boundary_benchmark(candidates: Sequence[Sequence], ground_truths: Sequence,
     Returns:
         dict with ods_f, ois_f, ap, ods_recall, ods_precision.
     """
-    if len(candidates) != len(ground_truths):
-        raise ValueError(f"candidates ({len(candidates)} images) and ground_truths ({len(ground_truths)}) differ")
+    _check_pairs(candidates, "candidates", ground_truths)
+    matching = (_check_matching(max_dist), True, "exact", 0)
     per_image = []
-    for levels, gt in zip(candidates, ground_truths):
-        humans = gt if isinstance(gt, Mapping) or (len(gt) and isinstance(gt[0], Mapping)) else \
-            [thin_boundaries(seg2bdry(seg)) for seg in _ground_truth_maps(gt, "segmentation", np.int64)]
-        per_image.append(evaluate_boundaries_image(levels, humans, kind="segs", max_dist=max_dist))
+    for i, (levels, gt) in enumerate(zip(candidates, ground_truths)):
+        name = f"ground_truths[{i}]"
+        if isinstance(gt, Mapping) or (isinstance(gt, Sequence) and len(gt) and isinstance(gt[0], Mapping)):
+            humans = _ground_truth_maps(gt, "boundaries", name, _binary_map)
+        else:
+            segs = _ground_truth_maps(gt, "segmentation", name, _label_map)
+            humans = [thin_boundaries(seg2bdry(seg)) for seg in segs]
+        per_image.append(_boundary_counts(levels, humans, "segs", 0, matching, f"candidates[{i}]", name))
     b = evaluate_boundaries(per_image)
     return {"ods_f": b["ods"]["f"], "ois_f": b["ois"]["f"], "ap": b["ap"], "ods_recall": b["ods"]["recall"],
             "ods_precision": b["ods"]["precision"]}
@@ -488,8 +362,8 @@ def boundary_benchmark(candidates: Sequence[Sequence], ground_truths: Sequence,
 def regions_from_ucm2(ucm2, threshold: float) -> np.ndarray:
     """Regions of a ``(2H+1)x(2W+1)`` ultrametric contour map at ``threshold``: the
     8-connected components of ``ucm2 <= threshold`` at the pixel centres, labelled 1..N
-    (the official ``bwlabel`` step of the region benchmark)."""
-    ucm2 = _soft_map(ucm2)
-    if ucm2.ndim != 2 or ucm2.shape[0] % 2 == 0 or ucm2.shape[1] % 2 == 0:
-        raise ValueError(f"ucm2 must be a (2H+1)x(2W+1) map, got shape {ucm2.shape}")
+    (the official ``bwlabel`` step of the region benchmark); ``threshold`` is a finite
+    number >= 0."""
+    ucm2 = _ucm2_map(ucm2, "ucm2")
+    threshold = checks.number(threshold, "threshold", minimum=0.0)
     return ucm_components(ucm2, threshold).astype(np.int64)

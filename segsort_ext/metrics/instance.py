@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from segsort_ext.metrics.arrays import to_numpy
+from segsort_ext.metrics.arrays import _binary_map, _label_map, _numbers, _optional_label
 from segsort_ext.utils import checks
 from segsort_ext.utils.constants import IGNORE_INDEX
 from segsort_ext.utils.optional import require
@@ -17,6 +17,10 @@ __all__ = ["AR_IOU_THRESHOLDS", "instance_ious", "InstanceEvaluator", "average_r
 
 #: IoU thresholds 0.5:0.05:0.95 of the average-recall protocol (rounded: exact decimals).
 AR_IOU_THRESHOLDS = np.round(np.arange(10) * 0.05 + 0.5, 2)
+
+# Largest (P, G) matrix instance_ious returns (2 GiB of float64); InstanceEvaluator never
+# builds it (it keeps the overlapping pairs only).
+_MAX_DENSE_IOUS = 2**28
 
 
 def _instance_sets(masks, name: str, *, ignore_index: Optional[int], background: Optional[int],
@@ -32,12 +36,15 @@ def _instance_sets(masks, name: str, *, ignore_index: Optional[int], background:
             if shape is None:
                 raise ValueError(f"{name} is an empty list and the image size is unknown")
             return sparse.csr_matrix((0, shape[0] * shape[1])), None, shape
-        masks = np.stack([to_numpy(m) for m in masks])
-    arr = to_numpy(masks)
+        masks = [_numbers(m, f"{name}[{k}]") for k, m in enumerate(masks)]
+        if len({m.shape for m in masks}) > 1:
+            raise ValueError(f"{name} masks must all have one shape, got {sorted({m.shape for m in masks})}")
+        masks = np.stack(masks)
+    arr = _numbers(masks, name)
     if arr.dtype.kind not in "iub":
-        raise TypeError(f"{name} must be a label map or boolean masks, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be an integer label map or boolean masks, got dtype {arr.dtype}")
     if arr.ndim == 2 and arr.dtype.kind != "b":
-        labels = arr.astype(np.int64)
+        labels = _label_map(arr, name)
         void = labels == ignore_index if ignore_index is not None else None
         keep = labels >= 0
         if ignore_index is not None:
@@ -61,6 +68,38 @@ def _instance_sets(masks, name: str, *, ignore_index: Optional[int], background:
     return matrix, None, arr.shape[1:]
 
 
+def _sparse_ious(proposals, gt, ignore, ignore_index, background) -> sparse.csr_matrix:
+    """The nonzero entries of :func:`instance_ious` as a ``(P, G)`` sparse matrix (sorted
+    indices): one entry per overlapping pair, never the dense table."""
+    ignore_index = _optional_label(ignore_index, "ignore_index")
+    background = _optional_label(background, "background")
+    g_matrix, g_void, g_shape = _instance_sets(gt, "gt", ignore_index=ignore_index, background=background)
+    p_matrix, _, p_shape = _instance_sets(proposals, "proposals", ignore_index=None, background=None,
+                                          shape=g_shape)
+    if tuple(p_shape) != tuple(g_shape):
+        raise ValueError(f"proposals cover {tuple(p_shape)} pixels but gt covers {tuple(g_shape)}")
+    void = np.zeros(g_shape, bool) if g_void is None else g_void.copy()
+    if ignore is not None:
+        ignore = _binary_map(ignore, "ignore")
+        if ignore.shape != tuple(g_shape):
+            raise ValueError(f"ignore must have the image shape {tuple(g_shape)}, got {ignore.shape}")
+        void |= ignore
+    if void.any():
+        keep = sparse.diags((~void).ravel().astype(np.float64))
+        p_matrix = p_matrix @ keep
+        g_matrix = g_matrix @ keep
+    g_area = np.asarray(g_matrix.sum(axis=1)).ravel()
+    g_matrix = g_matrix[g_area > 0]
+    g_area = g_area[g_area > 0]
+    p_area = np.asarray(p_matrix.sum(axis=1)).ravel()
+    inter = sparse.csr_matrix(p_matrix @ g_matrix.T)
+    inter.eliminate_zeros()
+    inter.sort_indices()
+    rows = np.repeat(np.arange(inter.shape[0]), np.diff(inter.indptr))
+    union = p_area[rows] + g_area[inter.indices] - inter.data
+    return sparse.csr_matrix((inter.data / union, inter.indices, inter.indptr), shape=inter.shape)
+
+
 def instance_ious(proposals, gt, *, ignore=None, ignore_index: Optional[int] = IGNORE_INDEX,
                   background: Optional[int] = 0) -> np.ndarray:
     """Intersection-over-union of every proposal with every ground-truth instance.
@@ -78,30 +117,17 @@ def instance_ious(proposals, gt, *, ignore=None, ignore_index: Optional[int] = I
 
     Returns:
         float64 ``(P, G)``; ground-truth instances left empty by the void pixels are dropped.
+
+    Raises:
+        TypeError: float maps (refused, not truncated).
+        ValueError: shapes that differ, a NaN ``ignore`` map, or a result of more than 2**28
+            entries (use :class:`InstanceEvaluator`, which keeps only the overlapping pairs).
     """
-    g_matrix, g_void, g_shape = _instance_sets(gt, "gt", ignore_index=ignore_index, background=background)
-    p_matrix, _, p_shape = _instance_sets(proposals, "proposals", ignore_index=None, background=None,
-                                          shape=g_shape)
-    if tuple(p_shape) != tuple(g_shape):
-        raise ValueError(f"proposals cover {tuple(p_shape)} pixels but gt covers {tuple(g_shape)}")
-    void = np.zeros(g_shape, bool) if g_void is None else g_void.copy()
-    if ignore is not None:
-        ignore = to_numpy(ignore)
-        if ignore.shape != tuple(g_shape):
-            raise ValueError(f"ignore must have the image shape {tuple(g_shape)}, got {ignore.shape}")
-        void |= ignore.astype(bool)
-    if void.any():
-        keep = sparse.diags((~void).ravel().astype(np.float64))
-        p_matrix = p_matrix @ keep
-        g_matrix = g_matrix @ keep
-    g_area = np.asarray(g_matrix.sum(axis=1)).ravel()
-    g_matrix = g_matrix[g_area > 0]
-    g_area = g_area[g_area > 0]
-    p_area = np.asarray(p_matrix.sum(axis=1)).ravel()
-    inter = (p_matrix @ g_matrix.T).toarray() if p_matrix.shape[0] and g_matrix.shape[0] else \
-        np.zeros((p_matrix.shape[0], g_matrix.shape[0]))
-    union = p_area[:, None] + g_area[None, :] - inter
-    return inter / np.where(union > 0, union, 1.0)
+    ious = _sparse_ious(proposals, gt, ignore, ignore_index, background)
+    if ious.shape[0] * ious.shape[1] > _MAX_DENSE_IOUS:
+        raise ValueError(f"proposals ({ious.shape[0]} instances) x gt ({ious.shape[1]}) is more than "
+                         f"{_MAX_DENSE_IOUS} IoUs; InstanceEvaluator scores them without the dense matrix")
+    return ious.toarray()
 
 
 def _voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -136,16 +162,16 @@ class InstanceEvaluator:
     def __init__(self, *, iou_thresholds: Sequence[float] = AR_IOU_THRESHOLDS, ap_iou: float = 0.5,
                  max_proposals: Optional[int] = None, ignore_index: Optional[int] = IGNORE_INDEX,
                  background: Optional[int] = 0):
-        thresholds = np.asarray(iou_thresholds, dtype=np.float64).ravel()
-        if thresholds.size == 0 or (thresholds <= 0).any() or (thresholds > 1).any():
+        thresholds = _numbers(iou_thresholds, "iou_thresholds").astype(np.float64).ravel()
+        if thresholds.size == 0 or not ((thresholds > 0) & (thresholds <= 1)).all():  # NaN fails too
             raise ValueError(f"iou_thresholds must be a non-empty list of numbers in (0, 1], got {iou_thresholds!r}")
-        if not (isinstance(ap_iou, (int, float)) and 0 < ap_iou <= 1):
-            raise ValueError(f"ap_iou must be a number in (0, 1], got {ap_iou!r}")
         self.iou_thresholds = thresholds
-        self.ap_iou = float(ap_iou)
+        self.ap_iou = checks.number(ap_iou, "ap_iou", minimum=0.0, maximum=1.0)
+        if self.ap_iou == 0:
+            raise ValueError("ap_iou must be in (0, 1], got 0.0")
         self.max_proposals = checks.optional_positive_int(max_proposals, "max_proposals")
-        self.ignore_index = ignore_index
-        self.background = background
+        self.ignore_index = _optional_label(ignore_index, "ignore_index")
+        self.background = _optional_label(background, "background")
         self.reset()
 
     def reset(self) -> None:
@@ -159,11 +185,10 @@ class InstanceEvaluator:
     def update(self, proposals, gt, scores=None, ignore=None) -> "InstanceEvaluator":
         """Add one image: proposals and ground truth as in :func:`instance_ious`; ``scores``
         one number per proposal (same order), required for AP."""
-        ious = instance_ious(proposals, gt, ignore=ignore, ignore_index=self.ignore_index,
-                             background=self.background)
+        ious = _sparse_ious(proposals, gt, ignore, self.ignore_index, self.background)
         num = ious.shape[0]
         if scores is not None:
-            scores = to_numpy(scores).astype(np.float64).ravel()
+            scores = _numbers(scores, "scores").astype(np.float64).ravel()
             if scores.shape != (num,):
                 raise ValueError(f"scores must have one entry per proposal ({num}), got shape {scores.shape}")
             if not np.isfinite(scores).all():
@@ -176,15 +201,21 @@ class InstanceEvaluator:
         if self.max_proposals is not None:
             order = order[: self.max_proposals]
         ious, scores = ious[order], scores[order]
-        best = ious.max(axis=0) if ious.shape[0] else np.zeros(ious.shape[1])
+        best = ious.max(axis=0).toarray().ravel() if ious.shape[0] else np.zeros(ious.shape[1])
         # VOC matching inside the image; it only depends on the higher-scored proposals of
-        # the same image, so it can be done per image and the lists merged at the end.
+        # the same image, so it can be done per image and the lists merged at the end. A
+        # proposal's best instance is its first one of highest IoU (the dense argmax); one
+        # that overlaps nothing is a false positive (ap_iou > 0).
         matched = np.zeros(ious.shape[1], bool)
         tp = np.zeros(ious.shape[0], bool)
-        if ious.shape[1]:
-            for i, j in enumerate(ious.argmax(axis=1)):
-                if ious[i, j] >= self.ap_iou and not matched[j]:
-                    matched[j] = tp[i] = True
+        for i in range(ious.shape[0]):
+            start, stop = ious.indptr[i], ious.indptr[i + 1]
+            if start == stop:
+                continue
+            k = start + int(np.argmax(ious.data[start:stop]))
+            j = ious.indices[k]
+            if ious.data[k] >= self.ap_iou and not matched[j]:
+                matched[j] = tp[i] = True
         self.best_ious.append(best)
         self.scores.append(scores)
         self.true_positive.append(tp)

@@ -16,9 +16,16 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from segsort_ext.metrics.arrays import to_numpy
-from segsort_ext.metrics.boundary import _COUNT_KEYS, _fmeasure, _ratio, correspond_pixels, seg2bdry, thin_boundaries
-from segsort_ext.utils import checks
+from segsort_ext.metrics.arrays import _class_count, _label_map, _numbers, _optional_label
+from segsort_ext.metrics.boundary import (
+    _COUNT_KEYS,
+    _check_matching,
+    _fmeasure,
+    _ratio,
+    correspond_pixels,
+    seg2bdry,
+    thin_boundaries,
+)
 from segsort_ext.utils.constants import IGNORE_INDEX
 from segsort_ext.utils.optional import require
 
@@ -33,13 +40,28 @@ __all__ = [
 ]
 
 
+def _class_maps(pred, target) -> Tuple[np.ndarray, np.ndarray]:
+    """Two integer class maps of the same shape as int64 (float maps are refused, not truncated)."""
+    pred = _numbers(pred, "pred")
+    target = _numbers(target, "target")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
+    return _label_map(pred, "pred"), _label_map(target, "target")
+
+
+def _check_class_ids(ids: np.ndarray, name: str, num_classes: int, bound: str = "num_classes") -> None:
+    if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+        bad = ids.min() if ids.min() < 0 else ids.max()
+        raise ValueError(f"{name} holds id {bad} outside [0, {bound} = {num_classes}) at a labelled pixel")
+
+
 def confusion_matrix(pred, target, num_classes: int, ignore_index: Optional[int] = IGNORE_INDEX) -> np.ndarray:
     """Confusion matrix of one prediction against its target.
 
     Args:
         pred: integer class map (any shape) -- e.g. the argmax of the network scores.
         target: integer ground-truth map of the same shape.
-        num_classes: number of classes ``C``; valid ids are ``0..C-1``.
+        num_classes: number of classes ``C`` in ``[1, 2**14]``; valid ids are ``0..C-1``.
         ignore_index: target value to skip (VOC uses 255 for the void border); ``None`` to
             skip nothing.
 
@@ -48,20 +70,18 @@ def confusion_matrix(pred, target, num_classes: int, ignore_index: Optional[int]
         predicted as ``p``.
 
     Raises:
+        TypeError: a float (or other non-integer) class map: it is refused, not truncated.
         ValueError: on shape mismatch or a class id outside ``0..C-1`` at a non-ignored pixel.
     """
-    pred = to_numpy(pred)
-    target = to_numpy(target)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
-    pred = pred.reshape(-1).astype(np.int64, copy=False)
-    target = target.reshape(-1).astype(np.int64, copy=False)
+    num_classes = _class_count(num_classes, "num_classes")
+    ignore_index = _optional_label(ignore_index, "ignore_index")
+    pred, target = _class_maps(pred, target)
+    pred, target = pred.ravel(), target.ravel()
     if ignore_index is not None:
         keep = target != ignore_index
         pred, target = pred[keep], target[keep]
-    for name, ids in (("target", target), ("pred", pred)):
-        if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
-            raise ValueError(f"{name} contains class ids outside [0, {num_classes})")
+    _check_class_ids(target, "target", num_classes)
+    _check_class_ids(pred, "pred", num_classes)
     flat = np.bincount(target * num_classes + pred, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes).astype(np.int64)
 
@@ -81,14 +101,18 @@ def mean_iou(conf, target=None, num_classes: Optional[int] = None, ignore_index:
     * ``mean_accuracy``: mean per-class recall over classes present in the target,
     * ``present``: boolean ``(C,)`` mask of classes with a defined IoU,
     * ``confusion``: the confusion matrix.
+
+    A matrix ``conf`` must hold counts: finite, non-negative, integral values.
     """
     if target is not None:
         if num_classes is None:
             raise ValueError("num_classes is required when passing (pred, target)")
         conf = confusion_matrix(conf, target, num_classes, ignore_index)
-    conf = to_numpy(conf).astype(np.float64)
+    conf = _numbers(conf, "conf").astype(np.float64)
     if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
-        raise ValueError(f"confusion matrix must be square, got {conf.shape}")
+        raise ValueError(f"conf must be a square (C, C) confusion matrix, got shape {conf.shape}")
+    if not (np.isfinite(conf).all() and (conf >= 0).all() and (conf == np.round(conf)).all()):
+        raise ValueError("conf must hold pixel counts (finite, non-negative, integral values)")
     tp = np.diag(conf)
     gt_count = conf.sum(axis=1)
     pred_count = conf.sum(axis=0)
@@ -123,8 +147,8 @@ class ConfusionMatrix:
     """
 
     def __init__(self, num_classes: int, ignore_index: Optional[int] = IGNORE_INDEX):
-        self.num_classes = int(num_classes)
-        self.ignore_index = ignore_index
+        self.num_classes = _class_count(num_classes, "num_classes")
+        self.ignore_index = _optional_label(ignore_index, "ignore_index")
         self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
 
     def reset(self) -> None:
@@ -152,16 +176,15 @@ def hungarian_match(pred, target, num_clusters: int, num_classes: int,
         ``pixel_accuracy``, ``mean_iou``, ``iou`` after relabelling with the mapping.
     """
     optimize = require("scipy.optimize", "segsort_ext.metrics.hungarian_match")
-    pred, target = to_numpy(pred).astype(np.int64), to_numpy(target).astype(np.int64)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
+    num_clusters = _class_count(num_clusters, "num_clusters")
+    num_classes = _class_count(num_classes, "num_classes")
+    ignore_index = _optional_label(ignore_index, "ignore_index")
+    pred, target = _class_maps(pred, target)
     keep = target != ignore_index if ignore_index is not None else np.ones(target.shape, bool)
-    if ((pred[keep] < 0) | (pred[keep] >= num_clusters)).any():
-        raise ValueError(f"pred must hold cluster ids in [0, num_clusters = {num_clusters})")
-    if ((target[keep] < 0) | (target[keep] >= num_classes)).any():
-        raise ValueError(f"target must hold class ids in [0, num_classes = {num_classes}) or ignore_index")
-    table = np.zeros((num_clusters, num_classes), dtype=np.int64)
-    np.add.at(table, (pred[keep], target[keep]), 1)
+    _check_class_ids(pred[keep], "pred", num_clusters, "num_clusters")
+    _check_class_ids(target[keep], "target", num_classes)
+    table = np.bincount(pred[keep] * num_classes + target[keep], minlength=num_clusters * num_classes)
+    table = table.reshape(num_clusters, num_classes)
     rows, cols = optimize.linear_sum_assignment(table, maximize=True)
     mapping = np.full(num_clusters, -1, dtype=np.int64)
     mapping[rows] = cols
@@ -179,11 +202,7 @@ def hungarian_match(pred, target, num_clusters: int, num_classes: int,
 
 
 def _check_boundary_options(num_classes, max_dist) -> Tuple[int, float]:
-    # numpy integers are accepted: num_classes often comes from labels.max() + 1.
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-    return int(num_classes), checks.number(max_dist, "max_dist (a fraction of the image diagonal)", minimum=0.0,
-                                           maximum=1.0, strict=True)
+    return _class_count(num_classes, "num_classes"), _check_matching(max_dist)
 
 
 def _class_boundary(mask: np.ndarray, thin: bool) -> np.ndarray:
@@ -198,10 +217,10 @@ def semantic_boundary_counts(pred, target, num_classes: int, *, ignore_index: Op
     """Per-class boundary match counts of one prediction (see :class:`SemanticBoundaryF`).
 
     Args:
-        pred, target: ``HxW`` class maps (or ``BxHxW`` batches, counts summed).
+        pred, target: ``HxW`` integer class maps (or ``BxHxW`` batches, counts summed).
         num_classes: ``C``; non-ignored pixels of both maps must hold ids in ``[0, C)``.
         ignore_index: target value of unlabelled pixels (``None``: none).
-        max_dist: matching tolerance as a fraction of the image diagonal.
+        max_dist: matching tolerance as a fraction of the image diagonal, in (0, 1).
         class_agnostic: one boundary map of all label changes instead of one per class.
         thin: thin both boundary maps (``bwmorph 'thin'``) before matching, as BSDS does.
 
@@ -211,14 +230,9 @@ def semantic_boundary_counts(pred, target, num_classes: int, *, ignore_index: Op
         pixels), ``cnt_precision`` (matched predicted boundary pixels), ``sum_precision``
         (predicted boundary pixels).
     """
-    pred = to_numpy(pred)
-    target = to_numpy(target)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred shape {pred.shape} != target shape {target.shape}")
     num_classes, max_dist = _check_boundary_options(num_classes, max_dist)
-    for name, arr in (("pred", pred), ("target", target)):
-        if arr.dtype.kind not in "iub":
-            raise TypeError(f"{name} must be an integer class map, got dtype {arr.dtype}")
+    ignore_index = _optional_label(ignore_index, "ignore_index")
+    pred, target = _class_maps(pred, target)
     if pred.ndim == 3:
         total = None
         for p, t in zip(pred, target):
@@ -231,13 +245,9 @@ def semantic_boundary_counts(pred, target, num_classes: int, *, ignore_index: Op
         return total
     if pred.ndim != 2:
         raise ValueError(f"pred and target must be HxW or BxHxW class maps, got shape {pred.shape}")
-    pred = pred.astype(np.int64)
-    target = target.astype(np.int64)
     valid = target != ignore_index if ignore_index is not None else np.ones(target.shape, bool)
-    for name, arr in (("target", target), ("pred", pred)):
-        ids = arr[valid]
-        if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
-            raise ValueError(f"{name} contains class ids outside [0, num_classes = {num_classes}) at labelled pixels")
+    _check_class_ids(target[valid], "target", num_classes)
+    _check_class_ids(pred[valid], "pred", num_classes)
     size = 1 if class_agnostic else num_classes
     out = {k: np.zeros(size, np.int64) for k in _COUNT_KEYS}
     # Ignored pixels are cut out of both maps (one shared void label, as DAVIS does with its
