@@ -1,7 +1,8 @@
 import pytest
-from datasets_testing import BSDS_ROOT, VOC_ROOT
 
 from segsort_ext.datasets import BSDS500, VOCSegmentation
+
+from .datasets_testing import BSDS_ROOT, VOC_ROOT
 
 
 @pytest.fixture(scope="module")

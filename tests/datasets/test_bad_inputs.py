@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from datasets_testing import write_image, write_index_png
 from PIL import Image
 
 import segsort_ext.datasets as D
 from segsort_ext.datasets.scenes import scene_batches
+
+from .datasets_testing import write_image, write_index_png
 
 
 def _bsds_mat(path, segmentations, boundaries=None):

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from datasets_testing import BSDS_ROOT
 
 from segsort_ext.datasets import BSDS500, load_bsds_ground_truth
+
+from .datasets_testing import BSDS_ROOT
 
 
 def test_bsds_val_sample_contents(bsds):

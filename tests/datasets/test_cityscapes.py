@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 import torch
-from datasets_testing import write_image, write_index_png
 from PIL import Image
 
 from segsort_ext.datasets import CITYSCAPES_CLASSES, CITYSCAPES_LABEL_TO_TRAIN_ID, IGNORE_INDEX, CityscapesSegmentation
+
+from .datasets_testing import write_image, write_index_png
 
 
 def test_cityscapes_train_id_table():

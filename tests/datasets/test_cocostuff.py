@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from datasets_testing import write_image, write_index_png
 
 from segsort_ext.datasets import COCOSTUFF27_CLASSES, COCOSTUFF_FINE_TO_COARSE, IGNORE_INDEX, COCOStuffSegmentation
+
+from .datasets_testing import write_image, write_index_png
 
 
 def test_cocostuff_fine_to_coarse_table():

@@ -2,11 +2,12 @@
 import functools
 
 import torch
-from datasets_testing import VOC_ROOT, label_values
 from torch.utils.data import DataLoader
 
 from segsort_ext.datasets import IGNORE_INDEX, VOCSegmentation, collate
 from segsort_ext.transforms import RandomCropFlip
+
+from .datasets_testing import VOC_ROOT, label_values
 
 VALID_VOC_LABELS = set(range(21)) | {IGNORE_INDEX}
 

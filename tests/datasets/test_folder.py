@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 import torch
-from datasets_testing import blocks, write_image, write_index_png
 from PIL import Image
 
 from segsort_ext.datasets import IGNORE_INDEX, ImageFolderSegmentation
+
+from .datasets_testing import blocks, write_image, write_index_png
 
 
 def test_image_folder_dataset(tmp_path):

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from datasets_testing import VOC_ROOT, blocks, label_values, write_image, write_index_png
 from torch.utils.data import DataLoader
 
 from segsort_ext.datasets import (
@@ -17,6 +16,8 @@ from segsort_ext.datasets import (
     read_sbd_label,
 )
 from segsort_ext.transforms import TrainAugmentation
+
+from .datasets_testing import VOC_ROOT, blocks, label_values, write_image, write_index_png
 
 VALID_VOC_LABELS = set(range(21)) | {IGNORE_INDEX}
 

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from transforms_testing import assert_label_under_image, coded_sample, position_sample
 
 from segsort_ext.transforms import (
     Geometry,
@@ -18,6 +17,8 @@ from segsort_ext.transforms import (
     sample_geometry,
 )
 from segsort_ext.utils.constants import IGNORE_INDEX
+
+from .transforms_testing import assert_label_under_image, coded_sample, position_sample
 
 
 def _geometry(boxes_px, size, output_size, flip):
