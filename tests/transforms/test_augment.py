@@ -2,10 +2,11 @@
 and PiCIE's two views."""
 import pytest
 import torch
-from transforms_testing import assert_label_under_image, coded_sample, position_sample
 
 from segsort_ext.transforms import RandomCropFlip, TrainAugmentation, apply_geometry, picie_views
 from segsort_ext.utils.constants import IGNORE_INDEX
+
+from .transforms_testing import assert_label_under_image, coded_sample, position_sample
 
 
 def test_random_crop_flip_same_geometry_and_deterministic():

@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 import torch
-from transforms_testing import assert_compact, is_refinement, purity, scene
 
 from segsort_ext.nn import SegSortLoss
 from segsort_ext.transforms import felzenszwalb_segments, pseudo_segments, slic_segments
+
+from .transforms_testing import assert_compact, is_refinement, purity, scene
 
 
 def _disc(height=64, width=80, seed=0):

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from transforms_testing import assert_compact, is_refinement, purity, scene
 
 from segsort_ext.metrics import region_benchmark
 from segsort_ext.transforms import contour_ucm, edge_strength, image_ucm, ucm_components, ucm_to_labels
+
+from .transforms_testing import assert_compact, is_refinement, purity, scene
 
 DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 BSDS_ROOT = DATA_ROOT / "bsds500"
