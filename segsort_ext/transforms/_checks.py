@@ -41,7 +41,7 @@ def generator_seed(value, name: str = "seed") -> int:
 
 def fill_value(value, dtype: torch.dtype, name: str):
     """A value that a tensor of ``dtype`` holds exactly: an int within the range of an
-    integer dtype, a bool (or 0/1) for bool, any number (NaN and inf included) for floats."""
+    integer dtype, a bool (or 0/1) for bool, any number but NaN (inf included) for floats."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if dtype.is_floating_point or dtype.is_complex:

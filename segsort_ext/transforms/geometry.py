@@ -285,7 +285,7 @@ def apply_geometry(x: torch.Tensor, geometry: Geometry, *, mode: Optional[str] =
 def crop_or_pad(x: torch.Tensor, size: Tuple[int, int], fill: float) -> torch.Tensor:
     """``x`` (..., H, W) cropped to at most ``size = (h, w)`` (an int or a pair of ints
     >= 1) from the top-left corner, then padded at the bottom/right with ``fill`` (a value
-    of x's dtype) to exactly ``size`` (pixel (0, 0) stays put)."""
+    x's dtype holds, not NaN) to exactly ``size`` (pixel (0, 0) stays put)."""
     check.tensor(x, "x")
     if x.dim() < 2:
         raise ValueError(f"x must have shape (..., H, W), got {tuple(x.shape)}")
