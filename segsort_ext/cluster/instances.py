@@ -204,7 +204,8 @@ def instance_proposals(x: torch.Tensor, bandwidths: Sequence[float], *, threshol
 
     Args:
         x: (B, N, D) or (N, D) embeddings.
-        bandwidths: one or more positive bandwidths (see :func:`bandwidth_from_margin`).
+        bandwidths: a non-empty sequence of finite bandwidths > 0 (see
+            :func:`~segsort_ext.bandwidth_from_margin`).
         threshold: cosine threshold of :func:`extract_instances`.
         iters, eta, lengths: as in :func:`blurring_mean_shift`.
         min_size: as in :func:`extract_instances`.
@@ -213,7 +214,9 @@ def instance_proposals(x: torch.Tensor, bandwidths: Sequence[float], *, threshol
     Returns:
         :class:`Proposals` ``(ids, batch, level, embeddings, size)``, ordered by (level,
         image, first point); embeddings are means of the *input* unit embeddings. Runs
-        without autograd.
+        without autograd. A valid point with a non-finite embedding reaches every point
+        of its image through mean shift: that image has no proposal (all its ids -1);
+        other images are unaffected.
     """
     if isinstance(bandwidths, (int, float)) or not isinstance(bandwidths, Sequence) or not len(bandwidths):
         raise TypeError(f"bandwidths must be a non-empty sequence of numbers, got {bandwidths!r}")

@@ -20,9 +20,15 @@ def _as_points(data, name: str) -> torch.Tensor:
             data = torch.as_tensor(data)
         except Exception as exc:  # re-raised with the argument's name
             raise TypeError(f"{name} must be a tensor or array of shape (N, D), got {type(data).__name__}") from exc
-    if data.dim() != 2 or not data.is_floating_point():
-        raise ValueError(f"{name} must be a floating point (N, D) tensor, got {tuple(data.shape)} {data.dtype}")
+    if data.dim() != 2 or not data.is_floating_point() or data.shape[1] < 1:
+        raise ValueError(f"{name} must be a floating point (N, D) tensor with D >= 1, got {tuple(data.shape)} "
+                         f"{data.dtype}")
     return data
+
+
+def _has_direction(points: torch.Tensor) -> torch.Tensor:
+    """(n,) bool: the rows of (n, D) that are finite and non-zero."""
+    return torch.isfinite(points).all(1) & (points != 0).any(1)
 
 
 class SphericalKMeans:
@@ -33,16 +39,21 @@ class SphericalKMeans:
     streams it to ``device`` in chunks of ``chunk_size`` rows, with memory
     O(chunk_size * (D + K)).
 
+    Points without a direction (a NaN or infinite coordinate, or all zeros) take no part,
+    as in :func:`~segsort_ext.spherical_kmeans`: initialisation never picks them, they move
+    no centroid, ``counts``, ``inertia_`` and :meth:`objective` leave them out, and
+    :meth:`predict` gives them -1.
+
     Args:
         num_clusters: K.
         init: 'k-means++' (on a random subsample of at most ``init_sample`` points),
-            'random' (K distinct random points) or a (K, D) float tensor of initial
-            centroids (normalised inside).
+            'random' (K distinct random points of that subsample) or a (K, D) float
+            tensor of initial centroids (finite, non-zero rows; normalised inside).
         max_iter: full EM iterations of :meth:`fit`.
         tol: :meth:`fit` stops once the mean cosine improves by less than tol.
         chunk_size: rows per streamed chunk.
-        seed: seeds initialisation; results are deterministic on CPU (on CUDA under
-            ``torch.use_deterministic_algorithms(True)``).
+        seed: an int, seeds initialisation; results are deterministic on CPU (on CUDA
+            under ``torch.use_deterministic_algorithms(True)``).
         device: where the work runs (default: the data's device).
         distributed: under torch.distributed, each rank passes its own shard of the data
             and :meth:`fit`, :meth:`partial_fit` and :meth:`objective` are collectives
@@ -72,6 +83,8 @@ class SphericalKMeans:
             if init.dim() != 2 or init.shape[0] != num_clusters or init.shape[1] < 1:
                 raise ValueError(f"init must be 'k-means++', 'random' or a (K, D) = ({num_clusters}, D) tensor, "
                                  f"got shape {tuple(init.shape)}")
+            if not bool(torch.isfinite(init).all()) or not bool((init != 0).any(1).all()):
+                raise ValueError("init must hold finite, non-zero rows (centroid directions)")
             init = init.detach().clone()
         elif init not in ("k-means++", "random"):
             raise ValueError(f"init must be 'k-means++', 'random' or a (K, D) tensor, got {init!r}")
@@ -83,8 +96,17 @@ class SphericalKMeans:
         self.max_iter = check.nonnegative_int(max_iter, "max_iter")
         self.tol = check.number(tol, "tol", finite=False)
         self.chunk_size = check.positive_int(chunk_size, "chunk_size")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        if not -2**63 <= seed < 2**64:  # what torch.Generator.manual_seed takes
+            raise ValueError(f"seed must lie in [-2**63, 2**64), got {seed}")
         self.seed = seed
-        self.device = torch.device(device) if device is not None else None
+        if device is not None and not isinstance(device, (str, int, torch.device)):
+            raise TypeError(f"device must be a torch.device, a string or None, got {type(device).__name__}")
+        try:
+            self.device = torch.device(device) if device is not None else None
+        except RuntimeError as error:
+            raise ValueError(f"device: {error}") from None
         self.init_sample = max(num_clusters, check.nonnegative_int(init_sample, "init_sample"))
         self.distributed = distributed
         self.process_group = process_group
@@ -101,14 +123,19 @@ class SphericalKMeans:
         return dist_utils.resolve_group(self.distributed, self.process_group)
 
     def _chunks(self, data: torch.Tensor, device):
+        """Normalised chunks of the data, rows without a direction zeroed."""
         for start in range(0, data.shape[0], self.chunk_size):
             chunk = data[start:start + self.chunk_size].to(device, non_blocking=True)
-            yield torch.nn.functional.normalize(chunk.float() if chunk.dtype in (torch.float16, torch.bfloat16)
-                                                else chunk, dim=1, eps=NORM_EPS)
+            if chunk.dtype in (torch.float16, torch.bfloat16):
+                chunk = chunk.float()
+            unit = torch.nn.functional.normalize(chunk, dim=1, eps=NORM_EPS)
+            yield torch.where(_has_direction(unit).unsqueeze(1), unit, 0.0)
 
     def _assign(self, chunk: torch.Tensor, centroids: torch.Tensor):
+        """(labels, best cosines) of a chunk from _chunks; -1 and 0 for its zero rows."""
         best, labels = (chunk @ centroids.t()).max(1)  # max returns the first maximal index
-        return labels, best
+        usable = (chunk != 0).any(1)
+        return torch.where(usable, labels, -1), torch.where(usable, best, 0.0)
 
     def _accumulate(self, data, centroids, group: Optional[dist_utils.Group] = None):
         """One pass: per-cluster sums and counts of the assigned points, sum of best cosines
@@ -119,8 +146,9 @@ class SphericalKMeans:
         total_cos = centroids.new_zeros(())
         for chunk in self._chunks(data, centroids.device):
             labels, best = self._assign(chunk.to(centroids.dtype), centroids)
-            # The chunk scattered into K means by segment_mean's kernel (no (n, K) one-hot).
-            chunk_counts = torch.bincount(labels, minlength=K)
+            # The chunk scattered into K means by segment_mean's kernel (no (n, K) one-hot);
+            # label -1 (no direction) is ignored by both.
+            chunk_counts = torch.bincount(labels + 1, minlength=K + 1)[1:]
             means = segment_mean(chunk.to(centroids.dtype), labels, K, normalize=False)
             sums += means * chunk_counts.unsqueeze(1).to(sums.dtype)
             counts += chunk_counts
@@ -131,12 +159,6 @@ class SphericalKMeans:
             sums, total_cos = packed[:-1].reshape(K, D), packed[-1]
             counts = dist_utils.all_reduce_sum(counts, group)
         return sums, counts, total_cos
-
-    def _num_points(self, data: torch.Tensor, group: Optional[dist_utils.Group]) -> int:
-        """Points over all ranks (this rank's without a group)."""
-        if group is None:
-            return data.shape[0]
-        return int(dist_utils.all_gather_counts([data.shape[0]], group)[:, 0].sum())
 
     def _initial_centroids(self, data: torch.Tensor, device,
                            group: Optional[dist_utils.Group] = None) -> torch.Tensor:
@@ -157,15 +179,19 @@ class SphericalKMeans:
         if n < self.num_clusters:
             raise ValueError(f"data has {n} points, fewer than num_clusters = {self.num_clusters}")
         offset = int(counts[:rank].sum())
-        sample_size = min(n, self.init_sample)
         # Global row numbers: every rank draws the same ones from the same generator.
-        rows = torch.randperm(n, generator=generator)[:sample_size].sort().values
-        if self.init == "random":
-            picks = rows[torch.randperm(sample_size, generator=generator)[:self.num_clusters]]
-            order = picks.argsort()
-            fetched = self._fetch_rows(data, picks[order], offset, device, group)
-            return fetched[order.argsort().to(device)]
+        rows = torch.randperm(n, generator=generator)[:min(n, self.init_sample)].sort().values
         sample = self._fetch_rows(data, rows, offset, device, group)
+        usable = _has_direction(sample)
+        if self.init == "random":
+            # The first K usable rows of a random order of the sample.
+            order = torch.randperm(sample.shape[0], generator=generator).to(device)
+            order = order[usable[order]]
+            self._check_sample_size(order.numel(), sample.shape[0])
+            return sample[order[:self.num_clusters]]
+        sample = sample[usable]
+        sample_size = sample.shape[0]
+        self._check_sample_size(sample_size, rows.numel())
         # k-means++ with the cosine distance 1 - cos: each next seed is drawn with
         # probability proportional to its squared distance to the nearest chosen seed.
         first = int(torch.randint(sample_size, (1,), generator=generator))
@@ -184,10 +210,16 @@ class SphericalKMeans:
         # the centroids identical even where devices would round differently.
         return centroids if group is None else dist_utils.broadcast_from_first(centroids, group)
 
+    def _check_sample_size(self, usable: int, drawn: int) -> None:
+        if usable < self.num_clusters:
+            raise ValueError(f"data: only {usable} of the {drawn} points drawn to initialise the centroids are "
+                             f"finite and non-zero, fewer than num_clusters = {self.num_clusters}")
+
     @staticmethod
     def _fetch_rows(data, rows: torch.Tensor, offset: int, device, group) -> torch.Tensor:
         """Normalised float64 rows of the global data set at the ascending global row
-        numbers `rows`, in that order (gathered from the ranks that own them)."""
+        numbers `rows`, in that order (gathered from the ranks that own them); rows
+        without a direction come back as they are (NaN, inf or zero)."""
         local = rows[(rows >= offset) & (rows < offset + data.shape[0])] - offset
         picked = torch.nn.functional.normalize(data[local].to(device).double(), dim=1, eps=NORM_EPS)
         if group is None:
@@ -205,7 +237,6 @@ class SphericalKMeans:
         device = self._device_for(data)
         dtype = torch.float64 if data.dtype == torch.float64 else torch.float32
         centroids = self._initial_centroids(data, device, group).to(dtype)
-        num_points = self._num_points(data, group)
         previous = -float("inf")
         self.n_iter_ = 0
         for _ in range(self.max_iter):
@@ -215,14 +246,14 @@ class SphericalKMeans:
                                     centroids)
             self.n_iter_ += 1
             # All-reduced values, identical on every rank: all ranks stop together.
-            mean_cos = float(total_cos) / num_points
+            mean_cos = float(total_cos) / max(int(counts.sum()), 1)
             if mean_cos - previous < self.tol:
                 break
             previous = mean_cos
         self.centroids = centroids
         _, counts, total_cos = self._accumulate(data, centroids, group)
         self.counts = counts
-        self.inertia_ = num_points - float(total_cos)
+        self.inertia_ = int(counts.sum()) - float(total_cos)
         return self
 
     def partial_fit(self, batch) -> "SphericalKMeans":
@@ -248,7 +279,8 @@ class SphericalKMeans:
         return self
 
     def predict(self, data) -> torch.Tensor:
-        """(N,) int64 cluster of each point (largest cosine, ties to the lowest index)."""
+        """(N,) int64 cluster of each point (largest cosine, ties to the lowest index; -1
+        for a point without a direction)."""
         data = _as_points(data, "data")
         self._check_fitted()
         self._check_dim(data)
@@ -257,14 +289,13 @@ class SphericalKMeans:
         return torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64, device=self.centroids.device)
 
     def objective(self, data) -> float:
-        """Sum over points of 1 - cos(point, nearest centroid) (lower is better);
-        distributed, over the union of the ranks' data (a collective)."""
+        """Sum over points (with a direction) of 1 - cos(point, nearest centroid) (lower
+        is better); distributed, over the union of the ranks' data (a collective)."""
         data = _as_points(data, "data")
         self._check_fitted()
         self._check_dim(data)
-        group = self._group()
-        _, _, total_cos = self._accumulate(data, self.centroids, group)
-        return self._num_points(data, group) - float(total_cos)
+        _, counts, total_cos = self._accumulate(data, self.centroids, self._group())
+        return int(counts.sum()) - float(total_cos)
 
     def state_dict(self) -> dict:
         """The fitted state for checkpoints: ``centroids``, ``counts``, ``inertia`` and
@@ -281,19 +312,24 @@ class SphericalKMeans:
         centroids, counts = state["centroids"], state["counts"]
         if centroids is not None:
             check.float_tensor(centroids, "state['centroids']")
-            if centroids.dim() != 2 or centroids.shape[0] != self.num_clusters:
+            if centroids.dim() != 2 or centroids.shape[0] != self.num_clusters or centroids.shape[1] < 1:
                 raise ValueError(f"state['centroids'] must have shape (K, D) with K = {self.num_clusters}, "
                                  f"got {tuple(centroids.shape)}")
+            if not bool(torch.isfinite(centroids).all()):
+                raise ValueError("state['centroids'] must be finite")
         if counts is not None:
             check.int64_tensor(counts, "state['counts']")
             if tuple(counts.shape) != (self.num_clusters,):
                 raise ValueError(f"state['counts'] must have shape ({self.num_clusters},), got {tuple(counts.shape)}")
+            if bool((counts < 0).any()):
+                raise ValueError("state['counts'] must be >= 0")
+        inertia = None if state["inertia"] is None else check.number(state["inertia"], "state['inertia']")
+        n_iter = check.nonnegative_int(state["n_iter"], "state['n_iter']")
         if self.device is not None:
             centroids = None if centroids is None else centroids.to(self.device)
             counts = None if counts is None else counts.to(self.device)
         self.centroids, self.counts = centroids, counts
-        self.inertia_ = None if state["inertia"] is None else float(state["inertia"])
-        self.n_iter_ = int(state["n_iter"])
+        self.inertia_, self.n_iter_ = inertia, n_iter
         return self
 
     def _check_fitted(self):

@@ -39,6 +39,8 @@ def point_sets(embeddings, instance_ids: torch.Tensor,
     for t, x in enumerate(iterates):
         check.float_tensor(x, name if len(iterates) == 1 else f"{name}[{t}]")
     first = iterates[0]
+    if first.dim() in (2, 3, 4) and first.shape[1 if first.dim() == 4 else -1] < 1:
+        raise ValueError(f"{name} must have at least one channel, got shape {tuple(first.shape)}")
     for t, x in enumerate(iterates[1:], 1):
         if x.shape != first.shape or x.dtype != first.dtype or x.device != first.device:
             raise ValueError(f"{name}[{t}] must match {name}[0] in shape, dtype and device: "

@@ -102,7 +102,7 @@ def pairwise_margin_loss(embeddings, instance_ids: torch.Tensor, *, alpha: float
             computed at every iterate on the same (sampled) pixels and reduced with
             ``iterate_reduction`` ('mean' or 'sum'). float32/float64.
         instance_ids: int64 instance of each pixel; negative = ignored.
-        alpha: the margin: different-instance pairs with s_ij <= alpha cost nothing.
+        alpha: the margin (finite): different-instance pairs with s_ij <= alpha cost nothing.
         num_samples: None (all valid pixels) or the number of valid pixels per image
             drawn uniformly without replacement (all when fewer).
         generator: torch.Generator for the sampling.
@@ -110,7 +110,9 @@ def pairwise_margin_loss(embeddings, instance_ids: torch.Tensor, *, alpha: float
         iterate_reduction: 'mean' or 'sum' over the iterates.
 
     Returns:
-        Scalar loss, differentiable in the embeddings (first order).
+        Scalar loss, differentiable in the embeddings (first order). A non-finite
+        embedding of a used pixel makes it NaN; ignored and unsampled pixels never
+        reach it.
     """
     points, ids = point_sets(embeddings, instance_ids)
     alpha = check.number(alpha, "alpha")
@@ -134,7 +136,9 @@ def pairwise_margin_loss(embeddings, instance_ids: torch.Tensor, *, alpha: float
     valid = group >= 0
     losses = []
     for x in points:
-        u = F.normalize(x, dim=2, eps=NORM_EPS)
+        # Unused pixels are zeroed before normalising: their values (NaN included) reach
+        # neither the loss nor the gradient.
+        u = F.normalize(torch.where(valid.unsqueeze(2), x, 0.0), dim=2, eps=NORM_EPS)
         # Same-instance pairs: sum_{i, j in q} (1 - s_ij) = scale * (n_q^2 - |sum_{i in q} u_i|^2).
         sums = u.new_zeros(sizes.shape[0], u.shape[2]).index_add(0, group[valid], u[valid])
         positive = (scale * (sizes.to(dtype) ** 2 - (sums * sums).sum(1)) * group_weight ** 2).sum()

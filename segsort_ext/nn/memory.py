@@ -69,6 +69,9 @@ class PrototypeMemory(nn.Module):
         max_batches = check.optional_positive_int(max_batches, "max_batches")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating point torch.dtype, got {dtype!r}")
+        if size * dim * dtype.itemsize > torch.iinfo(torch.int64).max:
+            # Refused before allocating: torch would fail with an overflow deep inside.
+            raise ValueError(f"size x dim = {size} x {dim} prototypes are too large for one tensor")
         self.size = size
         self.dim = dim
         self.max_batches = max_batches
@@ -155,8 +158,10 @@ class PrototypeMemory(nn.Module):
         """Appends one batch of prototypes (detached), dropping the oldest rows first.
 
         Args:
-            prototypes: (n, D) float prototypes; stored detached, in the memory's dtype.
-            labels: (n,) int64 labels (-1 for none, e.g. unsupervised segments).
+            prototypes: (n, D) float prototypes; stored detached, in the memory's dtype
+                (non-finite values are stored as they are).
+            labels: (n,) int64 labels, required: -1 for rows without one (e.g.
+                unsupervised segments).
             image_ids: optional (n,) int64 image of each prototype (e.g. a dataset index);
                 -1 when not given.
             segment_ids: optional (n,) int64 segment of each prototype; default
@@ -240,6 +245,8 @@ class PrototypeMemory(nn.Module):
         n = prototypes.shape[0]
         device = self.prototypes.device
         optional = {"image_ids": image_ids, "segment_ids": segment_ids}
+        if labels is None:
+            raise TypeError("labels must be an int64 tensor (n,), got None: pass -1 for rows without a label")
         for name, value in (("prototypes", prototypes), ("labels", labels), *optional.items()):
             if value is None:
                 continue

@@ -36,7 +36,7 @@ def cluster_balance_weights(counts: torch.Tensor) -> torch.Tensor:
     """Inverse-frequency class weights for a balanced cross-entropy.
 
     Args:
-        counts: (K,) pixels per cluster (int or float, >= 0), e.g.
+        counts: (K,) pixels per cluster (int or float, finite, >= 0), e.g.
             ``torch.bincount(labels[labels >= 0], minlength=K)`` or a dataset-level count.
 
     Returns:
@@ -51,6 +51,8 @@ def cluster_balance_weights(counts: torch.Tensor) -> torch.Tensor:
     if counts.is_complex() or counts.dtype == torch.bool:
         raise TypeError(f"counts must be a real tensor, got {counts.dtype}")
     values = counts.double()
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError("counts must be finite")
     if bool((values < 0).any()):
         raise ValueError("counts must be >= 0")
     nonempty = values > 0
@@ -64,11 +66,13 @@ def _clustering_cross_entropy(features: torch.Tensor, centroids: torch.Tensor, l
                               class_weights: Optional[torch.Tensor], scale: float) -> torch.Tensor:
     """sum_p w_{y_p} (-log softmax_k(scale * f_p . mu_k))_{y_p} / sum_p w_{y_p} over
     pixels with y_p >= 0 (features and centroids L2-normalised); 0 without any."""
-    unit = F.normalize(features, dim=1, eps=NORM_EPS)
+    valid = labels >= 0
+    # Skipped pixels are zeroed first: their values (NaN included) reach neither the loss
+    # nor a gradient.
+    unit = F.normalize(torch.where(valid.unsqueeze(1), features, 0.0), dim=1, eps=NORM_EPS)
     mu = F.normalize(centroids, dim=1, eps=NORM_EPS).to(unit.dtype)
     logits = scale * torch.einsum("bchw,kc->bkhw", unit, mu)
     log_probabilities = logits.log_softmax(1)
-    valid = labels >= 0
     picked = log_probabilities.gather(1, labels.clamp_min(0).unsqueeze(1)).squeeze(1)
     if class_weights is None:
         pixel_weight = valid.to(unit.dtype)
@@ -101,6 +105,8 @@ def _check_clustering(clustering, index: int, features: torch.Tensor) -> None:
                 raise ValueError(f"{name}.class_weights_{view} must have shape (K,) = ({centroids.shape[0]},), "
                                  f"got {tuple(weights.shape)}")
             check.same_device(weights, f"{name}.class_weights_{view}", features, "the features")
+            if not bool(((weights >= 0) & torch.isfinite(weights)).all()):
+                raise ValueError(f"{name}.class_weights_{view} must be finite and >= 0")
     if clustering.centroids_1.shape != clustering.centroids_2.shape:
         raise ValueError(f"{name}.centroids_1 {tuple(clustering.centroids_1.shape)} and centroids_2 "
                          f"{tuple(clustering.centroids_2.shape)} must have the same shape (K, C)")
@@ -125,8 +131,8 @@ def picie_loss(features_1: torch.Tensor, features_2: torch.Tensor,
 
         CE(z, y, mu) = sum_p w_{y_p} (-log softmax_k(scale * z_p . mu_k))_{y_p} / sum_p w_{y_p}
 
-    (z_p and mu_k L2-normalised: cosine logits; w = the clustering's class weights, 1
-    without; pixels with y_p < 0 skipped), the loss of one clustering is
+    (z_p and mu_k L2-normalised: cosine logits; w = the clustering's class weights,
+    finite and >= 0, 1 without; pixels with y_p < 0 skipped), the loss of one clustering is
 
         L = within_weight * (CE(z1, y1, mu1) + CE(z2, y2, mu2)) / 2
           + cross_weight  * (CE(z1, y2, mu2) + CE(z2, y1, mu1)) / 2
@@ -157,7 +163,8 @@ def picie_loss(features_1: torch.Tensor, features_2: torch.Tensor,
 
     Returns:
         Scalar loss (or ``(loss, terms)``), differentiable in the features (and in the
-        centroids, if they require grad; PiCIE keeps them fixed).
+        centroids, if they require grad; PiCIE keeps them fixed). A non-finite feature
+        of a pixel with a label, or a non-finite centroid, makes it NaN.
     """
     check.float_tensor(features_1, "features_1")
     check.float_tensor(features_2, "features_2")

@@ -36,7 +36,7 @@ class SegSortLoss(nn.Module):
        the loss is computed (the memory never holds the current batch).
 
     Args:
-        concentration: kappa of the vMF losses.
+        concentration: kappa of the vMF losses (> 0).
         grid: initial k-means grid (gh, gw) or an int; K = gh * gw clusters per image.
         kmeans_iters: spherical k-means iterations.
         coord_weight: weight of the pixel coordinates in k-means.
@@ -44,7 +44,7 @@ class SegSortLoss(nn.Module):
             'vmf'. 'vmf' with labels is unsupervised SegSort with pseudo-segments: pass
             e.g. a contour-based over-segmentation as ``labels``; segments are then
             aligned with it and every segment is its own class.
-        ignore_index: label of ignored pixels (negative labels are ignored too).
+        ignore_index: label of ignored pixels (an int64; negative labels are ignored too).
         connectivity: None, 4 or 8: split segments into connected components.
         max_pixels_per_image: None (every valid pixel is a loss term) or the number of
             valid pixels per image drawn uniformly without replacement as loss terms.
@@ -94,7 +94,7 @@ class SegSortLoss(nn.Module):
         dist_utils.check_process_group(process_group)
         self.distributed = distributed
         self.process_group = process_group
-        self.concentration = check.number(concentration, "concentration")
+        self.concentration = check.number(concentration, "concentration", minimum=0.0, strict=True)
         self.grid = check.grid(grid, "grid")
         self.kmeans_iters = check.positive_int(kmeans_iters, "kmeans_iters")
         self.coord_weight = check.number(coord_weight, "coord_weight")
@@ -103,6 +103,8 @@ class SegSortLoss(nn.Module):
         self.loss = loss
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+        if not torch.iinfo(torch.int64).min <= ignore_index <= torch.iinfo(torch.int64).max:
+            raise ValueError(f"ignore_index must fit in int64 (labels are int64), got {ignore_index}")
         self.ignore_index = ignore_index
         if connectivity not in (None, 4, 8):
             raise ValueError(f"connectivity must be None, 4 or 8, got {connectivity!r}")
@@ -132,7 +134,10 @@ class SegSortLoss(nn.Module):
             return_diagnostics: also return a dict of diagnostics.
 
         Returns:
-            The scalar loss (0 with a zero gradient when no pixel is valid), or
+            The scalar loss (0 with a zero gradient when no pixel is valid; NaN when a
+            pixel the loss uses, i.e. any pixel without labels or a labelled one, has a
+            non-finite embedding: k-means and the prototypes leave such pixels out, but
+            their loss term is undefined), or
             ``(loss, diagnostics)`` with keys ``loss_type`` ('vmf' or 'vmf_nca'),
             ``num_segments`` (S), ``num_pixels`` (loss terms), ``memory_rows`` (memory
             prototypes used), ``clusters`` ((B, H, W) k-means labels), ``segments``
@@ -142,8 +147,8 @@ class SegSortLoss(nn.Module):
             global batch), ``global_num_segments`` and ``global_num_pixels``.
         """
         check.float_tensor(embeddings, "embeddings")
-        if embeddings.dim() != 4:
-            raise ValueError(f"embeddings must have shape (B, D, H, W), got {tuple(embeddings.shape)}")
+        if embeddings.dim() != 4 or embeddings.shape[1] < 1:
+            raise ValueError(f"embeddings must have shape (B, D, H, W) with D >= 1, got {tuple(embeddings.shape)}")
         B, D, H, W = embeddings.shape
         if labels is not None:
             check.int64_tensor(labels, "labels")
@@ -183,6 +188,13 @@ class SegSortLoss(nn.Module):
         pixels = unit.permute(0, 2, 3, 1).reshape(B * H * W, D).index_select(0, flat)
         pixel_segments = ids.reshape(-1).index_select(0, flat)
 
+        # A used pixel with a non-finite embedding: spherical_kmeans gives it no cluster, so
+        # it would silently drop out of the loss. The loss is NaN instead (no sync: a flag).
+        nonfinite = ~torch.isfinite(embeddings.detach()).all(1)
+        if labels is not None:
+            nonfinite &= (labels >= 0) & (labels != self.ignore_index)
+        nonfinite = nonfinite.any()
+
         memory = self.memory.tensors() if self.memory is not None else None
         if memory is not None:
             memory = (memory[0].to(embeddings.dtype), memory[1])
@@ -190,12 +202,13 @@ class SegSortLoss(nn.Module):
         group = dist_utils.resolve_group(self.distributed, self.process_group)
         if group is None:
             loss = self._loss(loss_type, embeddings, pixels, pixel_segments, prototypes, segments.label, memory)
+            loss = torch.where(nonfinite, torch.nan, loss)
             if self.memory is not None and self.training:
                 self.memory.push(prototypes.detach(), segments.label, origin)
             extra = {}
         else:
             loss, extra = self._distributed_loss(group, loss_type, embeddings, pixels, pixel_segments, prototypes,
-                                                 segments, origin, image_ids is None, memory)
+                                                 segments, origin, image_ids is None, memory, nonfinite)
         if not return_diagnostics:
             return loss
         diagnostics = {
@@ -220,7 +233,7 @@ class SegSortLoss(nn.Module):
         return vmf_loss(pixels, pixel_segments, prototypes, concentration=self.concentration, memory=memory)
 
     def _distributed_loss(self, group, loss_type, embeddings, pixels, pixel_segments, prototypes, segments, origin,
-                          local_origin: bool, memory):
+                          local_origin: bool, memory, nonfinite):
         """The loss of this rank's pixels against the prototypes of all ranks (see the
         class docstring for the value and gradient convention) and the memory push."""
         num_segments, num_images, num_pixels = segments.num_segments, embeddings.shape[0], pixel_segments.numel()
@@ -243,6 +256,7 @@ class SegSortLoss(nn.Module):
             # The backward of the all-gather is a collective: every rank must reach it,
             # also one whose own pixels give no loss term.
             local_mean = local_mean + all_prototypes.sum() * 0.0
+        local_mean = torch.where(nonfinite, torch.nan, local_mean)  # NaN on every rank after the all-reduce
         # This rank's share of the global mean: its pixel sum over all ranks' pixels.
         share = local_mean * (num_pixels / max(total_pixels, 1))
         value = dist_utils.all_reduce_sum(share.detach(), group)

@@ -58,10 +58,11 @@ def soft_segmentation_loss(embeddings: torch.Tensor, instance_ids: torch.Tensor,
         pixels_per_instance: pixels sampled per instance (None: all; the pair matrix
             is (B, M, M) with M = instances x pixels per instance).
         generator: torch.Generator for the sampling.
-        eps: floor of the squared distance.
+        eps: floor of the squared distance (> 0, finite).
 
     Returns:
-        Scalar loss, differentiable in the embeddings.
+        Scalar loss, differentiable in the embeddings. A non-finite embedding of a
+        sampled pixel makes it NaN; other pixels never reach it.
     """
     check.float_tensor(embeddings, "embeddings")
     if embeddings.dim() not in (2, 4):
@@ -70,7 +71,7 @@ def soft_segmentation_loss(embeddings: torch.Tensor, instance_ids: torch.Tensor,
     num_instances = check.optional_positive_int(num_instances, "num_instances")
     pixels_per_instance = check.optional_positive_int(pixels_per_instance, "pixels_per_instance")
     check.generator(generator)
-    eps = check.number(eps, "eps")
+    eps = check.number(eps, "eps", minimum=0.0, strict=True)
     B, N, D = points.shape
     device = points.device
     group, group_image, sizes, instances_per_image = instance_groups(ids)
@@ -85,7 +86,9 @@ def soft_segmentation_loss(embeddings: torch.Tensor, instance_ids: torch.Tensor,
     pixel_index = (flat_group >= 0).nonzero().squeeze(1)
     pixel_group = flat_group[pixel_index]
     pixel_rank = _rank_within(pixel_group, uniform(pixel_group.shape, generator, device), num_groups)
-    per_instance = pixels_per_instance if pixels_per_instance is not None else int(sizes.max())
+    # Slots for the largest instance at most, whatever pixels_per_instance asks for.
+    largest = int(sizes.max())
+    per_instance = largest if pixels_per_instance is None else min(pixels_per_instance, largest)
     keep = chosen[pixel_group] & (pixel_rank < per_instance)
     pixel_index, pixel_group, pixel_rank = pixel_index[keep], pixel_group[keep], pixel_rank[keep]
     slots_per_image = per_instance * int(torch.clamp(instances_per_image, max=num_instances or num_groups).max())
@@ -98,12 +101,14 @@ def soft_segmentation_loss(embeddings: torch.Tensor, instance_ids: torch.Tensor,
     slot_group[slot] = pixel_group
     features = points.reshape(B * N, D).index_select(0, source.clamp_min(0)).view(B, slots_per_image, D)
     slot_group = slot_group.view(B, slots_per_image)
+    filled = slot_group >= 0
+    # Empty slots hold pixel 0 as a placeholder: zeroed, so its value never reaches a pair.
+    features = torch.where(filled.unsqueeze(2), features, 0.0)
 
     squared_norms = (features * features).sum(2)
     gram = torch.bmm(features, features.transpose(1, 2))
     squared = (squared_norms.unsqueeze(2) + squared_norms.unsqueeze(1) - 2 * gram).clamp_min(eps)
     distance = squared.sqrt()
-    filled = slot_group >= 0
     upper = torch.ones(slots_per_image, slots_per_image, dtype=torch.bool, device=device).triu(1)
     pair = filled.unsqueeze(2) & filled.unsqueeze(1) & upper
     same = slot_group.unsqueeze(2) == slot_group.unsqueeze(1)

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from segsort_ext.transforms._checks import image_label_pair, jitter_strengths
+from segsort_ext.transforms._checks import generator_seed, image_label_pair, jitter_strengths
 from segsort_ext.transforms.geometry import apply_geometry, random_crop, random_hflip, random_scale, sample_geometry
 from segsort_ext.transforms.photometric import apply_photometric, color_jitter, sample_photometric
 from segsort_ext.utils import checks as check
@@ -24,12 +24,13 @@ class RandomCropFlip:
     """Seeded joint random crop + horizontal flip, usable as a dataset ``transform``.
 
     Args:
-        size: crop size ``(h, w)``; ``None`` to only flip.
+        size: crop size ``(h, w)`` (or an int, a square); ``None`` to only flip.
         flip_prob: probability of mirroring.
         seed: seed of the private :class:`torch.Generator`; the same seed reproduces the same
             sequence of crops/flips (per process -- DataLoader workers each get a copy, so
             reseed with :meth:`reseed` in a ``worker_init_fn`` if workers must differ).
-        ignore_index: label value used when the crop needs padding.
+        ignore_index: label value used when the crop needs padding (an int the label
+            dtype holds).
     """
 
     def __init__(
@@ -39,15 +40,17 @@ class RandomCropFlip:
         seed: int = 0,
         ignore_index: int = IGNORE_INDEX,
     ):
-        self.size = size
-        self.flip_prob = flip_prob
+        self.size = None if size is None else check.int_pair(size, "size")
+        self.flip_prob = check.number(flip_prob, "flip_prob", minimum=0.0, maximum=1.0)
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
         self.ignore_index = ignore_index
         self.generator = torch.Generator()
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
         """Restart the random sequence from ``seed``."""
-        self.generator.manual_seed(int(seed))
+        self.generator.manual_seed(generator_seed(seed))
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.size is not None:
@@ -89,9 +92,6 @@ class TrainAugmentation:
         self.scale_range = None if scale_range is None else check.interval(scale_range, "scale_range", minimum=0.0,
                                                                      strict=True)
         self.jitter = jitter_strengths(brightness, contrast, saturation, hue)
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-            raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
-        flip_prob = check.number(flip_prob, "flip_prob", minimum=0.0, maximum=1.0)
         self.crop_flip = RandomCropFlip(self.crop_size, flip_prob, seed, ignore_index)
         self.generator = self.crop_flip.generator
 
@@ -130,6 +130,9 @@ def picie_views(images: torch.Tensor, *, output_size=None, generator: Optional[t
     check.float_tensor(images, "images")
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+    for name, options in (("geometry_options", geometry_options), ("photometric_options", photometric_options)):
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"{name} must be a dict of keyword arguments or None, got {type(options).__name__}")
     B, _, H, W = images.shape
     geometry = sample_geometry(B, (H, W), output_size, generator=generator, **(geometry_options or {}))
     first = sample_photometric(B, generator=generator, **(photometric_options or {}))

@@ -23,7 +23,7 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.transforms._checks import image_label_pair
+from segsort_ext.transforms._checks import allocatable, fill_value, image_label_pair
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.constants import IGNORE_INDEX
 
@@ -85,6 +85,7 @@ def _check_geometry(geometry) -> None:
 def identity_geometry(batch_size: int, input_size, *, flip: Optional[torch.Tensor] = None) -> Geometry:
     """The full image at its own size; with ``flip`` ((B,) bool) a pure left-right flip."""
     batch_size = check.nonnegative_int(batch_size, "batch_size")
+    allocatable((batch_size, 4), torch.float64, "batch_size")
     input_size = check.int_pair(input_size, "input_size")
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64).repeat(batch_size, 1)
     if flip is None:
@@ -124,6 +125,7 @@ def sample_geometry(batch_size: int, input_size, output_size=None, *, scale=(0.5
         :class:`Geometry` with float64 boxes on the CPU.
     """
     batch_size = check.nonnegative_int(batch_size, "batch_size")
+    allocatable((batch_size, 5), torch.float64, "batch_size")
     H, W = check.int_pair(input_size, "input_size")
     output_size = (H, W) if output_size is None else check.int_pair(output_size, "output_size")
     scale = check.interval(scale, "scale", minimum=0.0, maximum=1.0)
@@ -137,7 +139,7 @@ def sample_geometry(batch_size: int, input_size, output_size=None, *, scale=(0.5
     check.generator(generator)
 
     draws = torch.rand((batch_size, 5), generator=generator, dtype=torch.float64)
-    area = (scale[0] + (scale[1] - scale[0]) * draws[:, 0]) * (H * W)
+    area = (scale[0] + (scale[1] - scale[0]) * draws[:, 0]) * (float(H) * float(W))
     log_ratio = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * draws[:, 1]
     aspect = log_ratio.exp()
     width = (area * aspect).sqrt()
@@ -176,6 +178,12 @@ def _linear_taps(u: torch.Tensor, n: int):
 def _nearest_taps(u: torch.Tensor, n: int) -> torch.Tensor:
     """The pixel whose cell [i / n, (i + 1) / n) contains u (clamped to the axis)."""
     return (u * n + _SNAP).floor().long().clamp(0, n - 1)
+
+
+def _lerp(a: torch.Tensor, b: torch.Tensor, fraction: torch.Tensor) -> torch.Tensor:
+    """a (1 - fraction) + b fraction, and exactly a where fraction is 0: a tap of weight 0
+    must not turn a NaN or inf next to the sample position into NaN."""
+    return torch.where(fraction == 0, a, a * (1 - fraction) + b * fraction)
 
 
 def _gather_axis(x: torch.Tensor, index: torch.Tensor, dim: int) -> torch.Tensor:
@@ -219,6 +227,8 @@ def apply_geometry(x: torch.Tensor, geometry: Geometry, *, mode: Optional[str] =
 
     Returns:
         The transformed tensor with x's dtype, (B, C, h_out, w_out) or (B, h_out, w_out).
+        A NaN or inf pixel reaches exactly the outputs that sample it with a non-zero
+        weight.
     """
     check.tensor(x, "x")
     _check_geometry(geometry)
@@ -236,16 +246,21 @@ def apply_geometry(x: torch.Tensor, geometry: Geometry, *, mode: Optional[str] =
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     if mode == "bilinear" and not is_float:
         raise TypeError(f"x of dtype {x.dtype} (labels) can only be resampled with mode='nearest'")
+    size_name = "output_size"
     if output_size is not None:
         h_out, w_out = check.int_pair(output_size, "output_size")
     elif (h, w) == tuple(geometry.input_size):
         h_out, w_out = geometry.output_size
+        size_name = "geometry.output_size"
     else:
         (H, W), (H_out, W_out) = geometry.input_size, geometry.output_size
         if (H_out * h) % H or (W_out * w) % W:
             raise ValueError(f"x of size {(h, w)} is not an integer scale of geometry.input_size {(H, W)} for "
                              f"output_size {(H_out, W_out)}: pass output_size explicitly")
         h_out, w_out = H_out * h // H, W_out * w // W
+        size_name = "geometry.output_size"
+    # The output and the bilinear pass's (B, C, h_out, w) rows.
+    allocatable((B, maps.shape[1], h_out, max(w, w_out)), x.dtype, size_name)
 
     top, left, bottom, right = geometry.boxes.double().unbind(1)
     u_rows = _sample_positions(top, bottom, h_out, h, x.device)
@@ -262,15 +277,21 @@ def apply_geometry(x: torch.Tensor, geometry: Geometry, *, mode: Optional[str] =
         c0, c1, fx = (torch.where(flip, t.flip(1), t) for t in (c0, c1, fx))
         fy = fy.to(maps.dtype).view(B, 1, h_out, 1)
         fx = fx.to(maps.dtype).view(B, 1, 1, w_out)
-        rows = _gather_axis(maps, r0, 2) * (1 - fy) + _gather_axis(maps, r1, 2) * fy
-        out = _gather_axis(rows, c0, 3) * (1 - fx) + _gather_axis(rows, c1, 3) * fx
+        rows = _lerp(_gather_axis(maps, r0, 2), _gather_axis(maps, r1, 2), fy)
+        out = _lerp(_gather_axis(rows, c0, 3), _gather_axis(rows, c1, 3), fx)
     return out.squeeze(1) if squeeze else out
 
 
 def crop_or_pad(x: torch.Tensor, size: Tuple[int, int], fill: float) -> torch.Tensor:
-    """``x`` (..., H, W) cropped to at most ``size = (h, w)`` from the top-left corner, then
-    padded at the bottom/right with ``fill`` to exactly ``size`` (pixel (0, 0) stays put)."""
-    height, width = size
+    """``x`` (..., H, W) cropped to at most ``size = (h, w)`` (an int or a pair of ints
+    >= 1) from the top-left corner, then padded at the bottom/right with ``fill`` (a value
+    x's dtype holds, not NaN) to exactly ``size`` (pixel (0, 0) stays put)."""
+    check.tensor(x, "x")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (..., H, W), got {tuple(x.shape)}")
+    height, width = check.int_pair(size, "size")
+    fill = fill_value(fill, x.dtype, "fill")
+    allocatable((*x.shape[:-2], height, width), x.dtype, "size")
     x = x[..., :height, :width]
     if tuple(x.shape[-2:]) == (height, width):
         return x
@@ -290,10 +311,15 @@ def random_crop(
     """Crop the same random ``size = (h, w)`` window from ``image (C, H, W)`` and ``label (H, W)``.
 
     Inputs smaller than ``size`` are first padded at the bottom/right (image with
-    ``image_fill``, label with ``ignore_index``).  The window position is drawn from
-    ``generator`` so that a seeded generator gives a reproducible sequence of crops.
+    ``image_fill``, label with ``ignore_index``: values of their dtypes).  The window
+    position is drawn from ``generator`` so that a seeded generator gives a reproducible
+    sequence of crops.  ``label`` may also be ``(K, H, W)``.
     """
-    height, width = int(size[0]), int(size[1])
+    image_label_pair(image, label)
+    height, width = check.int_pair(size, "size")
+    check.generator(generator)
+    ignore_index = fill_value(ignore_index, label.dtype, "ignore_index")
+    image_fill = fill_value(image_fill, image.dtype, "image_fill")
     padded = (max(height, image.shape[-2]), max(width, image.shape[-1]))
     image = crop_or_pad(image, padded, image_fill)
     label = crop_or_pad(label, padded, ignore_index)
@@ -309,6 +335,9 @@ def random_hflip(
     generator: Optional[torch.Generator] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Mirror ``image`` and ``label`` left-right together with probability ``p``."""
+    image_label_pair(image, label)
+    p = check.number(p, "p", minimum=0.0, maximum=1.0)
+    check.generator(generator)
     if float(torch.rand((), generator=generator)) < p:
         return image.flip(-1), label.flip(-1)
     return image, label
@@ -332,9 +361,11 @@ def random_scale(
     """
     image_label_pair(image, label)
     low, high = check.interval(scale_range, "scale_range", minimum=0.0, strict=True)
+    check.generator(generator)
     factor = low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
     height, width = image.shape[-2:]
     size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    allocatable((image.shape[0], *size), image.dtype, "scale_range")
     if size == (height, width):
         return image, label
     # F.interpolate's fused kernel, not apply_geometry's gathers: ten times faster on the CPU,

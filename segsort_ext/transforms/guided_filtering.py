@@ -22,6 +22,10 @@ def _box_sum_along(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     return cumulative.index_select(dim, upper) - cumulative.index_select(dim, lower)
 
 
+def _box_sum(x: torch.Tensor, radius: int) -> torch.Tensor:
+    return _box_sum_along(_box_sum_along(x, radius, 2), radius, 3)
+
+
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over the (2 radius + 1)^2 window around each pixel, windows clipped at the
     border (divided by the number of in-image pixels, as He et al.'s boxfilter / N).
@@ -31,16 +35,28 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
         radius: window radius r >= 0.
 
     Returns:
-        (B, C, H, W) box means.
+        (B, C, H, W) box means. A NaN or infinite value makes exactly the windows that
+        hold it non-finite (their IEEE sum: NaN, or inf of its sign).
     """
     check.float_tensor(x, "x")
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
     radius = check.nonnegative_int(radius, "radius")
-    sums = _box_sum_along(_box_sum_along(x, radius, 2), radius, 3)
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        sums = _box_sum(x, radius)
+    else:
+        # A cumulative sum would carry a NaN or inf into every later window: sum the finite
+        # values, then give each window holding non-finite values their sum.
+        def anywhere(mask):
+            return _box_sum(mask.to(x.dtype), radius) > 0.5
+
+        positive, negative, nan = anywhere(x == torch.inf), anywhere(x == -torch.inf), anywhere(x.isnan())
+        sums = torch.where(finite, x, 0.0)
+        sums = torch.where(positive, torch.inf, torch.where(negative, -torch.inf, _box_sum(sums, radius)))
+        sums = torch.where(nan | (positive & negative), torch.nan, sums)
     ones = torch.ones(1, 1, x.shape[2], x.shape[3], dtype=x.dtype, device=x.device)
-    counts = _box_sum_along(_box_sum_along(ones, radius, 2), radius, 3)
-    return sums / counts
+    return sums / _box_sum(ones, radius)
 
 
 def guided_filter(guide_image: torch.Tensor, features: torch.Tensor, radius: int, eps: float, *,
@@ -62,12 +78,14 @@ def guided_filter(guide_image: torch.Tensor, features: torch.Tensor, radius: int
         guide_image: (B, G, H, W) float guide (G = 3 for an RGB image, 1 for grey).
         features: (B, C, H, W) float features to filter, same B, H, W and dtype.
         radius: window radius r >= 0.
-        eps: regularisation (> 0); larger = smoother.
+        eps: regularisation, a normal number of the inputs' dtype (so that
+            ``Sigma_k + eps U`` stays invertible); larger = smoother.
         channel_chunk: feature channels filtered at once (bounds memory to
             O(B * G * chunk * H * W)).
 
     Returns:
-        (B, C, H, W) filtered features. Differentiable in both inputs.
+        (B, C, H, W) filtered features. Differentiable in both inputs. A non-finite input
+        value makes the outputs within 2 * radius of it NaN.
     """
     check.float_tensor(guide_image, "guide_image")
     check.float_tensor(features, "features")
@@ -83,7 +101,8 @@ def guided_filter(guide_image: torch.Tensor, features: torch.Tensor, radius: int
     if features.dtype != guide_image.dtype:
         raise TypeError(f"features ({features.dtype}) and guide_image ({guide_image.dtype}) must have the same dtype")
     radius = check.nonnegative_int(radius, "radius")
-    eps = check.number(eps, "eps", minimum=0.0, strict=True)
+    dtype_range = torch.finfo(guide_image.dtype)
+    eps = check.number(eps, "eps", minimum=dtype_range.tiny, maximum=dtype_range.max)
     channel_chunk = check.positive_int(channel_chunk, "channel_chunk")
 
     mean_guide = box_filter(guide_image, radius)  # (B, G, H, W)
@@ -93,7 +112,11 @@ def guided_filter(guide_image: torch.Tensor, features: torch.Tensor, radius: int
     identity = torch.eye(G, dtype=guide_image.dtype, device=guide_image.device)
     # (B, H, W, G, G): one small SPD system per pixel, inverted once for all channels
     # (an explicit G x G inverse, as in He et al.'s reference code).
-    inverse = torch.linalg.inv(covariance.permute(0, 3, 4, 1, 2) + eps * identity)
+    system = covariance.permute(0, 3, 4, 1, 2) + eps * identity
+    # Non-finite systems (a NaN or inf in the window) are inverted as the identity and
+    # come out NaN: linalg.inv may raise on them.
+    solvable = torch.isfinite(system).flatten(-2).all(-1)[..., None, None]
+    inverse = torch.where(solvable, torch.linalg.inv(torch.where(solvable, system, identity)), torch.nan)
     outputs = []
     for start in range(0, features.shape[1], channel_chunk):
         p = features[:, start:start + channel_chunk]
@@ -125,7 +148,7 @@ def pca_project(features: torch.Tensor, dims: int = 3) -> torch.Tensor:
 
     Returns:
         (B, dims, H, W) projections (mean zero per image and channel), ordered by
-        decreasing variance.
+        decreasing variance; all NaN for an image with a non-finite value.
     """
     check.float_tensor(features, "features")
     if features.dim() != 4:
@@ -136,8 +159,13 @@ def pca_project(features: torch.Tensor, dims: int = 3) -> torch.Tensor:
         raise ValueError(f"dims must be <= the number of channels C = {C}, got {dims}")
     pixels = features.reshape(B, C, H * W).transpose(1, 2)
     centred = pixels - pixels.mean(1, keepdim=True)
+    scatter = centred.transpose(1, 2) @ centred
+    # eigh fails on non-finite matrices: such images are decomposed as the identity, and
+    # their projections come out NaN through the centred pixels.
+    finite = torch.isfinite(scatter).flatten(1).all(1)[:, None, None]
+    identity = torch.eye(C, dtype=scatter.dtype, device=scatter.device)
     # eigh of the C x C scatter matrix: cheaper than an SVD of the (H*W, C) pixels.
-    _, vectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)
+    _, vectors = torch.linalg.eigh(torch.where(finite, scatter, identity))
     components = vectors[:, :, -dims:].flip(-1)  # (B, C, dims), largest eigenvalue first
     components = _canonical_signs(components)
     return (centred @ components).transpose(1, 2).reshape(B, dims, H, W)
@@ -156,13 +184,18 @@ def rescale_to_unit(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
     Args:
         x: (B, C, H, W) float tensor.
+        eps: the smallest span, a normal number of x's dtype.
     Returns:
-        (B, C, H, W) in [0, 1].
+        (B, C, H, W) in [0, 1]; a channel with a NaN is all NaN.
     """
     check.float_tensor(x, "x")
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+    dtype_range = torch.finfo(x.dtype)
+    eps = check.number(eps, "eps", minimum=dtype_range.tiny, maximum=dtype_range.max)
+    if x.numel() == 0:
+        return x.clone()
     flat = x.flatten(2)
     low = flat.amin(2, keepdim=True)
-    span = (flat.amax(2, keepdim=True) - low).clamp_min(check.number(eps, "eps"))
+    span = (flat.amax(2, keepdim=True) - low).clamp_min(eps)
     return ((flat - low) / span).view_as(x)

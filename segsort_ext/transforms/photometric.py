@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.transforms._checks import jitter_strengths
+from segsort_ext.transforms._checks import allocatable, jitter_strengths
 from segsort_ext.utils import checks as check
 
 __all__ = ["color_jitter", "Photometric", "sample_photometric", "apply_photometric"]
@@ -100,6 +100,7 @@ def color_jitter(
     the image, contrast blends it with its mean gray level, saturation with its gray image.
     """
     strengths = jitter_strengths(brightness, contrast, saturation, hue)
+    check.generator(generator)
     if not isinstance(image, torch.Tensor) or not image.is_floating_point() or image.dim() != 3:
         raise TypeError("image must be a floating point tensor (3, H, W)")
     if any(strengths[1:]) and image.shape[0] != 3:
@@ -128,6 +129,7 @@ class Photometric(NamedTuple):
     grey: replace RGB by grey(x) = 0.299 R + 0.587 G + 0.114 B in all 3 channels.
     blur_sigma: standard deviation (pixels) of a separable Gaussian blur with reflect
     padding; 0 = none. Values are clamped to [0, 1] after every jitter step.
+    All values finite; the factors and blur_sigma >= 0.
     """
 
     brightness: torch.Tensor
@@ -160,6 +162,7 @@ def sample_photometric(batch_size: int, *, brightness: float = 0.3, contrast: fl
         :class:`Photometric` with B entries.
     """
     batch_size = check.nonnegative_int(batch_size, "batch_size")
+    allocatable((batch_size, 8), torch.float64, "batch_size")
     brightness, contrast, saturation, hue = jitter_strengths(brightness, contrast, saturation, hue)
     jitter_probability = check.number(jitter_probability, "jitter_probability", minimum=0.0, maximum=1.0)
     grey_probability = check.number(grey_probability, "grey_probability", minimum=0.0, maximum=1.0)
@@ -212,7 +215,9 @@ def apply_photometric(images: torch.Tensor, photometric: Photometric) -> torch.T
         photometric: B transforms.
 
     Returns:
-        (B, 3, H, W) images in [0, 1], same dtype. Differentiable in the images.
+        (B, 3, H, W) images in [0, 1], same dtype. Differentiable in the images. A NaN
+        pixel makes its image NaN wherever it reaches: the whole image under a contrast
+        change (the mean grey level), its blur window under a blur.
     """
     check.float_tensor(images, "images")
     if images.dim() != 4 or images.shape[1] != 3:
@@ -226,6 +231,15 @@ def apply_photometric(images: torch.Tensor, photometric: Photometric) -> torch.T
         check.tensor(value, f"photometric.{name}")
         if tuple(value.shape) != (B,):
             raise ValueError(f"photometric.{name} must have shape (B,) = ({B},), got {tuple(value.shape)}")
+        if name == "grey":
+            if value.dtype != torch.bool:
+                raise TypeError(f"photometric.grey must be a bool tensor, got {value.dtype}")
+        elif value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"photometric.{name} must be a real tensor, got {value.dtype}")
+        elif not bool(torch.isfinite(value).all()):
+            raise ValueError(f"photometric.{name} must be finite")
+        elif name != "hue" and bool((value < 0).any()):
+            raise ValueError(f"photometric.{name} must be >= 0")
 
     def per_image(values):
         return values.to(device=images.device, dtype=images.dtype).view(B, 1, 1, 1)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from segsort_ext.transforms._arrays import compact_ids, image_array
+from segsort_ext.transforms._checks import smoothing_sigma
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.optional import require
 
@@ -26,7 +27,8 @@ def slic_segments(image: torch.Tensor, n_segments: int = 100, *, compactness: fl
     Args:
         image: float ``(3, H, W)`` RGB in [0, 1] (clustered in CIELAB), ``(1, H, W)`` or ``(H, W)``.
         n_segments: approximate number of superpixels.
-        compactness, sigma, max_num_iter, enforce_connectivity: as ``skimage.segmentation.slic``.
+        compactness, sigma, max_num_iter, enforce_connectivity: as ``skimage.segmentation.slic``
+            (sigma at most 2 * max(H, W)).
 
     Returns:
         int64 ``(H, W)`` ids, compact ``[0, S)`` in raster order of first appearance.
@@ -35,7 +37,7 @@ def slic_segments(image: torch.Tensor, n_segments: int = 100, *, compactness: fl
     array = image_array(image)
     n_segments = check.positive_int(n_segments, "n_segments")
     compactness = check.number(compactness, "compactness", minimum=0.0, strict=True)
-    sigma = check.number(sigma, "sigma", minimum=0.0)
+    sigma = smoothing_sigma(sigma, array.shape[:2])
     max_num_iter = check.positive_int(max_num_iter, "max_num_iter")
     labels = slic(array, n_segments=n_segments, compactness=compactness, sigma=sigma, max_num_iter=max_num_iter,
                   enforce_connectivity=bool(enforce_connectivity), start_label=0,
@@ -49,7 +51,8 @@ def felzenszwalb_segments(image: torch.Tensor, *, scale: float = 100.0, sigma: f
 
     Args:
         image: float ``(3, H, W)`` in [0, 1], ``(1, H, W)`` or ``(H, W)``.
-        scale: larger gives larger segments; sigma: pre-smoothing; min_size: smallest segment.
+        scale: larger gives larger segments; sigma: pre-smoothing (at most 2 * max(H, W));
+            min_size: smallest segment.
 
     Returns:
         int64 ``(H, W)`` ids, compact ``[0, S)`` in raster order of first appearance.
@@ -57,7 +60,7 @@ def felzenszwalb_segments(image: torch.Tensor, *, scale: float = 100.0, sigma: f
     felzenszwalb = require("skimage.segmentation", "felzenszwalb_segments").felzenszwalb
     array = image_array(image)
     scale = check.number(scale, "scale", minimum=0.0, strict=True)
-    sigma = check.number(sigma, "sigma", minimum=0.0)
+    sigma = smoothing_sigma(sigma, array.shape[:2])
     min_size = check.positive_int(min_size, "min_size")
     labels = felzenszwalb(array, scale=scale, sigma=sigma, min_size=min_size,
                           channel_axis=-1 if array.ndim == 3 else None)

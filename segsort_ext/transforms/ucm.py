@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from segsort_ext.transforms._arrays import compact_ids, image_array
+from segsort_ext.transforms._checks import smoothing_sigma
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.optional import require
 
@@ -40,7 +41,8 @@ def edge_strength(image: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
 
     Args:
         image: float ``(C, H, W)`` (C = 1 or 3) or ``(H, W)``, values in [0, 1].
-        sigma: standard deviation of the Gaussian pre-smoothing in pixels (0: none).
+        sigma: standard deviation of the Gaussian pre-smoothing in pixels (0: none; at
+            most 2 * max(H, W)).
 
     Returns:
         float64 ``(H, W)``: the root mean square over channels of the per-channel Sobel
@@ -49,7 +51,7 @@ def edge_strength(image: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
     sobel = require("skimage.filters", "edge_strength").sobel
     ndimage = require("scipy.ndimage", "edge_strength")
     array = image_array(image)
-    sigma = check.number(sigma, "sigma", minimum=0.0)
+    sigma = smoothing_sigma(sigma, array.shape[:2])
     channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[-1])]
     squares = 0.0
     for channel in channels:
@@ -233,8 +235,12 @@ def image_ucm(image: torch.Tensor, *, sigma: float = 2.0, markers: Optional[Arra
 def ucm_components(ucm2: np.ndarray, threshold: float) -> np.ndarray:
     """The official region benchmark's ``bwlabel(ucm2 <= threshold)`` (8-connected) on the
     full-resolution ``(2H+1, 2W+1)`` map, sampled at the pixel centres: ``(H, W)`` labels
-    1..N, unchecked (the checked, compact form is :func:`ucm_to_labels`)."""
+    1..N; the values are not checked (the checked, compact form is :func:`ucm_to_labels`)."""
     ndimage = require("scipy.ndimage", "ucm_components")
+    if not isinstance(ucm2, np.ndarray) or ucm2.ndim != 2:
+        raise TypeError(f"ucm2 must be a 2-D numpy array (2H+1, 2W+1), got "
+                        f"{getattr(ucm2, 'shape', type(ucm2).__name__)}")
+    threshold = check.number(threshold, "threshold")
     labels, _ = ndimage.label(ucm2 <= threshold, structure=np.ones((3, 3), dtype=bool))
     return labels[1::2, 1::2]
 

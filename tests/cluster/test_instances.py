@@ -240,3 +240,21 @@ def test_near_duplicates_merge_below_one():
     assert exact.ids.shape == (2, 21)
     merged = instance_proposals(points, [3.0, 200.0], threshold=0.99, duplicate_iou=0.9)
     assert merged.size.tolist() == [21, 1] and merged.level.tolist() == [0, 1]
+
+
+def test_a_non_finite_point_empties_its_image_only():
+    # Mean shift carries a non-finite point to every point of its image; padding beyond
+    # lengths never influences anything.
+    x, _ = _clusters(num_clusters=3, n=40)
+    x = x.view(2, 20, -1).clone()
+    clean = instance_proposals(x, [2.0, 4.0], threshold=0.5)
+    x[0, 3] = float("nan")
+    x[1, 19] = float("inf")
+    lengths = torch.tensor([20, 19])
+    proposals = instance_proposals(x, [2.0, 4.0], threshold=0.5, lengths=lengths)
+    assert (proposals.ids[:, 0] == -1).all()
+    assert (proposals.batch == 1).all()
+    expected = instance_proposals(x[1:, :19], [2.0, 4.0], threshold=0.5)
+    assert torch.equal(proposals.size, expected.size)
+    assert torch.equal(proposals.ids[:, 1, :19] >= 0, expected.ids[:, 0] >= 0)
+    assert clean.size.numel() > proposals.size.numel()

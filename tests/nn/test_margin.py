@@ -145,3 +145,22 @@ def test_pairwise_margin_bad_inputs(generator):
     empty = pairwise_margin_loss(x.requires_grad_(), torch.full_like(ids, -1))
     empty.backward()
     assert float(empty.detach()) == 0.0 and bool((x.grad == 0).all())
+
+
+def test_ignored_and_unsampled_pixels_never_reach_the_loss(generator):
+    x = torch.randn(2, 30, 4, dtype=torch.float64, generator=generator)
+    ids = torch.randint(-1, 3, (2, 30), generator=generator)
+    ids[0, 0] = -1
+    clean = x.clone().requires_grad_()
+    dirty = x.clone()
+    dirty[0, 0] = float("nan")
+    dirty.requires_grad_()
+    expected = pairwise_margin_loss(clean, ids)
+    actual = pairwise_margin_loss(dirty, ids)
+    assert torch.equal(actual, expected)
+    (grad_clean,), (grad_dirty,) = torch.autograd.grad(expected, clean), torch.autograd.grad(actual, dirty)
+    assert torch.equal(grad_dirty, grad_clean)
+    dirty = dirty.detach()
+    dirty[0, 1] = float("nan")
+    ids[0, 1] = 0
+    assert pairwise_margin_loss(dirty, ids).isnan()

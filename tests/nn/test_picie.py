@@ -123,3 +123,22 @@ def test_picie_bad_inputs(generator):
         picie_loss(f, f, [good, single])
     with pytest.raises(ValueError, match="clustering_weights"):
         picie_loss(f, f, [good, good], clustering_weights=(1.0,))
+
+
+def test_pixels_without_a_label_never_reach_the_loss(generator):
+    features = torch.randn(2, 4, 3, 3, dtype=torch.float64, generator=generator)
+    labels = torch.randint(0, 3, (2, 3, 3), generator=generator)
+    labels[0, 0, 0] = -1
+    clustering = PiCIEClustering(torch.randn(3, 4, dtype=torch.float64, generator=generator),
+                                 torch.randn(3, 4, dtype=torch.float64, generator=generator), labels, labels)
+    clean = features.clone().requires_grad_()
+    dirty = features.clone()
+    dirty[0, :, 0, 0] = float("nan")
+    dirty.requires_grad_()
+    losses = [picie_loss(t, t, clustering) for t in (clean, dirty)]
+    assert torch.equal(losses[1], losses[0])
+    grads = [torch.autograd.grad(loss, t)[0] for loss, t in zip(losses, (clean, dirty))]
+    assert torch.equal(grads[1], grads[0])
+    dirty = dirty.detach()
+    dirty[1, :, 1, 1] = float("nan")
+    assert picie_loss(dirty, dirty, clustering).isnan()

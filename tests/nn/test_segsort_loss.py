@@ -164,3 +164,19 @@ def test_segsort_bad_inputs(generator):
         module(x, generator=1)
     with pytest.raises(ValueError, match="memory"):
         SegSortLoss(memory=PrototypeMemory(10, 6, device="meta"))(x)
+
+
+def test_non_finite_embedding_of_a_used_pixel_makes_the_loss_nan(generator):
+    # spherical_kmeans gives a non-finite pixel no cluster; the loss must not quietly drop it.
+    x = _embeddings(generator)
+    labels = random_labels(2, 9, 10, 3, generator=generator)
+    labelled = (labels != IGNORE_INDEX).nonzero()[0].tolist()
+    ignored = (labels == IGNORE_INDEX).nonzero()[0].tolist()
+    for value in (float("nan"), float("inf")):
+        bad = x.clone()
+        bad[labelled[0], :, labelled[1], labelled[2]] = value
+        assert SegSortLoss()(bad, labels).isnan()
+        assert SegSortLoss(loss="vmf")(bad).isnan()
+        bad = x.clone()
+        bad[ignored[0], :, ignored[1], ignored[2]] = value
+        assert SegSortLoss()(bad, labels).isfinite()

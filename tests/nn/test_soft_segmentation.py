@@ -101,3 +101,24 @@ def test_soft_segmentation_features_chain_the_transforms(generator):
     chained = soft_segmentation_features(image, features, radius=2, eps=1e-2)
     torch.testing.assert_close(chained, rescale_to_unit(pca_project(guided_filter(image, features, 2, 1e-2), 3)))
     assert chained.shape == (2, 3, 6, 7) and float(chained.min()) >= 0 and float(chained.max()) <= 1
+
+
+def test_pixels_outside_the_sample_never_reach_the_loss(generator):
+    # Pixel 0 is the placeholder of empty slots: a NaN there must not leak into the loss
+    # or the gradient.
+    x = torch.randn(2, 5, 4, 4, dtype=torch.float64, generator=generator)
+    ids = torch.randint(0, 3, (2, 4, 4), generator=generator)
+    ids[0, 0, 0] = -1
+    ids[0, 1, 1] = 3  # a one-pixel instance: two of its three slots stay empty
+    clean = x.clone().requires_grad_()
+    dirty = x.clone()
+    dirty[0, :, 0, 0] = float("nan")
+    dirty.requires_grad_()
+    losses = [soft_segmentation_loss(t, ids, pixels_per_instance=3, generator=torch.Generator().manual_seed(1))
+              for t in (clean, dirty)]
+    assert torch.equal(losses[1], losses[0])
+    grads = [torch.autograd.grad(loss, t)[0] for loss, t in zip(losses, (clean, dirty))]
+    assert torch.equal(grads[1], grads[0])
+    dirty = dirty.detach()
+    dirty[1, :, 3, 3] = float("nan")
+    assert soft_segmentation_loss(dirty, ids, pixels_per_instance=None).isnan()

@@ -232,3 +232,20 @@ def test_random_scale_bad_arguments():
         random_scale(image, label, 1.5)
     with pytest.raises(ValueError, match="label"):
         random_scale(image, torch.zeros(4, 6, dtype=torch.int64))
+
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_pixels_reach_only_the_outputs_that_sample_them(value):
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    on_grid = identity_geometry(2, (8, 8), flip=torch.tensor([True, False]))
+    off_grid = sample_geometry(2, (8, 8), generator=torch.Generator().manual_seed(1))
+    for geometry, size in ((on_grid, (8, 8)), (off_grid, (13, 11))):
+        outputs = []
+        for pixel in (0.0, 1.0, value):
+            changed = x.clone()
+            changed[0, 0, 3, 3] = pixel
+            outputs.append(apply_geometry(changed, geometry, output_size=size))
+        weighted = outputs[0] != outputs[1]  # the outputs with a non-zero weight on the pixel
+        assert weighted.any()
+        assert torch.equal(~torch.isfinite(outputs[2]), weighted)

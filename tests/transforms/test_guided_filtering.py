@@ -100,3 +100,55 @@ def test_bad_inputs():
         pca_project(image, dims=4)
     with pytest.raises(ValueError, match="features"):
         pca_project(image[0])
+
+
+@pytest.mark.parametrize("values", [(float("nan"),), (float("inf"),), (-float("inf"),), (float("inf"), -float("inf"))])
+def test_box_filter_keeps_non_finite_values_in_their_windows(generator, values):
+    # The cumulative sums would carry them to every later window; average pooling is the
+    # reference with IEEE sums per window.
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64, generator=generator)
+    for value, (y, x_) in zip(values, ((4, 5), (5, 7))):
+        x[0, 1, y, x_] = value
+    for r in (0, 1, 3):
+        expected = F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+        torch.testing.assert_close(box_filter(x, r), expected, rtol=1e-12, atol=1e-13, equal_nan=True)
+
+
+def test_guided_filter_keeps_non_finite_values_local(generator):
+    guide = torch.rand(2, 3, 12, 13, dtype=torch.float64, generator=generator)
+    features = torch.randn(2, 2, 12, 13, dtype=torch.float64, generator=generator)
+    r = 1
+    clean = guided_filter(guide, features, r, 1e-2)
+    # Outputs within 2r of the pixel read it through a and b; all others are unchanged.
+    near = torch.zeros(2, 2, 12, 13, dtype=torch.bool)
+    near[0, :, 5 - 2 * r:5 + 2 * r + 1, 6 - 2 * r:6 + 2 * r + 1] = True
+    for tensor, channels in ((guide, [0, 1]), (features, [0])):  # a guide pixel reaches every channel
+        saved = tensor[0, 0, 5, 6].item()
+        tensor[0, 0, 5, 6] = float("nan")
+        out = guided_filter(guide, features, r, 1e-2)
+        tensor[0, 0, 5, 6] = saved
+        reached = near.clone()
+        reached[:, [c for c in (0, 1) if c not in channels]] = False
+        assert out[reached].isnan().all()
+        torch.testing.assert_close(out[~reached], clean[~reached], rtol=1e-9, atol=1e-11)
+
+
+def test_pca_project_of_an_image_with_nan_is_nan_and_the_others_unchanged(generator):
+    features = torch.randn(2, 4, 5, 6, dtype=torch.float64, generator=generator)
+    clean = pca_project(features, 2)
+    features[0, 1, 2, 3] = float("nan")
+    out = pca_project(features, 2)
+    assert out[0].isnan().all()
+    assert torch.equal(out[1], clean[1])
+
+
+def test_rescale_to_unit_nan_channel_and_empty_maps(generator):
+    x = torch.rand(2, 3, 4, 5, dtype=torch.float64, generator=generator)
+    clean = rescale_to_unit(x)
+    x[0, 1, 2, 2] = float("nan")
+    out = rescale_to_unit(x)
+    assert out[0, 1].isnan().all()
+    keep = torch.ones(2, 3, dtype=torch.bool)
+    keep[0, 1] = False
+    assert torch.equal(out[keep], clean[keep])
+    assert rescale_to_unit(torch.zeros(2, 3, 0, 5)).shape == (2, 3, 0, 5)
