@@ -96,11 +96,7 @@ class SphericalKMeans:
         self.max_iter = check.nonnegative_int(max_iter, "max_iter")
         self.tol = check.number(tol, "tol", finite=False)
         self.chunk_size = check.positive_int(chunk_size, "chunk_size")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-        if not -2**63 <= seed < 2**64:  # what torch.Generator.manual_seed takes
-            raise ValueError(f"seed must lie in [-2**63, 2**64), got {seed}")
-        self.seed = seed
+        self.seed = check.seed(seed, "seed")
         if device is not None and not isinstance(device, (str, int, torch.device)):
             raise TypeError(f"device must be a torch.device, a string or None, got {type(device).__name__}")
         try:

@@ -69,9 +69,7 @@ class PrototypeMemory(nn.Module):
         max_batches = check.optional_positive_int(max_batches, "max_batches")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating point torch.dtype, got {dtype!r}")
-        if size * dim * dtype.itemsize > torch.iinfo(torch.int64).max:
-            # Refused before allocating: torch would fail with an overflow deep inside.
-            raise ValueError(f"size x dim = {size} x {dim} prototypes are too large for one tensor")
+        check.allocatable((size, dim), dtype, "size x dim")
         self.size = size
         self.dim = dim
         self.max_batches = max_batches

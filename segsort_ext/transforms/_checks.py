@@ -1,16 +1,12 @@
 """Argument checks the transforms share, beyond :mod:`segsort_ext.utils.checks`: image/label
-pairs, colour jitter strengths, seeds, fill values and the size of a tensor to allocate."""
+pairs, colour jitter strengths, fill values and smoothing widths."""
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 
 from segsort_ext.utils import checks as check
-
-# The largest storage, in bytes, a tensor can have (torch indexes storage with int64).
-_MAX_TENSOR_BYTES = torch.iinfo(torch.int64).max
 
 
 def image_label_pair(image, label) -> None:
@@ -30,15 +26,6 @@ def jitter_strengths(brightness, contrast, saturation, hue) -> tuple[float, floa
             check.number(saturation, "saturation", minimum=0.0), check.number(hue, "hue", minimum=0.0, maximum=0.5))
 
 
-def generator_seed(value, name: str = "seed") -> int:
-    """An int that ``torch.Generator.manual_seed`` takes."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not -2**63 <= value < 2**64:
-        raise ValueError(f"{name} must lie in [-2**63, 2**64), got {value}")
-    return value
-
-
 def fill_value(value, dtype: torch.dtype, name: str):
     """A value that a tensor of ``dtype`` holds exactly: an int within the range of an
     integer dtype, a bool (or 0/1) for bool, any number but NaN (inf included) for floats."""
@@ -54,14 +41,6 @@ def fill_value(value, dtype: torch.dtype, name: str):
     if not low <= value <= high:
         raise ValueError(f"{name} must lie in [{low}, {high}] to fit the {dtype} tensor, got {value}")
     return value
-
-
-def allocatable(shape: Sequence[int], dtype: torch.dtype, name: str) -> None:
-    """Refuses, before anything is allocated, a tensor of ``shape`` larger than torch can
-    address (its size computed exactly, without overflow); ``name`` is the argument that
-    set the size."""
-    if math.prod(shape) * dtype.itemsize > _MAX_TENSOR_BYTES:
-        raise ValueError(f"{name}: a {dtype} tensor of shape {tuple(shape)} is too large to allocate")
 
 
 def smoothing_sigma(value, image_size: Sequence[int], name: str = "sigma") -> float:

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from segsort_ext.transforms._checks import generator_seed, image_label_pair, jitter_strengths
+from segsort_ext.transforms._checks import image_label_pair, jitter_strengths
 from segsort_ext.transforms.geometry import apply_geometry, random_crop, random_hflip, random_scale, sample_geometry
 from segsort_ext.transforms.photometric import apply_photometric, color_jitter, sample_photometric
 from segsort_ext.utils import checks as check
@@ -50,7 +50,7 @@ class RandomCropFlip:
 
     def reseed(self, seed: int) -> None:
         """Restart the random sequence from ``seed``."""
-        self.generator.manual_seed(generator_seed(seed))
+        self.generator.manual_seed(check.seed(seed))
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.size is not None:

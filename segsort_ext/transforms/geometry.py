@@ -23,7 +23,7 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.transforms._checks import allocatable, fill_value, image_label_pair
+from segsort_ext.transforms._checks import fill_value, image_label_pair
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.constants import IGNORE_INDEX
 
@@ -85,7 +85,7 @@ def _check_geometry(geometry) -> None:
 def identity_geometry(batch_size: int, input_size, *, flip: Optional[torch.Tensor] = None) -> Geometry:
     """The full image at its own size; with ``flip`` ((B,) bool) a pure left-right flip."""
     batch_size = check.nonnegative_int(batch_size, "batch_size")
-    allocatable((batch_size, 4), torch.float64, "batch_size")
+    check.allocatable((batch_size, 4), torch.float64, "batch_size")
     input_size = check.int_pair(input_size, "input_size")
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64).repeat(batch_size, 1)
     if flip is None:
@@ -125,7 +125,7 @@ def sample_geometry(batch_size: int, input_size, output_size=None, *, scale=(0.5
         :class:`Geometry` with float64 boxes on the CPU.
     """
     batch_size = check.nonnegative_int(batch_size, "batch_size")
-    allocatable((batch_size, 5), torch.float64, "batch_size")
+    check.allocatable((batch_size, 5), torch.float64, "batch_size")
     H, W = check.int_pair(input_size, "input_size")
     output_size = (H, W) if output_size is None else check.int_pair(output_size, "output_size")
     scale = check.interval(scale, "scale", minimum=0.0, maximum=1.0)
@@ -260,7 +260,7 @@ def apply_geometry(x: torch.Tensor, geometry: Geometry, *, mode: Optional[str] =
         h_out, w_out = H_out * h // H, W_out * w // W
         size_name = "geometry.output_size"
     # The output and the bilinear pass's (B, C, h_out, w) rows.
-    allocatable((B, maps.shape[1], h_out, max(w, w_out)), x.dtype, size_name)
+    check.allocatable((B, maps.shape[1], h_out, max(w, w_out)), x.dtype, size_name)
 
     top, left, bottom, right = geometry.boxes.double().unbind(1)
     u_rows = _sample_positions(top, bottom, h_out, h, x.device)
@@ -291,7 +291,7 @@ def crop_or_pad(x: torch.Tensor, size: Tuple[int, int], fill: float) -> torch.Te
         raise ValueError(f"x must have shape (..., H, W), got {tuple(x.shape)}")
     height, width = check.int_pair(size, "size")
     fill = fill_value(fill, x.dtype, "fill")
-    allocatable((*x.shape[:-2], height, width), x.dtype, "size")
+    check.allocatable((*x.shape[:-2], height, width), x.dtype, "size")
     x = x[..., :height, :width]
     if tuple(x.shape[-2:]) == (height, width):
         return x
@@ -365,7 +365,7 @@ def random_scale(
     factor = low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
     height, width = image.shape[-2:]
     size = (max(1, round(height * factor)), max(1, round(width * factor)))
-    allocatable((image.shape[0], *size), image.dtype, "scale_range")
+    check.allocatable((image.shape[0], *size), image.dtype, "scale_range")
     if size == (height, width):
         return image, label
     # F.interpolate's fused kernel, not apply_geometry's gathers: ten times faster on the CPU,

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.transforms._checks import allocatable, jitter_strengths
+from segsort_ext.transforms._checks import jitter_strengths
 from segsort_ext.utils import checks as check
 
 __all__ = ["color_jitter", "Photometric", "sample_photometric", "apply_photometric"]
@@ -162,7 +162,7 @@ def sample_photometric(batch_size: int, *, brightness: float = 0.3, contrast: fl
         :class:`Photometric` with B entries.
     """
     batch_size = check.nonnegative_int(batch_size, "batch_size")
-    allocatable((batch_size, 8), torch.float64, "batch_size")
+    check.allocatable((batch_size, 8), torch.float64, "batch_size")
     brightness, contrast, saturation, hue = jitter_strengths(brightness, contrast, saturation, hue)
     jitter_probability = check.number(jitter_probability, "jitter_probability", minimum=0.0, maximum=1.0)
     grey_probability = check.number(grey_probability, "grey_probability", minimum=0.0, maximum=1.0)

@@ -125,3 +125,20 @@ def generator(value, name: str = "generator") -> Optional[torch.Generator]:
     if value is not None and not isinstance(value, torch.Generator):
         raise TypeError(f"{name} must be a torch.Generator or None, got {type(value).__name__}")
     return value
+
+
+def seed(value, name: str = "seed") -> int:
+    """An int that ``torch.Generator.manual_seed`` takes."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not -2**63 <= value < 2**64:
+        raise ValueError(f"{name} must lie in [-2**63, 2**64), got {value}")
+    return value
+
+
+def allocatable(shape, dtype: torch.dtype, name: str) -> None:
+    """Refuses, before anything is allocated, a tensor of ``shape`` larger than torch can
+    address (torch indexes storage bytes with int64; the size is computed exactly, without
+    overflow). ``name`` is the argument that set the size."""
+    if math.prod(shape) * dtype.itemsize > torch.iinfo(torch.int64).max:
+        raise ValueError(f"{name}: a {dtype} tensor of shape {tuple(shape)} is too large to allocate")
