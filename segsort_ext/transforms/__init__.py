@@ -1,6 +1,7 @@
-"""Image-space transforms: PiCIE's view sampling, guided filtering, and unsupervised
-pseudo segments (superpixels, OWT-UCM-style hierarchies). Loaded lazily: the superpixel
-and UCM code needs scipy and scikit-image (the ``data`` extra)."""
+"""Image-space transforms: PiCIE's view sampling, guided filtering, unsupervised
+pseudo segments (superpixels, OWT-UCM-style hierarchies), and non-maximum suppression of
+soft boundary maps. Loaded lazily: the superpixel and UCM code needs scipy and
+scikit-image (the ``data`` extra)."""
 from segsort_ext.utils.lazy import lazy_exports
 
 _NAMES = {
@@ -10,6 +11,7 @@ _NAMES = {
                      "image_ucm", "ucm_to_labels", "ucm_components"], "segsort_ext.transforms.pseudo_segments"),
     **dict.fromkeys(["box_filter", "guided_filter", "pca_project", "rescale_to_unit"],
                     "segsort_ext.transforms.guided_filtering"),
+    **dict.fromkeys(["triangle_blur", "edge_orientation", "edge_nms"], "segsort_ext.transforms.edges"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES)
 __all__ = list(_NAMES)
