@@ -62,7 +62,7 @@ class HED(nn.Module):
 
     Construct with random weights, or load the BSDS500 ones with :meth:`from_pretrained`.
     On a CPU, ``model.to(memory_format=torch.channels_last)`` with channels-last images runs
-    the convolutions 10-20% faster.
+    about 20% faster (measured at 321x481 on two threads).
     """
 
     def __init__(self):
