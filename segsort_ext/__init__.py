@@ -52,6 +52,8 @@ _LAZY_NAMES = {
     "pseudo_segments": "segsort_ext.transforms",
     "slic_segments": "segsort_ext.transforms",
     "ucm_to_labels": "segsort_ext.transforms",
+    "edge_nms": "segsort_ext.transforms",
+    "HED": "segsort_ext.models",
 }
 _SUBPACKAGES = ("ops", "nn", "cluster", "retrieval", "transforms", "datasets", "metrics", "models", "utils", "testing",
                 "buildinfo")
