@@ -75,15 +75,16 @@ void rows_backward_cpu(at::Tensor& logits, const at::Tensor& ids, const VmfBank&
   });
 }
 
-// Rows are split into a fixed number of contiguous groups (the parallel tasks; fixed, not
-// per thread, so results do not depend on the thread count), each walked in blocks of at
-// most kBlockElements logits.
+// Rows are split into a number of contiguous groups fixed by the sizes (the parallel tasks;
+// not per thread, so results do not depend on the thread count), each walked in blocks of
+// at most kBlockElements logits.
 constexpr int64_t kGroups = 64;
 
+int64_t row_groups(int64_t N) { return std::min<int64_t>(kGroups, (N + 15) / 16); }
+
 template <typename F>
-void for_each_row_block(int64_t N, int64_t bank_size, const F& body) {
+void for_each_row_block(int64_t N, int64_t groups, int64_t bank_size, const F& body) {
   const int64_t block = vmf_block_rows(N, bank_size, kBlockElements);
-  const int64_t groups = std::min<int64_t>(kGroups, (N + 15) / 16);
   const int64_t group_rows = (N + groups - 1) / groups;
   at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
     at::NoGradGuard no_grad;  // worker threads: the ATen calls must record no graph
@@ -110,7 +111,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> vmf_loss_cpu(
   const auto vectors = bank.vectors.to(type).detach();
   const auto e_all = embeddings.to(type).detach();
   const auto ids = segment_ids.contiguous();
-  for_each_row_block(N, vectors.size(0), [&](int64_t, int64_t start, int64_t end) {
+  for_each_row_block(N, row_groups(N), vectors.size(0), [&](int64_t, int64_t start, int64_t end) {
     vmf_block_forward(e_all.slice(0, start, end), vectors, ids.slice(0, start, end), bank, concentration, nca,
                       rows_forward_cpu, loss.slice(0, start, end), lse_den.slice(0, start, end),
                       lse_num.slice(0, start, end));
@@ -137,10 +138,12 @@ std::tuple<at::Tensor, at::Tensor> vmf_loss_backward_cpu(
   const auto ids = segment_ids.contiguous();
   const auto grad = grad_loss.to(type).contiguous();
   const auto den = lse_den.to(type).contiguous(), num = lse_num.to(type).contiguous();
-  // One (S, D) partial prototype gradient per row group, summed in group order: deterministic.
-  const int64_t groups = std::min<int64_t>(kGroups, (N + 15) / 16);
+  // One (S, D) partial prototype gradient per row group, summed in group order:
+  // deterministic. At most N / S groups, so that the partials are no larger than the
+  // embeddings' gradient.
+  const int64_t groups = std::max<int64_t>(1, std::min(row_groups(N), N / std::max<int64_t>(S, 1)));
   auto partial = at::zeros({groups, S, D}, grad_embeddings.options());
-  for_each_row_block(N, vectors.size(0), [&](int64_t g, int64_t start, int64_t end) {
+  for_each_row_block(N, groups, vectors.size(0), [&](int64_t g, int64_t start, int64_t end) {
     vmf_block_backward(e_all.slice(0, start, end), vectors, ids.slice(0, start, end), bank,
                        den.slice(0, start, end), num.slice(0, start, end), grad.slice(0, start, end),
                        concentration, nca, rows_backward_cpu, grad_embeddings.slice(0, start, end), partial[g]);

@@ -132,10 +132,10 @@ std::tuple<at::Tensor, at::Tensor> segment_mean_cuda(const at::Tensor& x, const 
       return;
     }
     if (v.sp <= v.sd) {
-      segment_sum_atomic_kernel<scalar_t, acc_t, true><<<blocks_for(total), kThreads, 0, stream>>>(
+      segment_sum_atomic_kernel<scalar_t, acc_t, true><<<blocks_for(total, kThreads, "x"), kThreads, 0, stream>>>(
           x_ptr, v, ids_c.const_data_ptr<int64_t>(), num_segments, sums.mutable_data_ptr<acc_t>(), total);
     } else {
-      segment_sum_atomic_kernel<scalar_t, acc_t, false><<<blocks_for(total), kThreads, 0, stream>>>(
+      segment_sum_atomic_kernel<scalar_t, acc_t, false><<<blocks_for(total, kThreads, "x"), kThreads, 0, stream>>>(
           x_ptr, v, ids_c.const_data_ptr<int64_t>(), num_segments, sums.mutable_data_ptr<acc_t>(), total);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -206,11 +206,13 @@ at::Tensor segment_mean_backward_cuda(const at::Tensor& grad_out, const at::Tens
     }
     scalar_t* gx = gx_bdp.mutable_data_ptr<scalar_t>();
     if (v.sp <= v.sd) {
-      segment_gather_kernel<scalar_t, acc_t, true><<<blocks_for(total), kThreads, 0, stream>>>(
-          ds.const_data_ptr<acc_t>(), v, ids_c.const_data_ptr<int64_t>(), S, gx, total);
+      segment_gather_kernel<scalar_t, acc_t, true>
+          <<<blocks_for(total, kThreads, "x_shape"), kThreads, 0, stream>>>(
+              ds.const_data_ptr<acc_t>(), v, ids_c.const_data_ptr<int64_t>(), S, gx, total);
     } else {
-      segment_gather_kernel<scalar_t, acc_t, false><<<blocks_for(total), kThreads, 0, stream>>>(
-          ds.const_data_ptr<acc_t>(), v, ids_c.const_data_ptr<int64_t>(), S, gx, total);
+      segment_gather_kernel<scalar_t, acc_t, false>
+          <<<blocks_for(total, kThreads, "x_shape"), kThreads, 0, stream>>>(
+              ds.const_data_ptr<acc_t>(), v, ids_c.const_data_ptr<int64_t>(), S, gx, total);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

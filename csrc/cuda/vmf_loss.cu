@@ -177,6 +177,11 @@ __global__ void __launch_bounds__(kTileThreads)
     __syncthreads();
     tile_weighted_sum<T, kD, kRM, kBN>(coef, pk, acc);
   }
+#pragma unroll
+  for (int i = 0; i < kRM; ++i) {  // ignored pixels: 0, not 0 * (a NaN bank row) = NaN
+#pragma unroll
+    for (int k = 0; k < kC; ++k) acc[i][k] = own[i] >= 0 ? acc[i][k] : T(0);
+  }
   store_rows<false, T, kD, kRM>(acc, concentration, grad_e, row0, N, D);
 }
 

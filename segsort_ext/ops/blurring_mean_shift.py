@@ -18,7 +18,7 @@ from typing import List, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.ops import reference
+from segsort_ext.ops import _limits, reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.constants import NORM_EPS
@@ -28,7 +28,8 @@ __all__ = ["blurring_mean_shift", "bandwidth_from_margin"]
 
 def bandwidth_from_margin(alpha: float) -> float:
     """Kong & Fowlkes' bandwidth for a cosine margin alpha: ``3 / (1 - alpha)``."""
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0 <= alpha < 1:
+    alpha = check.number(alpha, "alpha", minimum=0)
+    if alpha >= 1:
         raise ValueError(f"alpha must be a number in [0, 1), got {alpha!r}")
     return 3.0 / (1.0 - alpha)
 
@@ -57,10 +58,21 @@ def blurring_mean_shift(
     one bounded block of kernel rows); the backward recomputes the kernel instead of
     storing N x N.
     float16/bfloat16 compute in float32.
+
+    NaN policy (CPU and CUDA alike, as the reference): a NaN point makes every valid point
+    of its own image NaN from the first iteration on (the softmax mixes them all), and
+    nothing in other images; padding past ``lengths`` is never read. A NaN, infinite or
+    non-positive bandwidth, and an eta outside (0, 1], are refused.
     """
     bandwidth = check.number(bandwidth, "bandwidth", finite=False)
     iters = check.nonnegative_int(iters, "iters")
     eta = check.number(eta, "eta", finite=False)
+    check.tensor(x, "x")
+    if lengths is not None:
+        check.tensor(lengths, "lengths")
+    # This function's own buffers (the normalised input, and with return_all every
+    # iterate), refused before the first is allocated; the op checks its own.
+    _limits.check_fits_in_memory(x.device, x.numel() * x.element_size() * (iters + 2 if return_all else 2), "x")
     if not HAS_EXTENSION:
         _check_fallback(x, lengths, bandwidth, eta)
         return reference.blurring_mean_shift(x, bandwidth=bandwidth, iters=iters, eta=eta, lengths=lengths,
@@ -88,6 +100,9 @@ def _check_fallback(x, lengths, bandwidth, eta):
             raise ValueError(f"lengths must have shape (B,) = ({x.shape[0]},), got {tuple(lengths.shape)}")
         if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > x.shape[1]):
             raise ValueError(f"lengths must lie in [0, N = {x.shape[1]}]")
+    B, N, D = x.shape
+    # The reference's dense (B, N, N) kernel, its softmax and mask, every iteration.
+    _limits.check_fits_in_memory(x.device, 24 * B * N * (N + D), "x")
 
 
 if HAS_EXTENSION:

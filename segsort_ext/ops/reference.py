@@ -108,7 +108,7 @@ def spherical_kmeans(x, grid=(5, 5), *, iters=10, coord_weight=1.0, mask=None, i
              + (torch.arange(W, device=x.device) * gw // W).view(1, W)).reshape(-1)
     all_labels, all_centroids = [], []
     for b in range(B):
-        pixels = x[b].to(acc).reshape(D, -1).t()
+        pixels = x[b].to(acc).reshape(D, H * W).t()
         valid = torch.isfinite(pixels).all(1)
         if mask is not None:
             valid &= mask[b].reshape(-1)
@@ -192,7 +192,8 @@ def blurring_mean_shift(x, *, bandwidth, iters=10, eta=1.0, lengths=None, return
     for _ in range(iters):
         logits = bandwidth * current @ current.transpose(1, 2)
         logits = logits.masked_fill(~valid[:, None, :], torch.finfo(logits.dtype).min)
-        shifted = (1 - eta) * current + eta * torch.softmax(logits, 2) @ current
+        values = current.masked_fill(~valid[..., None], 0)  # padding (even NaN) never reaches valid points
+        shifted = (1 - eta) * current + eta * torch.softmax(logits, 2) @ values
         current = torch.where(valid[..., None], F.normalize(shifted, dim=2, eps=NORM_EPS), current)
         iterates.append(current)
     return iterates if return_all else current

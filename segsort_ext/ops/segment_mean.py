@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from segsort_ext.ops import reference
+from segsort_ext.ops import _limits, reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 
@@ -24,33 +24,33 @@ def segment_mean(x: torch.Tensor, ids: torch.Tensor, num_segments: int, *, norma
 
     Returns:
         (S, D) prototypes; an empty segment gives a zero row, never NaN. Differentiable
-        in x. NaN in a member's features makes its segment's row NaN (nothing else).
-        Checking ``ids < num_segments`` costs one device-to-host sync.
+        in x. Checking ``ids < num_segments`` costs one device-to-host sync.
+
+    NaN policy (CPU and CUDA alike, as the reference): NaN in a member's features makes its
+    segment's whole row NaN, and the gradient of that segment's pixels NaN; nothing else
+    changes. Infinite features follow IEEE arithmetic as ``F.normalize`` does. The values
+    of ignored pixels (negative ids) never reach the output. Sizes that cannot fit in the
+    device's memory (``num_segments`` of 2**40, say) are refused with a ValueError before
+    any allocation.
 
     CUDA sums with float atomics (run-to-run differences in the last bits) unless
     ``torch.use_deterministic_algorithms(True)``, which selects a sorted, deterministic path.
     """
-    num_segments = check.nonnegative_int(num_segments, "num_segments")
+    num_segments = _limits.int64(check.nonnegative_int(num_segments, "num_segments"), "num_segments")
+    check.tensor(x, "x")
+    check.tensor(ids, "ids")
     if not HAS_EXTENSION:
         check.float_tensor(x, "x")
         check.int64_tensor(ids, "ids")
         check.same_device(x, "x", ids, "ids")
         check.pixel_features(x, ids)
+        _limits.check_fits_in_memory(x.device, num_segments * (x.shape[1] + 1) * (x.element_size() + 8),
+                                     "num_segments")
+        _limits.check_fits_in_memory(ids.device, 8 * ids.numel(), "ids")
+        if ids.numel() and int(ids.max()) >= num_segments:
+            raise ValueError(f"ids must be < num_segments = {num_segments}, found {int(ids.max())}")
         return reference.segment_mean(x, ids, num_segments, normalize=normalize)
     return ops.segment_mean(x, ids, num_segments, bool(normalize))[0]
-
-
-def _check_labels(ids: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
-    check.int64_tensor(ids, "ids")
-    check.int64_tensor(labels, "labels")
-    check.same_device(ids, "ids", labels, "labels")
-    if labels.shape != ids.shape:
-        raise ValueError(f"labels must have the shape of ids {tuple(ids.shape)}, got {tuple(labels.shape)}")
-    check.nonnegative_int(num_classes, "num_classes")
-    valid = (ids >= 0) & (labels != ignore_index) & (labels >= 0)
-    if bool((valid & (labels >= num_classes)).any()):
-        raise ValueError(f"labels must be < num_classes = {num_classes} (or ignore_index = {ignore_index})")
-    return valid
 
 
 def segment_label_histogram(
@@ -59,10 +59,23 @@ def segment_label_histogram(
     """(S, C) int64 count of each class among each segment's pixels.
 
     ids and labels have the same shape ((B, H, W) or (N,)); pixels with a negative id or
-    label ``ignore_index`` are not counted. Costs one sync (the range check of labels).
+    label ``ignore_index`` (or negative) are not counted. Costs one sync (the range check
+    of ids and labels).
     """
-    valid = _check_labels(ids, labels, num_classes, ignore_index)
-    num_segments = check.nonnegative_int(num_segments, "num_segments")
+    check.int64_tensor(ids, "ids")
+    check.int64_tensor(labels, "labels")
+    check.same_device(ids, "ids", labels, "labels")
+    if labels.shape != ids.shape:
+        raise ValueError(f"labels must have the shape of ids {tuple(ids.shape)}, got {tuple(labels.shape)}")
+    num_segments = _limits.int64(check.nonnegative_int(num_segments, "num_segments"), "num_segments")
+    num_classes = _limits.int64(check.nonnegative_int(num_classes, "num_classes"), "num_classes")
+    ignore_index = _limits.int64(ignore_index, "ignore_index")
+    # Before anything is allocated: the dense (S, C) counts, and per pixel a mask and a key.
+    _limits.check_fits_in_memory(ids.device, 8 * num_segments * num_classes, "num_segments * num_classes")
+    _limits.check_fits_in_memory(ids.device, 24 * ids.numel(), "ids")
+    valid = (ids >= 0) & (labels != ignore_index) & (labels >= 0)
+    if bool((valid & (labels >= num_classes)).any()):
+        raise ValueError(f"labels must be < num_classes = {num_classes} (or ignore_index = {ignore_index})")
     if ids.numel() and int(ids.max()) >= num_segments:
         raise ValueError(f"ids must be < num_segments = {num_segments}, found id {int(ids.max())}")
     ids_v, labels_v = ids[valid], labels[valid]

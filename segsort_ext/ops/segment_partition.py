@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from segsort_ext.ops import reference
+from segsort_ext.ops import _limits, reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 
@@ -50,11 +50,17 @@ def segment_partition(
         :class:`Segments`. Ids are compact ``[0, S)`` over the batch and ordered by
         (image, cluster, label), then by first pixel in raster order. Finding S costs one
         device-to-host sync.
+
+    Every int64 value is a valid cluster or label, INT64_MIN to INT64_MAX (wide value
+    ranges are grouped by sorting, never by ``max + 1`` arithmetic); negative clusters and
+    negative or ``ignore_index`` labels mark ignored pixels.
     """
     if connectivity not in (None, 4, 8):
         raise ValueError(f"connectivity must be None, 4 or 8, got {connectivity!r}")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    ignore_index = _limits.int64(ignore_index, "ignore_index")
+    check.tensor(clusters, "clusters")
+    if labels is not None:
+        check.tensor(labels, "labels")
     if not HAS_EXTENSION:
         check.int64_tensor(clusters, "clusters")
         if clusters.dim() != 3:
@@ -65,6 +71,7 @@ def segment_partition(
             if labels.shape != clusters.shape:
                 raise ValueError(f"labels must have the shape of clusters {tuple(clusters.shape)}, "
                                  f"got {tuple(labels.shape)}")
+        _limits.check_fits_in_memory(clusters.device, 32 * clusters.numel(), "clusters")
         return Segments(*reference.segment_partition(clusters, labels, ignore_index=ignore_index,
                                                      connectivity=connectivity))
     return Segments(*ops.segment_partition(clusters, labels, ignore_index, connectivity or 0))

@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from segsort_ext.ops import reference
+from segsort_ext.ops import _limits, reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 
@@ -53,22 +53,31 @@ def spherical_kmeans(
         :class:`KMeansResult` ``(labels (B, H, W) int64, centroids (B, K, D + 2))``.
         Pixels that are masked, have a negative ``init`` or a non-finite embedding get
         label -1 and take no part. Not differentiable (labels are discrete).
+
+    NaN policy (CPU and CUDA alike): a NaN or infinite embedding masks its pixel, as above;
+    a NaN or infinite ``coord_weight`` is refused. ``K = gh * gw`` and the cell arithmetic
+    are overflow-checked, and a grid whose centroids cannot fit in the device's memory is
+    refused with a ValueError naming ``grid`` before any allocation.
     """
-    gh, gw = check.grid(grid, "grid")
-    iters = check.positive_int(iters, "iters")
+    gh, gw = (_limits.int64(size, "grid") for size in check.grid(grid, "grid"))
+    iters = _limits.int64(check.positive_int(iters, "iters"), "iters")
+    coord_weight = check.number(coord_weight, "coord_weight")
+    check.tensor(x, "x")
+    for value, name in ((mask, "mask"), (init, "init")):
+        if value is not None:
+            check.tensor(value, name)
     if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
     if not HAS_EXTENSION:
-        _check_fallback(x, mask, init, coord_weight)
+        _check_fallback(x, mask, init, gh, gw)
         return KMeansResult(*reference.spherical_kmeans(x.detach(), (gh, gw), iters=iters, coord_weight=coord_weight,
                                                         mask=mask, init=init, tol=tol))
-    return KMeansResult(*ops.spherical_kmeans(x.detach(), mask, init, gh, gw, iters, float(coord_weight),
+    return KMeansResult(*ops.spherical_kmeans(x.detach(), mask, init, gh, gw, iters, coord_weight,
                                               -1.0 if tol is None else float(tol)))
 
 
-def _check_fallback(x, mask, init, coord_weight):
+def _check_fallback(x, mask, init, gh, gw):
     """What the op checks in C++, for the pure-PyTorch fallback."""
-    check.number(coord_weight, "coord_weight")
     check.float_tensor(x, "x")
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, D, H, W), got {tuple(x.shape)}")
@@ -85,6 +94,13 @@ def _check_fallback(x, mask, init, coord_weight):
         check.same_device(x, "x", init, "init")
         if tuple(init.shape) != map_shape:
             raise ValueError(f"init must have shape (B, H, W) = {map_shape}, got {tuple(init.shape)}")
+    B, D, H, W = x.shape
+    if max(gh * gw, H * gh, W * gw) > _limits.INT64_MAX:
+        raise ValueError(f"grid ({gh}, {gw}) is too large for images of {H} x {W} pixels")
+    # The reference's buffers: the centroids, and the one-hot (pixels, K) of each M-step.
+    _limits.check_fits_in_memory(x.device, 8 * gh * gw * (B * (D + 2) + H * W), "grid")
+    if init is not None and init.numel() and int(init.max()) >= gh * gw:
+        raise ValueError(f"init labels must be < K = grid_h * grid_w = {gh * gw}, found {int(init.max())}")
 
 
 if HAS_EXTENSION:

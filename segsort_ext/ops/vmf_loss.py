@@ -9,13 +9,18 @@ from typing import Optional, Tuple
 
 import torch
 
-from segsort_ext.ops import reference
+from segsort_ext.ops import _limits, reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 
 __all__ = ["vmf_loss", "vmf_nca_loss"]
 
 Memory = Optional[Tuple[torch.Tensor, torch.Tensor]]
+
+
+def _check_tensors(*named):
+    for value, name in named:
+        check.tensor(value, name)
 
 
 def _unpack_memory(memory: Memory):
@@ -25,6 +30,8 @@ def _unpack_memory(memory: Memory):
     if not isinstance(memory, (tuple, list)) or len(memory) != 2:
         raise TypeError("memory must be None or a pair (memory_prototypes (M, D), memory_labels (M,))")
     bank, labels = memory
+    if labels is not None:
+        check.tensor(labels, "memory_labels")
     return check.tensor(bank, "memory prototypes").detach(), labels
 
 
@@ -52,11 +59,21 @@ def _check_fallback(embeddings, segment_ids, prototypes, prototype_labels, bank,
                              f"got {tuple(prototype_labels.shape)}")
     if bank is not None:
         check.float_tensor(bank, "memory")
-        check.int64_tensor(bank_labels, "memory_labels")
         if bank.dim() != 2 or bank.shape[1] != D:
             raise ValueError(f"memory must have shape (M, D) with D = {D}, got {tuple(bank.shape)}")
-        if tuple(bank_labels.shape) != (bank.shape[0],):
-            raise ValueError(f"memory_labels must have shape (M,) = ({bank.shape[0]},), got {tuple(bank_labels.shape)}")
+        if nca:
+            if bank_labels is None:
+                raise ValueError("memory_labels are required for vmf_nca_loss with memory")
+            check.int64_tensor(bank_labels, "memory_labels")
+            if tuple(bank_labels.shape) != (bank.shape[0],):
+                raise ValueError(f"memory_labels must have shape (M,) = ({bank.shape[0]},), "
+                                 f"got {tuple(bank_labels.shape)}")
+    # The reference's dense (N, S + M) logits, their softmax and masks.
+    M = 0 if bank is None else bank.shape[0]
+    _limits.check_fits_in_memory(embeddings.device, 24 * N * (prototypes.shape[0] + M + D), "embeddings")
+    if N and int(segment_ids.max()) >= prototypes.shape[0]:
+        raise ValueError(f"segment_ids must be < the number of prototypes S = {prototypes.shape[0]}, "
+                         f"found {int(segment_ids.max())}")
 
 
 def _mean_over_valid(per_pixel: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
@@ -81,8 +98,14 @@ def vmf_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes: to
     Returns:
         A scalar; gradients flow to embeddings and prototypes. float16/bfloat16 inputs
         compute in float32. Checking segment_ids < S costs one sync.
+
+    NaN policy (CPU and CUDA, fused and blocked paths alike, as the reference's
+    ``torch.logsumexp``): NaN in a counted pixel's embedding, in a prototype or in a memory
+    row makes the loss and its gradients NaN, never -inf or 0; the embeddings of ignored
+    pixels never reach the loss or the gradients. A NaN or infinite concentration is refused.
     """
     concentration = check.number(concentration, "concentration", finite=False)
+    _check_tensors((embeddings, "embeddings"), (segment_ids, "segment_ids"), (prototypes, "prototypes"))
     bank, bank_labels = _unpack_memory(memory)
     if not HAS_EXTENSION:
         _check_fallback(embeddings, segment_ids, prototypes, None, bank, bank_labels, concentration, nca=False)
@@ -98,10 +121,12 @@ def vmf_nca_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes
     ``exp(kappa e . mu)`` over prototypes with its segment's label other than its own
     segment (batch and memory), divided by the sum over all prototypes but its own
     segment. A pixel with no such positive falls back to Eq. 8. Prototype labels < 0 are
-    never positives. Mean over pixels with segment_ids >= 0; arguments as
+    never positives. Mean over pixels with segment_ids >= 0; arguments and NaN policy as
     :func:`vmf_loss`, plus prototype_labels (S,) int64.
     """
     concentration = check.number(concentration, "concentration", finite=False)
+    _check_tensors((embeddings, "embeddings"), (segment_ids, "segment_ids"), (prototypes, "prototypes"),
+                   (prototype_labels, "prototype_labels"))
     bank, bank_labels = _unpack_memory(memory)
     if not HAS_EXTENSION:
         _check_fallback(embeddings, segment_ids, prototypes, prototype_labels, bank, bank_labels, concentration,

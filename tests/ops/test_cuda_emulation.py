@@ -1,37 +1,12 @@
 """The CUDA code paths (csrc/cuda/*.cu: host code and kernels) run on the CPU through
-tests/cuda_emulation, compared with the CPU kernels on the same inputs. This checks the
+tests/ops/cuda_emulation, compared with the CPU kernels on the same inputs. This checks the
 kernels' logic (indexing, warp reductions, atomics, synchronisation) on machines without a
 GPU; it does not replace running them on one (benchmarks/gpu_check.sh)."""
-import importlib.util
-import os
-import shutil
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.ops import HAS_EXTENSION
 from segsort_ext.testing import assert_segments_equal, random_clusters, random_labels
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))  # the repository
-
-pytestmark = pytest.mark.skipif(
-    not HAS_EXTENSION or shutil.which(os.environ.get("CXX", "c++")) is None or not sys.platform.startswith("linux"),
-    reason="needs the compiled extension and a C++ compiler on Linux")
-
-
-@pytest.fixture(scope="module")
-def emu():
-    # Loaded by path: a plain `import build` could find PyPA's `build` package instead.
-    spec = importlib.util.spec_from_file_location("segsort_cuda_emulation_build",
-                                                  os.path.join(HERE, "cuda_emulation", "build.py"))
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    build.build(os.path.join(ROOT, "build", "cuda_emulation"))
-    return torch.ops.segsort_emulated
-
 
 cpu = torch.ops.segsort_ext
 

@@ -99,56 +99,6 @@ def test_low_precision(device, generator, dtype):
     assert agreement > 0.98, f"labels agree on {agreement:.3f} of pixels"
 
 
-def test_bad_inputs():
-    x = torch.randn(1, 3, 4, 4)
-    with pytest.raises(ValueError, match="x must have shape"):
-        spherical_kmeans(x[0])
-    with pytest.raises(TypeError, match="x"):
-        spherical_kmeans(x.long())
-    with pytest.raises(ValueError, match="grid"):
-        spherical_kmeans(x, (0, 2))
-    with pytest.raises(TypeError, match="grid"):
-        spherical_kmeans(x, (2.0, 2))
-    with pytest.raises(ValueError, match="iters"):
-        spherical_kmeans(x, iters=0)
-    with pytest.raises(TypeError, match="mask"):
-        spherical_kmeans(x, mask=torch.ones(1, 4, 4))
-    with pytest.raises(ValueError, match="mask"):
-        spherical_kmeans(x, mask=torch.ones(1, 4, 3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="init"):
-        spherical_kmeans(x, (2, 2), init=torch.full((1, 4, 4), 4))
-    with pytest.raises(ValueError, match="init"):
-        spherical_kmeans(x, init=torch.zeros(1, 4, 5, dtype=torch.int64))
-    with pytest.raises(ValueError, match="tol"):
-        spherical_kmeans(x, tol=-1)
-    with pytest.raises(ValueError, match="coord_weight must be finite"):
-        spherical_kmeans(x, coord_weight=float("nan"))
-
-
-def test_op_checks_name_the_argument():
-    # Called directly, the op checks its tensors and scalars in C++.
-    x = torch.randn(1, 3, 4, 4)
-    mask = torch.ones(1, 4, 4, dtype=torch.bool)
-    init = torch.zeros(1, 4, 4, dtype=torch.int64)
-    bad = [
-        (TypeError, "x must be a floating point tensor", (x.long(), None, None, 2, 2, 3, 1.0, -1.0)),
-        (ValueError, "x must have shape", (x[0], None, None, 2, 2, 3, 1.0, -1.0)),
-        (TypeError, "mask must be a bool tensor", (x, mask.float(), None, 2, 2, 3, 1.0, -1.0)),
-        (ValueError, "mask must have shape", (x, mask[..., :3], None, 2, 2, 3, 1.0, -1.0)),
-        (TypeError, "init must be int64", (x, None, init.int(), 2, 2, 3, 1.0, -1.0)),
-        (ValueError, "init must have shape", (x, None, init[..., :3], 2, 2, 3, 1.0, -1.0)),
-        (ValueError, "init labels must be < K", (x, None, init + 9, 2, 2, 3, 1.0, -1.0)),
-        (ValueError, "grid must be", (x, None, None, 0, 2, 3, 1.0, -1.0)),
-        (ValueError, "grid .* is too large", (x, None, None, 2**32, 2**32, 3, 1.0, -1.0)),
-        (ValueError, "iters must be >= 1", (x, None, None, 2, 2, 0, 1.0, -1.0)),
-        (ValueError, "coord_weight must be finite", (x, None, None, 2, 2, 3, float("inf"), -1.0)),
-        (ValueError, "tol must be a number", (x, None, None, 2, 2, 3, 1.0, float("nan"))),
-    ]
-    for error, message, args in bad:
-        with pytest.raises(error, match=message):
-            torch.ops.segsort_ext.spherical_kmeans(*args)
-
-
 def test_opcheck(device, generator):
     x = torch.randn(2, 6, 7, 9, generator=generator).to(device)
     mask = (torch.rand(2, 7, 9, generator=generator) > 0.1).to(device)

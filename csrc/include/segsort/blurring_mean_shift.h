@@ -29,6 +29,13 @@ inline void check_blurring_mean_shift_step_inputs(const at::Tensor& x, const c10
   SEGSORT_CHECK_ARG(std::isfinite(bandwidth) && bandwidth > 0, "bandwidth must be a finite number > 0, got ",
                     bandwidth);
   SEGSORT_CHECK_ARG(eta > 0 && eta <= 1, "eta must be in (0, 1], got ", eta);
+  // Per point, in the compute type: the copy of x, out, the gradient, and on CPU a key and
+  // value partial for each of up to 8 row groups of its image; the norm.
+  const int64_t acc_size = x.scalar_type() == at::kDouble ? 8 : 4;
+  check_fits_in_memory(x.device(),
+                       checked_sum(checked_product({x.size(0), x.size(1), x.size(2), 11 * acc_size}, "x"),
+                                   checked_product({x.size(0), x.size(1), acc_size}, "x"), "x"),
+                       "x");
 }
 
 // The backward's grad_out and the forward's out (B, N, D) and norms (B, N): floating, on

@@ -36,6 +36,11 @@ inline void check_segment_partition_inputs(const at::Tensor& clusters, const c10
   }
   SEGSORT_CHECK_ARG(connectivity == 0 || connectivity == 4 || connectivity == 8,
                     "connectivity must be 0 (no split), 4 or 8, got ", connectivity);
+  // Per pixel: the ids, the group and the component root (8 bytes each), and a contiguous
+  // copy of a strided (e.g. expanded) input.
+  const int64_t per_pixel =
+      24 + (clusters.is_contiguous() ? 0 : 8) + (labels.has_value() && !labels->is_contiguous() ? 8 : 0);
+  check_fits_in_memory(clusters.device(), checked_product({clusters.numel(), per_pixel}, "clusters"), "clusters");
 }
 
 inline at::Tensor partition_valid_mask(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
@@ -92,30 +97,39 @@ inline Groups decode_group_keys(at::Tensor group, const at::Tensor& keys, int64_
   return g;
 }
 
-// The fallback for value ranges too wide for a dense table: compact cluster and label
-// values by sorting (torch.unique), then group the compacted keys the same way.
+// The fallback for value ranges too wide for a dense table (up to INT64_MAX): orders the
+// valid pixels by (image, cluster, label) with stable sorts, least significant key first.
+// Keys are compared, never combined arithmetically, so no value range can overflow.
 inline Groups group_pixels_by_sort(const at::Tensor& clusters, const c10::optional<at::Tensor>& labels,
                                    const at::Tensor& valid) {
   const int64_t HW = clusters.size(1) * clusters.size(2);
-  const auto idx = valid.reshape(-1).nonzero().squeeze(1);
-  const auto b = idx.div(HW, "floor");
-  at::Tensor cu, ci, lu, li;
-  std::tie(cu, ci, std::ignore) = at::_unique2(clusters.reshape(-1).index_select(0, idx), true, true, false);
-  if (labels.has_value()) {
-    std::tie(lu, li, std::ignore) = at::_unique2(labels->reshape(-1).index_select(0, idx), true, true, false);
-  } else {
-    lu = at::zeros({1}, clusters.options());
-    li = at::zeros_like(ci);
-  }
-  const int64_t Kc = cu.size(0), Lc = lu.size(0);
-  TORCH_CHECK(double(clusters.size(0)) * Kc * Lc < 9.0e18, "segment_partition: too many distinct keys");
-  at::Tensor keys, inverse;
-  std::tie(keys, inverse, std::ignore) = at::_unique2(b.mul(Kc).add_(ci).mul_(Lc).add_(li), true, true, false);
+  const auto pixel = valid.reshape(-1).nonzero().squeeze(1);
+  auto image = pixel.div(HW, "floor");
+  auto cluster = clusters.reshape(-1).index_select(0, pixel);
+  auto label = labels.has_value() ? labels->reshape(-1).index_select(0, pixel) : at::Tensor();
+  auto order = at::arange(pixel.size(0), pixel.options());
+  auto sort_by = [&](const at::Tensor& key) {
+    order = order.index_select(0, std::get<1>(at::sort(key.index_select(0, order), /*stable=*/true, 0, false)));
+  };
+  if (label.defined()) sort_by(label);
+  sort_by(cluster);
+  sort_by(image);
+  image = image.index_select(0, order);
+  cluster = cluster.index_select(0, order);
+  if (label.defined()) label = label.index_select(0, order);
+  // A group starts where the sorted (image, cluster, label) differs from its predecessor.
+  const auto differs = [](const at::Tensor& t) { return t.slice(0, 1).ne(t.slice(0, 0, -1)); };
+  auto changed = differs(image).logical_or_(differs(cluster));
+  if (label.defined()) changed.logical_or_(differs(label));
+  const auto starts = at::cat({at::ones({1}, changed.options()), changed});
   auto group = at::full({clusters.numel()}, -1, clusters.options());
-  group.index_put_({idx}, inverse);
-  Groups g = decode_group_keys(group, keys, Kc, Lc, labels.has_value());
-  g.cluster = cu.index_select(0, g.cluster);
-  if (labels.has_value()) g.label = lu.index_select(0, g.label);
+  group.index_put_({pixel.index_select(0, order)}, starts.cumsum(0, at::kLong).sub_(1));
+  const auto first = starts.nonzero().squeeze(1);
+  Groups g;
+  g.group = std::move(group);
+  g.batch = image.index_select(0, first);
+  g.cluster = cluster.index_select(0, first);
+  g.label = label.defined() ? label.index_select(0, first) : at::full_like(g.batch, -1);
   return g;
 }
 

@@ -39,8 +39,19 @@ inline void check_spherical_kmeans_inputs(const at::Tensor& x, const c10::option
     check_same_device(x, "x", *init, "init");
     SEGSORT_CHECK_ARG(init->sizes() == at::IntArrayRef(map_shape),
                       "init must have shape (B, H, W) = ", at::IntArrayRef(map_shape), ", got ", init->sizes());
-    check_ids_below(*init, "init labels", K, "K = grid_h * grid_w");
   }
+  // Per pixel: the features, label, mask and init; per image and cluster: the centroids
+  // (output and accumulation type), their sums and the CPU's transposed copy, and a count.
+  const int64_t B = x.size(0), F = checked_sum(x.size(1), 2, "x"), P = x.size(2) * x.size(3);
+  const int64_t itemsize = int64_t(x.element_size()), acc_size = x.scalar_type() == at::kDouble ? 8 : 4;
+  check_fits_in_memory(
+      x.device(), checked_sum(checked_product({B, P, F, acc_size}, "x"), checked_product({B, P, 17}, "x"), "x"),
+      "x");
+  check_fits_in_memory(x.device(),
+                       checked_sum(checked_product({B, K, F, itemsize + 3 * acc_size}, "grid"),
+                                   checked_product({B, K, 8}, "grid"), "grid"),
+                       "grid");
+  if (init.has_value()) check_ids_below(*init, "init labels", K, "K = grid_h * grid_w");
 }
 
 // Position channel of pixel index i along an axis of n pixels, linear over [-0.5, 0.5]

@@ -37,22 +37,18 @@ inline VmfBank check_vmf_loss_inputs(
                     "prototypes must have shape (S, D) with D = ", D, ", got ", prototypes.sizes());
   check_finite(concentration, "concentration");
   const int64_t S = prototypes.size(0);
-  check_ids_below(segment_ids, "segment_ids", S, "the number of prototypes S");
-  VmfBank bank{prototypes, at::Tensor(), S};
   if (nca) {
     SEGSORT_CHECK_ARG(prototype_labels.has_value(), "prototype_labels are required for vmf_nca_loss");
     check_int64(*prototype_labels, "prototype_labels");
     check_same_device(embeddings, "embeddings", *prototype_labels, "prototype_labels");
     SEGSORT_CHECK_ARG(prototype_labels->dim() == 1 && prototype_labels->size(0) == S,
                       "prototype_labels must have shape (S,) = (", S, ",), got ", prototype_labels->sizes());
-    bank.labels = prototype_labels->contiguous();  // the row kernels index it as a flat array
   }
   if (memory.has_value()) {
     check_floating(*memory, "memory");
     check_same_device(embeddings, "embeddings", *memory, "memory");
     SEGSORT_CHECK_ARG(memory->dim() == 2 && memory->size(1) == D, "memory must have shape (M, D) with D = ", D,
                       ", got ", memory->sizes());
-    bank.vectors = at::cat({prototypes, memory->to(prototypes.scalar_type())});
     if (nca) {
       SEGSORT_CHECK_ARG(memory_labels.has_value(), "memory_labels are required for vmf_nca_loss with memory");
       check_int64(*memory_labels, "memory_labels");
@@ -60,8 +56,26 @@ inline VmfBank check_vmf_loss_inputs(
       SEGSORT_CHECK_ARG(memory_labels->dim() == 1 && memory_labels->size(0) == memory->size(0),
                         "memory_labels must have shape (M,) = (", memory->size(0), ",), got ",
                         memory_labels->sizes());
-      bank.labels = at::cat({*prototype_labels, *memory_labels});
     }
+  }
+  // Before anything reads or copies an input (any may be an expanded view): per pixel a
+  // copy in the compute type, its gradient and a partial (3 D), the loss, the two
+  // log-sum-exps, the incoming gradient and the id; per bank row a copy and a gradient.
+  const int64_t acc_size = embeddings.scalar_type() == at::kDouble ? 8 : 4;
+  const auto device = embeddings.device();
+  const auto rows_bytes = [&](int64_t rows, int64_t copies, int64_t extra, const char* name) {
+    return checked_sum(checked_product({rows, D, copies * acc_size}, name), checked_product({rows, extra}, name),
+                       name);
+  };
+  check_fits_in_memory(device, rows_bytes(N, 3, 4 * acc_size + 8, "embeddings"), "embeddings");
+  check_fits_in_memory(device, rows_bytes(S, 2, 8, "prototypes"), "prototypes");
+  if (memory.has_value()) check_fits_in_memory(device, rows_bytes(memory->size(0), 2, 8, "memory"), "memory");
+  check_ids_below(segment_ids, "segment_ids", S, "the number of prototypes S");
+  VmfBank bank{prototypes, at::Tensor(), S};
+  if (nca) bank.labels = prototype_labels->contiguous();  // the row kernels index it as a flat array
+  if (memory.has_value()) {
+    bank.vectors = at::cat({prototypes, memory->to(prototypes.scalar_type())});
+    if (nca) bank.labels = at::cat({*prototype_labels, *memory_labels});
   }
   return bank;
 }
@@ -105,11 +119,12 @@ void vmf_block_backward(const at::Tensor& e, const at::Tensor& vectors, const at
                         at::Tensor grad_prototypes) {
   auto coeff = at::mm(e, vectors.t()).mul_(concentration);
   rows_backward(coeff, ids, bank, nca, lse_den, lse_num, grad);
-  grad_rows.copy_(at::mm(coeff, vectors).mul_(concentration));
+  // Ignored pixels' coefficients are 0, and so are their gradient rows and their rows in
+  // the prototypes' gradient: 0 * NaN = NaN would let a NaN bank row or embedding in.
+  const auto ignored = (ids < 0).unsqueeze(1);
+  grad_rows.copy_(at::mm(coeff, vectors).mul_(concentration).masked_fill_(ignored, 0));
   if (bank.num_batch > 0) {
-    // Ignored pixels' coefficients are 0; zeroing their rows as well keeps a non-finite
-    // embedding there out of the prototypes' gradient (0 * NaN = NaN).
-    const auto e_used = e.masked_fill((ids < 0).unsqueeze(1), 0);
+    const auto e_used = e.masked_fill(ignored, 0);
     grad_prototypes.add_(at::mm(coeff.slice(1, 0, bank.num_batch).t(), e_used), concentration);
   }
 }

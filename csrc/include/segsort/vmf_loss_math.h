@@ -9,7 +9,9 @@
 
 namespace segsort {
 
-// Running log-sum-exp: max m and sum of exp(x - m); empty = (-inf, 0).
+// Running log-sum-exp: max m and sum of exp(x - m); empty = (-inf, 0). A NaN term makes
+// s NaN (exp(NaN - m), and NaN * 0 when rescaled), and s stays NaN through add and merge:
+// value() is then NaN, as torch.logsumexp gives, never the -inf of an empty set.
 template <typename acc_t>
 struct OnlineLse {
   acc_t m = -std::numeric_limits<acc_t>::infinity();
@@ -33,12 +35,14 @@ struct OnlineLse {
     }
   }
   SEGSORT_HOST_DEVICE acc_t value() const {
-    return s > acc_t(0) ? m + std::log(s) : -std::numeric_limits<acc_t>::infinity();
+    if (s > acc_t(0)) return m + std::log(s);
+    return s == acc_t(0) ? -std::numeric_limits<acc_t>::infinity() : s;  // empty, or NaN
   }
 };
 
 template <typename acc_t>
 SEGSORT_HOST_DEVICE acc_t log_add_exp(acc_t a, acc_t b) {
+  if (a != a || b != b) return a + b;  // NaN in, NaN out (the comparisons below would drop it)
   const acc_t hi = a > b ? a : b, lo = a > b ? b : a;
   if (hi == -std::numeric_limits<acc_t>::infinity()) return hi;
   return hi + std::log1p(std::exp(lo - hi));
