@@ -18,7 +18,7 @@ from typing import List, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.ops import _limits, reference
+from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.constants import NORM_EPS
@@ -72,7 +72,7 @@ def blurring_mean_shift(
         check.tensor(lengths, "lengths")
     # This function's own buffers (the normalised input, and with return_all every
     # iterate), refused before the first is allocated; the op checks its own.
-    _limits.check_fits_in_memory(x.device, x.numel() * x.element_size() * (iters + 2 if return_all else 2), "x")
+    check.fits_in_memory(x.device, x.numel() * x.element_size() * (iters + 2 if return_all else 2), "x")
     if not HAS_EXTENSION:
         _check_fallback(x, lengths, bandwidth, eta)
         return reference.blurring_mean_shift(x, bandwidth=bandwidth, iters=iters, eta=eta, lengths=lengths,
@@ -102,7 +102,7 @@ def _check_fallback(x, lengths, bandwidth, eta):
             raise ValueError(f"lengths must lie in [0, N = {x.shape[1]}]")
     B, N, D = x.shape
     # The reference's dense (B, N, N) kernel, its softmax and mask, every iteration.
-    _limits.check_fits_in_memory(x.device, 24 * B * N * (N + D), "x")
+    check.fits_in_memory(x.device, 24 * B * N * (N + D), "x")
 
 
 if HAS_EXTENSION:

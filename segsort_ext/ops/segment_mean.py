@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from segsort_ext.ops import _limits, reference
+from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 
@@ -36,7 +36,7 @@ def segment_mean(x: torch.Tensor, ids: torch.Tensor, num_segments: int, *, norma
     CUDA sums with float atomics (run-to-run differences in the last bits) unless
     ``torch.use_deterministic_algorithms(True)``, which selects a sorted, deterministic path.
     """
-    num_segments = _limits.int64(check.nonnegative_int(num_segments, "num_segments"), "num_segments")
+    num_segments = check.int64(check.nonnegative_int(num_segments, "num_segments"), "num_segments")
     check.tensor(x, "x")
     check.tensor(ids, "ids")
     if not HAS_EXTENSION:
@@ -44,9 +44,9 @@ def segment_mean(x: torch.Tensor, ids: torch.Tensor, num_segments: int, *, norma
         check.int64_tensor(ids, "ids")
         check.same_device(x, "x", ids, "ids")
         check.pixel_features(x, ids)
-        _limits.check_fits_in_memory(x.device, num_segments * (x.shape[1] + 1) * (x.element_size() + 8),
+        check.fits_in_memory(x.device, num_segments * (x.shape[1] + 1) * (x.element_size() + 8),
                                      "num_segments")
-        _limits.check_fits_in_memory(ids.device, 8 * ids.numel(), "ids")
+        check.fits_in_memory(ids.device, 8 * ids.numel(), "ids")
         if ids.numel() and int(ids.max()) >= num_segments:
             raise ValueError(f"ids must be < num_segments = {num_segments}, found {int(ids.max())}")
         return reference.segment_mean(x, ids, num_segments, normalize=normalize)
@@ -67,12 +67,12 @@ def segment_label_histogram(
     check.same_device(ids, "ids", labels, "labels")
     if labels.shape != ids.shape:
         raise ValueError(f"labels must have the shape of ids {tuple(ids.shape)}, got {tuple(labels.shape)}")
-    num_segments = _limits.int64(check.nonnegative_int(num_segments, "num_segments"), "num_segments")
-    num_classes = _limits.int64(check.nonnegative_int(num_classes, "num_classes"), "num_classes")
-    ignore_index = _limits.int64(ignore_index, "ignore_index")
+    num_segments = check.int64(check.nonnegative_int(num_segments, "num_segments"), "num_segments")
+    num_classes = check.int64(check.nonnegative_int(num_classes, "num_classes"), "num_classes")
+    ignore_index = check.int64(ignore_index, "ignore_index")
     # Before anything is allocated: the dense (S, C) counts, and per pixel a mask and a key.
-    _limits.check_fits_in_memory(ids.device, 8 * num_segments * num_classes, "num_segments * num_classes")
-    _limits.check_fits_in_memory(ids.device, 24 * ids.numel(), "ids")
+    check.fits_in_memory(ids.device, 8 * num_segments * num_classes, "num_segments * num_classes")
+    check.fits_in_memory(ids.device, 24 * ids.numel(), "ids")
     valid = (ids >= 0) & (labels != ignore_index) & (labels >= 0)
     if bool((valid & (labels >= num_classes)).any()):
         raise ValueError(f"labels must be < num_classes = {num_classes} (or ignore_index = {ignore_index})")

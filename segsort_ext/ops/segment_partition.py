@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from segsort_ext.ops import _limits, reference
+from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 
@@ -57,7 +57,7 @@ def segment_partition(
     """
     if connectivity not in (None, 4, 8):
         raise ValueError(f"connectivity must be None, 4 or 8, got {connectivity!r}")
-    ignore_index = _limits.int64(ignore_index, "ignore_index")
+    ignore_index = check.int64(ignore_index, "ignore_index")
     check.tensor(clusters, "clusters")
     if labels is not None:
         check.tensor(labels, "labels")
@@ -71,7 +71,7 @@ def segment_partition(
             if labels.shape != clusters.shape:
                 raise ValueError(f"labels must have the shape of clusters {tuple(clusters.shape)}, "
                                  f"got {tuple(labels.shape)}")
-        _limits.check_fits_in_memory(clusters.device, 32 * clusters.numel(), "clusters")
+        check.fits_in_memory(clusters.device, 32 * clusters.numel(), "clusters")
         return Segments(*reference.segment_partition(clusters, labels, ignore_index=ignore_index,
                                                      connectivity=connectivity))
     return Segments(*ops.segment_partition(clusters, labels, ignore_index, connectivity or 0))

@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from segsort_ext.ops import _limits, reference
+from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 
@@ -59,8 +59,8 @@ def spherical_kmeans(
     are overflow-checked, and a grid whose centroids cannot fit in the device's memory is
     refused with a ValueError naming ``grid`` before any allocation.
     """
-    gh, gw = (_limits.int64(size, "grid") for size in check.grid(grid, "grid"))
-    iters = _limits.int64(check.positive_int(iters, "iters"), "iters")
+    gh, gw = (check.int64(size, "grid") for size in check.grid(grid, "grid"))
+    iters = check.int64(check.positive_int(iters, "iters"), "iters")
     coord_weight = check.number(coord_weight, "coord_weight")
     check.tensor(x, "x")
     for value, name in ((mask, "mask"), (init, "init")):
@@ -95,10 +95,10 @@ def _check_fallback(x, mask, init, gh, gw):
         if tuple(init.shape) != map_shape:
             raise ValueError(f"init must have shape (B, H, W) = {map_shape}, got {tuple(init.shape)}")
     B, D, H, W = x.shape
-    if max(gh * gw, H * gh, W * gw) > _limits.INT64_MAX:
+    if max(gh * gw, H * gh, W * gw) > check.INT64_MAX:
         raise ValueError(f"grid ({gh}, {gw}) is too large for images of {H} x {W} pixels")
     # The reference's buffers: the centroids, and the one-hot (pixels, K) of each M-step.
-    _limits.check_fits_in_memory(x.device, 8 * gh * gw * (B * (D + 2) + H * W), "grid")
+    check.fits_in_memory(x.device, 8 * gh * gw * (B * (D + 2) + H * W), "grid")
     if init is not None and init.numel() and int(init.max()) >= gh * gw:
         raise ValueError(f"init labels must be < K = grid_h * grid_w = {gh * gw}, found {int(init.max())}")
 

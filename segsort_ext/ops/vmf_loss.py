@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from segsort_ext.ops import _limits, reference
+from segsort_ext.ops import reference
 from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 
@@ -70,7 +70,7 @@ def _check_fallback(embeddings, segment_ids, prototypes, prototype_labels, bank,
                                  f"got {tuple(bank_labels.shape)}")
     # The reference's dense (N, S + M) logits, their softmax and masks.
     M = 0 if bank is None else bank.shape[0]
-    _limits.check_fits_in_memory(embeddings.device, 24 * N * (prototypes.shape[0] + M + D), "embeddings")
+    check.fits_in_memory(embeddings.device, 24 * N * (prototypes.shape[0] + M + D), "embeddings")
     if N and int(segment_ids.max()) >= prototypes.shape[0]:
         raise ValueError(f"segment_ids must be < the number of prototypes S = {prototypes.shape[0]}, "
                          f"found {int(segment_ids.max())}")

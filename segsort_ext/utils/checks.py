@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Optional
 
 import torch
@@ -107,7 +108,10 @@ def number(value, name: str, *, minimum: Optional[float] = None, maximum: Option
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{name} must be finite, got an int of {int(value).bit_length()} bits") from None
     if math.isnan(value) or (finite and math.isinf(value)):
         raise ValueError(f"{name} must be {'finite' if finite else 'a number, not NaN'}, got {value}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
@@ -140,5 +144,48 @@ def allocatable(shape, dtype: torch.dtype, name: str) -> None:
     """Refuses, before anything is allocated, a tensor of ``shape`` larger than torch can
     address (torch indexes storage bytes with int64; the size is computed exactly, without
     overflow). ``name`` is the argument that set the size."""
-    if math.prod(shape) * dtype.itemsize > torch.iinfo(torch.int64).max:
+    if math.prod(shape) * dtype.itemsize > INT64_MAX:
         raise ValueError(f"{name}: a {dtype} tensor of shape {tuple(shape)} is too large to allocate")
+
+
+# Sizes: the rules and messages of csrc/include/segsort/checks.h, for the code no C++ op checks
+# (composed functions, the pure-PyTorch fallback).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def int64(value, name: str) -> int:
+    """An int argument the C++ ops take as int64."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{name} must fit in int64, got {value}")
+    return value
+
+
+def device_memory_bytes(device: torch.device) -> Optional[int]:
+    """Total memory of a device in bytes (physical RAM for the CPU); None where unknown."""
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):  # not POSIX
+            return None
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return None
+
+
+def fits_in_memory(device: torch.device, nbytes: int, name: str) -> None:
+    """Refuses, naming the argument ``name`` that sized them, buffers of ``nbytes`` that
+    exceed the device's memory (or int64), before anything is allocated."""
+    if nbytes < 2**30:  # every device has a GiB
+        return
+    if nbytes > INT64_MAX:
+        raise ValueError(f"{name} is too large: a size derived from it overflows int64")
+    total = device_memory_bytes(device)
+    if total is not None and nbytes > total:
+        raise ValueError(f"{name} is too large: the op needs {_gib(nbytes)} of buffers, more than the "
+                         f"{_gib(total)} of memory of {device}")
+
+
+def _gib(nbytes: int) -> str:
+    return f"{(nbytes + 2**29) >> 30} GiB"
