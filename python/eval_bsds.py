@@ -76,10 +76,10 @@ HEADERS = ("method", "levels", "Cov ODS", "Cov OIS", "PRI ODS", "VOI ODS", "Bdry
 ALL_METHODS = ("pixel-sorting", "mean-shift", "embedding", "felzenszwalb", "slic", "quickshift", "gPb-owt-ucm",
                "hed", "hed-owt-ucm")
 REGION_COLUMNS = ("cov_ods", "cov_ois", "pri_ods", "voi_ods")
-# contour_ucm for HED probabilities: watershed of the map smoothed by sigma 1, arcs scored
-# by the thinned map weighted by orientation agreement, levels in probability units.
-# Measured on 20 BSDS500 train images (see contour_ucm).
-HED_UCM = {"sigma": 1.0, "oriented": True, "thin": True, "normalize": False}
+# contour_ucm for HED probabilities, chosen on 20 BSDS500 train images (see contour_ucm):
+# watershed of the map smoothed by sigma 1, arcs scored by the thinned map, levels in
+# probability units.
+HED_UCM = {"sigma": 1.0, "thin": True, "normalize": False}
 
 
 # ---------------------------------------------------------------------------------------------
