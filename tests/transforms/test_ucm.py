@@ -1,5 +1,7 @@
-"""The contour-based ultrametric hierarchy: format, nesting, and the BSDS region benchmark
-on the real sample (skipped when shared/data is absent)."""
+"""The contour-based ultrametric hierarchy: format, nesting, the options for thick
+learned contours (HED-owt-ucm), level choice, and the BSDS region benchmark on the real
+sample (skipped when shared/data is absent)."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,16 @@ def _cross_contours(height=21, width=25):
     contours[10, :] = 0.4
     contours[:, 12] = 1.0
     return contours
+
+
+def _blurred_line(degrees, size=41, peak=0.8, width=1.5):
+    """A straight thick contour through the centre (a Gaussian profile, like HED's), at
+    ``degrees`` from the column axis to its normal; and two watershed seeds, one per side."""
+    ys, xs = np.mgrid[:size, :size].astype(np.float64) - size // 2
+    across = xs * math.cos(math.radians(degrees)) + ys * math.sin(math.radians(degrees))
+    markers = np.zeros((size, size), dtype=np.int64)
+    markers[across < -8], markers[across > 8] = 1, 2
+    return peak * np.exp(-across ** 2 / (2 * width ** 2)), markers
 
 
 def assert_ucm2_layout(ucm2):
@@ -80,6 +92,52 @@ def test_ucm_markers_and_contour_inputs():
     assert edges[:, 19:21].mean() > 5 * edges[:, :10].mean()  # strongest at the colour boundary
 
 
+@pytest.mark.parametrize("degrees", [0, 30, 45, 90])
+@pytest.mark.parametrize("options", [{}, {"thin": True}, {"oriented": True}, {"thin": True, "oriented": True}],
+                         ids=["plain", "thin", "oriented", "thin-oriented"])
+def test_a_straight_contour_keeps_its_strength_at_every_angle(degrees, options):
+    contours, markers = _blurred_line(degrees)
+    ucm = contour_ucm(contours, markers=markers, sigma=1.0, normalize=False, **options).numpy()
+    assert_ucm2_layout(ucm)
+    # one merge, at the contour's peak: a diagonal contour is a staircase of pixel pairs, and
+    # the arc orientation comes from the smoothed arc, not from each pair's axis
+    assert ucm.max() == pytest.approx(0.8, abs=0.015)
+    assert int(ucm_to_labels(ucm, 0.0).max()) + 1 == 2
+
+
+def test_oriented_weakens_arcs_that_cross_a_contour():
+    # A vertical ridge filling a narrow image, with seeds at its top and bottom: the watershed
+    # arc between them runs straight across the ridge, strong but pointing the other way.
+    xs = np.arange(9) - 4.0
+    ridge = np.tile(0.8 * np.exp(-xs ** 2 / (2 * 1.5 ** 2)), (41, 1))
+    markers = np.zeros(ridge.shape, dtype=np.int64)
+    markers[2, 4], markers[38, 4] = 1, 2
+    plain = contour_ucm(ridge, markers=markers, normalize=False).numpy().max()
+    oriented = contour_ucm(ridge, markers=markers, normalize=False, oriented=True).numpy().max()
+    assert plain == pytest.approx(ridge[0].mean(), rel=0.01) and oriented < 0.01 * plain
+
+
+def test_sigma_smooths_the_watershed_relief_only():
+    line, _ = _blurred_line(0)
+    noisy = line + 0.05 * np.random.default_rng(0).random(line.shape)
+    rough, smooth = contour_ucm(noisy, normalize=False), contour_ucm(noisy, sigma=1.0, normalize=False)
+    assert int(ucm_to_labels(smooth, 0.0).max()) < int(ucm_to_labels(rough, 0.0).max())  # fewer basins
+    assert smooth.max() > 0.8  # the strengths are still those of the unsmoothed map
+
+
+def test_ucm_to_labels_by_number_of_segments():
+    ucm = contour_ucm(_cross_contours())  # 4 regions; the halves of the weak line go one by one
+    for wanted, found in ((1, 1), (2, 2), (3, 3), (4, 4), (100, 4)):
+        assert int(ucm_to_labels(ucm, num_segments=wanted).max()) + 1 == found
+    assert torch.equal(ucm_to_labels(ucm, num_segments=2), ucm_to_labels(ucm, 0.75))
+    with pytest.raises(ValueError, match="exactly one"):
+        ucm_to_labels(ucm)
+    with pytest.raises(ValueError, match="exactly one"):
+        ucm_to_labels(ucm, 0.5, num_segments=2)
+    with pytest.raises(ValueError, match="num_segments"):
+        ucm_to_labels(ucm, num_segments=0)
+
+
 def test_ucm_degenerate_inputs():
     flat = contour_ucm(np.zeros((4, 6)))  # one watershed basin: nothing to merge
     assert flat.shape == (9, 13) and (flat == 0).all()
@@ -108,6 +166,8 @@ def test_ucm_bad_input():
         ucm_to_labels(np.zeros((5, 5)), -0.1)
     with pytest.raises(ValueError, match="sigma"):
         edge_strength(scene(), sigma=-1)
+    with pytest.raises(ValueError, match="sigma"):
+        contour_ucm(np.zeros((4, 4)), sigma=-1)
 
 
 @pytest.fixture(scope="module")
