@@ -4,7 +4,8 @@
 // adds the features to the next M-step's sums (warp-aggregated float atomics). Under
 // torch.use_deterministic_algorithms(True) the sums come from a sorted pass instead.
 // Features live channel-major (B, F, P), F = D + 2, so a warp's loads are coalesced; the
-// common F = 18/34/66/130 (D = 16/32/64/128) keep a pixel's features in registers.
+// common F = 18/34/66/130 (D = 16/32/64/128) keep a pixel's features in registers
+// (double: up to F = 66).
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/Dispatch.h>
@@ -193,13 +194,23 @@ __global__ void kmeans_sorted_sums_kernel(const acc_t* __restrict__ f, const int
   if (j == 0) counts[key] = static_cast<int>(offsets[key + 1] - offsets[key]);
 }
 
+// kF features of a pixel stay in registers while they take at most 160 of a thread's 255
+// registers; beyond (double, F = 130) ptxas spills, so those features are re-read instead.
+template <typename acc_t>
+constexpr int registers_or_global(int kF) {
+  return kF * sizeof(acc_t) <= 160 * 4 ? kF : 0;
+}
+
 template <typename acc_t>
 void launch_assign(const acc_t* f, const acc_t* centroids, const KMeansShape& s, const int* done, bool accumulate,
                    int64_t* labels, int* changed, acc_t* sums, int* counts, cudaStream_t stream) {
   const dim3 grid(blocks_for(s.P), static_cast<unsigned>(s.B));
 #define SEGSORT_ASSIGN(KF) \
-  kmeans_assign_kernel<acc_t, KF> \
-      <<<grid, kThreads, 0, stream>>>(f, centroids, s, done, accumulate, labels, changed, sums, counts)
+  { \
+    constexpr int kF = registers_or_global<acc_t>(KF); \
+    kmeans_assign_kernel<acc_t, kF> \
+        <<<grid, kThreads, 0, stream>>>(f, centroids, s, done, accumulate, labels, changed, sums, counts); \
+  }
   switch (s.F) {
     case 18: SEGSORT_ASSIGN(18); break;
     case 34: SEGSORT_ASSIGN(34); break;

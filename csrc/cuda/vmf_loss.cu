@@ -32,6 +32,13 @@ struct VmfTilings {
   // prototypes, pixels, coef; the pixels' own id, own label, grad, lse_den, lse_num, own logit
   static constexpr Tiling cols = choose_tiling<T, kD>(1, 1, 1, 6);
   static constexpr bool fused = forward.rm > 0 && rows.rm > 0 && cols.rm > 0;
+  // Blocks per SM the kernels are compiled for (__launch_bounds__; 0: ptxas's own register
+  // target, which spills on sm_90 in the instantiations given a number here, see
+  // benchmarks/cuda_resources.py).
+  static constexpr int forward_blocks = kD == 128                                             ? 4
+                                        : (std::is_same_v<T, double> && kD >= 16 && kD <= 32) ? 1
+                                                                                              : 0;
+  static constexpr int cols_blocks = std::is_same_v<T, float> && kD == 32 ? 4 : 0;
 };
 
 // The 16 lanes of a tile row merge their partial log-sum-exps.
@@ -53,7 +60,7 @@ __device__ __forceinline__ void load_bank_tile(T (*tile)[kD + 1], int64_t* tile_
 }
 
 template <typename T, int kD>
-__global__ void __launch_bounds__(kTileThreads)
+__global__ void __launch_bounds__(kTileThreads, VmfTilings<T, kD>::forward_blocks)
     vmf_forward_kernel(const T* __restrict__ e, const int64_t* __restrict__ ids, const T* __restrict__ bank,
                        const int64_t* __restrict__ labels, int64_t N, int64_t C, int D, T concentration,
                        T* __restrict__ loss, T* __restrict__ lse_den, T* __restrict__ lse_num) {
@@ -189,7 +196,7 @@ __global__ void __launch_bounds__(kTileThreads)
 // block's range [n_begin, n_end) stream through. Writes the range's partial gradient
 // kappa sum_n coef_nj e_n to partial[split] (S, D).
 template <typename T, int kD>
-__global__ void __launch_bounds__(kTileThreads)
+__global__ void __launch_bounds__(kTileThreads, VmfTilings<T, kD>::cols_blocks)
     vmf_backward_cols_kernel(const T* __restrict__ e, const int64_t* __restrict__ ids,
                              const int64_t* __restrict__ labels, const T* __restrict__ bank, int64_t N, int64_t S,
                              int D, T concentration, const T* __restrict__ grad, const T* __restrict__ lse_den,
