@@ -209,48 +209,56 @@ void kmeans_image_cpu(const scalar_t* x, int64_t D, int64_t H, int64_t W, int64_
   const int64_t lanes = simd_bytes / int64_t(sizeof(acc_t)), tile = kTilePixelVectors * lanes;
 
   // Features of the valid pixels only, compacted into panels; pixel[i] is the image index
-  // of compacted pixel i.
+  // of compacted pixel i. Pixels are checked, then featurised, in parallel (inline when the
+  // images are already spread over the threads).
+  constexpr int64_t kGrain = 4096;
+  std::vector<uint8_t> valid(P);
+  at::parallel_for(0, P, kGrain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      labels[p] = -1;
+      bool keep = !(mask && !mask[p]) && !(init && init[p] < 0);
+      for (int64_t d = 0; d < D && keep; ++d) keep = std::isfinite(static_cast<acc_t>(x[d * sd + p * sp]));
+      valid[p] = keep;
+    }
+  });
   std::vector<int64_t> pixel;
   pixel.reserve(P);
-  for (int64_t p = 0; p < P; ++p) {
-    labels[p] = -1;
-    if (!(mask && !mask[p]) && !(init && init[p] < 0)) pixel.push_back(p);
-  }
+  for (int64_t p = 0; p < P; ++p)
+    if (valid[p]) pixel.push_back(p);
+  const int64_t n = static_cast<int64_t>(pixel.size());
   Panels<acc_t> panels;
+  panels.n = n;
   panels.F = F;
   panels.lanes = lanes;
-  panels.blocks = (int64_t(pixel.size()) + tile - 1) / tile * kTilePixelVectors;
+  panels.blocks = (n + tile - 1) / tile * kTilePixelVectors;
   panels.features.assign(panels.blocks * F * lanes, acc_t(0));
   panels.member.assign(panels.blocks * lanes, 0);
-  std::vector<acc_t> fp(F);
-  int64_t n = 0;
-  for (const int64_t p : pixel) {
-    acc_t sq = 0;
-    bool finite = true;
-    for (int64_t d = 0; d < D; ++d) {
-      fp[d] = static_cast<acc_t>(x[d * sd + p * sp]);
-      finite = finite && std::isfinite(fp[d]);
-      sq += fp[d] * fp[d];
+  at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+    std::vector<acc_t> fp(F);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t p = pixel[i];
+      acc_t sq = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        fp[d] = static_cast<acc_t>(x[d * sd + p * sp]);
+        sq += fp[d] * fp[d];
+      }
+      const acc_t norm = std::sqrt(sq);
+      const acc_t inv = acc_t(1) / (norm > acc_t(kNormEps) ? norm : acc_t(kNormEps));
+      sq = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        fp[d] *= inv;
+        sq += fp[d] * fp[d];
+      }
+      fp[D] = coord_weight * pixel_coordinate<acc_t>(p / W, H);
+      fp[D + 1] = coord_weight * pixel_coordinate<acc_t>(p % W, W);
+      sq += fp[D] * fp[D] + fp[D + 1] * fp[D + 1];
+      const acc_t norm2 = std::sqrt(sq);
+      const acc_t inv2 = acc_t(1) / (norm2 > acc_t(kNormEps) ? norm2 : acc_t(kNormEps));
+      acc_t* panel = panels.features.data() + (i / lanes) * F * lanes + i % lanes;
+      for (int64_t j = 0; j < F; ++j) panel[j * lanes] = fp[j] * inv2;
+      panels.member[i] = label_t<acc_t>(init ? init[p] : grid_cell(p / W, p % W, H, W, gh, gw));
     }
-    if (!finite) continue;
-    const acc_t norm = std::sqrt(sq);
-    const acc_t inv = acc_t(1) / (norm > acc_t(kNormEps) ? norm : acc_t(kNormEps));
-    sq = 0;
-    for (int64_t d = 0; d < D; ++d) {
-      fp[d] *= inv;
-      sq += fp[d] * fp[d];
-    }
-    fp[D] = coord_weight * pixel_coordinate<acc_t>(p / W, H);
-    fp[D + 1] = coord_weight * pixel_coordinate<acc_t>(p % W, W);
-    sq += fp[D] * fp[D] + fp[D + 1] * fp[D + 1];
-    const acc_t norm2 = std::sqrt(sq);
-    const acc_t inv2 = acc_t(1) / (norm2 > acc_t(kNormEps) ? norm2 : acc_t(kNormEps));
-    acc_t* panel = panels.features.data() + (n / lanes) * F * lanes + n % lanes;
-    for (int64_t j = 0; j < F; ++j) panel[j * lanes] = fp[j] * inv2;
-    panels.member[n] = label_t<acc_t>(init ? init[p] : grid_cell(p / W, p % W, H, W, gh, gw));
-    pixel[n++] = p;
-  }
-  panels.n = n;
+  });
 
   const int64_t tiles = panels.blocks / kTilePixelVectors;
   const int64_t slices = std::clamp<int64_t>(n / kPixelsPerSlice, 1, kMaxSlices);
