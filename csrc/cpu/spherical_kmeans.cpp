@@ -137,6 +137,10 @@ __attribute__((always_inline)) inline int64_t slice_pass(const SlicePass<acc_t>&
     label_t<acc_t>* member = panels.member.data() + b * kLanes;
     L labels[kP];
     if (a.assign) {
+      // The next tile streams in from memory while this one computes.
+      if (b + kP < a.block1)
+        for (int64_t i = 0; i < kP * F * kLanes; i += 64 / sizeof(acc_t))
+          __builtin_prefetch(x + kP * F * kLanes + i);
       V best[kP];
       for (int64_t p = 0; p < kP; ++p) {
         best[p] = V{} - std::numeric_limits<acc_t>::infinity();
