@@ -5,7 +5,12 @@ Workloads (issue 3): training B=16, D=32, 65x65, grid 5x5, 10 iterations; infere
 B=1, D=32, 375x500, grid 12x12, 10 iterations; dataset-level N points x D=128, K=27 and
 100 (N = $SEGSORT_BENCH_POINTS, default 1,000,000; the issue's size is 10,000,000).
 
-    pytest benchmarks/bench_spherical_kmeans.py --benchmark-group-by=group
+    OMP_WAIT_POLICY=PASSIVE pytest benchmarks/bench_spherical_kmeans.py --benchmark-group-by=group
+
+faiss and torch each bring an OpenMP runtime; on a machine shared with other work their
+spinning threads starve each other (faiss ran up to 40x slower here), so compare with
+OMP_WAIT_POLICY=PASSIVE. Per-image rows record the E-step's GFLOP/s (its 2*P*(D+2)*K
+multiply-adds per iteration over the run's median time).
 """
 import os
 
@@ -62,6 +67,9 @@ def test_spherical_kmeans(benchmark, device, workload, impl):
                                       max_points_per_centroid=image.shape[0])
                 kmeans.train(image)
     run(benchmark, fn, device)
+    B, D, H, W = shape
+    estep_flop = 2 * B * H * W * (D + 2) * grid[0] * grid[1] * 10
+    benchmark.extra_info["estep_gflop_per_s"] = estep_flop / benchmark.stats.stats.median / 1e9
 
 
 POINTS = int(os.environ.get("SEGSORT_BENCH_POINTS", 1_000_000))
