@@ -8,7 +8,7 @@ one of three exact backends that return the same neighbours:
 - ``faiss-gpu``: ``faiss.GpuIndexFlatIP``; CUDA tensors go to faiss without host copies.
   Used when faiss sees a GPU and the index lives on CUDA.
 - ``faiss-cpu``: ``faiss.IndexFlatIP`` on host memory.
-- ``torch``: blocked ``matmul`` + ``topk``, memory bounded by one block of scores.
+- ``torch``: blocked ``matmul`` with a running top-k, memory bounded by one block of scores.
 
 or, optionally, an approximate faiss ``IndexIVFFlat`` (``ivf_nlist``) for banks too large
 to scan exhaustively (``torch_backend``, ``faiss_backend``). With ``distributed=True``
@@ -78,7 +78,7 @@ class SegmentIndex:
             round trip per search would cost more than the exact matmul), torch when faiss
             is not installed. ``'faiss'``: faiss (GPU index when possible, else CPU index,
             copying CUDA queries to the host); ImportError without faiss. ``'torch'``:
-            exact blocked matmul + topk on ``device``.
+            exact blocked matmul with a running top-k on ``device``.
         ivf_nlist: None (exact search), or the number of inverted lists of an approximate
             faiss ``IndexIVFFlat``. It is trained (k-means on the inner product) by
             :meth:`train`, or on the first ``add`` call's prototypes, which must then hold

@@ -1,76 +1,95 @@
-"""Exact kNN in plain PyTorch: blocked ``matmul`` + ``topk`` (query blocks x bank blocks,
-merging a running top-k), so memory stays bounded by one block of scores for banks of
-millions of rows. Exact ties at the k-th place keep the lowest row ids, so results are
-exactly the canonical order (score descending, then id ascending)."""
+"""Exact kNN in plain PyTorch: a blocked scan of the bank that keeps a running top-k per
+query and never forms the (Q, M) score matrix, so memory stays bounded by one block of
+scores for banks of millions of rows. Exact ties at the k-th place keep the lowest row
+ids, so results are exactly the canonical order (score descending, then id ascending).
+
+Each bank block costs one GEMM and one cheap SIMD pass (the max of every group of
+``_GROUP`` consecutive scores); only the groups whose max can still enter a query's
+top-k are gathered and merged. After the first blocks that is a small fraction: a
+random row beats the k-th best of the n rows before it with probability k / n."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 
-from segsort_ext.retrieval.backend import canonical_order
-
 __all__ = ["TorchBackend"]
 
-
-def _block_topk(block_scores: torch.Tensor, k: int, exact_ties: bool):
-    """Top min(k, b) columns of each row of a (q, b) score block, in canonical order
-    (score desc, column asc), and a (q,) bool flag of the rows whose selection may be
-    wrong because a group of equal scores straddles the k-th place.
-
-    The fast path (exact_ties=False) uses topk, which picks an arbitrary subset of such a
-    tie group; asking it for one more column than needed tells us cheaply (without another
-    pass over the block) whether that happened: the group straddles the boundary exactly
-    when the (k+1)-th value equals the k-th. Flagged rows are recomputed with
-    exact_ties=True, a stable sort of the whole row."""
-    b = block_scores.shape[1]
-    kk = min(k, b)
-    if exact_ties:
-        values, cols = block_scores.sort(dim=1, descending=True, stable=True)
-        return values[:, :kk], cols[:, :kk], None
-    values, cols = block_scores.topk(min(kk + 1, b), dim=1)
-    if kk < b:
-        straddles = values[:, kk - 1] == values[:, kk]
-        values, cols = values[:, :kk], cols[:, :kk]
-    else:
-        straddles = torch.zeros(values.shape[0], dtype=torch.bool, device=values.device)
-    values, cols = canonical_order(values, cols)
-    return values, cols, straddles
-
-
-def _scan_bank(queries: torch.Tensor, bank: torch.Tensor, k: int, bank_rows: int, exact_ties: bool):
-    """Top-k of queries (q, D) against the whole bank (M, D), one bank block at a time.
-
-    Bank blocks are visited in ascending row order, so every id in the running top-k is
-    smaller than every id of the block being merged: concatenating [running, block] (each
-    canonical) and stable-sorting by score keeps id-ascending order among equal scores."""
-    best_scores = queries.new_empty(queries.shape[0], 0)
-    best_ids = torch.empty(queries.shape[0], 0, dtype=torch.int64, device=queries.device)
-    any_straddles = torch.zeros(queries.shape[0], dtype=torch.bool, device=queries.device)
-    for start in range(0, bank.shape[0], bank_rows):
-        block = queries @ bank[start:start + bank_rows].T
-        values, cols, straddles = _block_topk(block, k, exact_ties)
-        if straddles is not None:
-            any_straddles |= straddles
-        merged_scores = torch.cat([best_scores, values], dim=1)
-        merged_ids = torch.cat([best_ids, cols + start], dim=1)
-        if merged_scores.shape[1] > k:
-            merged_scores, order = merged_scores.sort(dim=1, descending=True, stable=True)
-            best_scores = merged_scores[:, :k]
-            best_ids = merged_ids.gather(1, order[:, :k])
-        else:  # still fewer than k candidates: nothing to drop, only to order
-            best_scores, best_ids = canonical_order(merged_scores, merged_ids)
-    return best_scores, best_ids, any_straddles
+# Scores per group in the filter: a group's max is one SIMD reduction, and a group that
+# passes costs a gather of _GROUP scores. With 128, the maxima of a (200, 16384) block
+# number under ATen's grain size (32768), so the filter's small ops run serially.
+_GROUP = 128
 
 
 def _default_blocks(num_queries: int, device: torch.device) -> tuple[int, int]:
-    """(query rows, bank rows) per block. On CPU a 16k-row bank block keeps the (q, b)
-    scores near cache size (measured fastest for q=200, D=64); on CUDA kernel launches
-    dominate, so blocks are as large as a 256 MiB float32 score matrix allows."""
+    """(query rows, bank rows) per block. On CPU a (Q=200, 16384) float32 score block
+    (13 MiB) is still in the last-level cache when its group maxima are taken (blocks
+    of 65536 rows measured 1.5x slower); on CUDA kernel launches dominate, so blocks are
+    as large as a 256 MiB float32 score matrix allows."""
     if device.type == "cuda":
         query_rows = max(1, min(num_queries, 4096))
         return query_rows, max(16384, (1 << 26) // query_rows)
     return 1024, 16384
+
+
+def _reaches(values: torch.Tensor, bar: torch.Tensor, strict: bool) -> torch.Tensor:
+    """values > bar (strict) or values >= bar, written `not (values <= bar)` so that NaN
+    passes."""
+    return ~(values <= bar) if strict else ~(values < bar)
+
+
+def _scan_bank(queries: torch.Tensor, bank: torch.Tensor, k: int, bank_rows: int):
+    """(scores, ids) of the top-k of queries (q, D) over bank (M >= k, D), canonical order.
+
+    The bank is scanned in ascending row order, in blocks of bank_rows rows (the first
+    one of at least k rows, so the running top-k is full after it). A score can enter a
+    query's top-k only if it is at least the query's bar: in the first block the k-th
+    largest group max (k scores are at least as large), later the running k-th, which it
+    must beat (a tie loses to the running entry: its id is smaller). Groups whose max
+    misses the bar are skipped whole; the scores that pass are merged into the running
+    top-k. NaN scores (from inputs that overflow) pass the bar, and the merge's stable
+    sort ranks them first, as topk does."""
+    num_queries, device = queries.shape[0], queries.device
+    best_scores = queries.new_empty(num_queries, 0)
+    best_ids = torch.empty(num_queries, 0, dtype=torch.int64, device=device)
+    first = max(k, bank_rows)
+    scores = queries.new_empty(num_queries, -(-first // _GROUP) * _GROUP)  # reused by every block
+    for start in [0, *range(first, bank.shape[0], bank_rows)]:
+        block = bank[start:start + (first if start == 0 else bank_rows)]
+        width = block.shape[0]
+        block_scores = scores[:, :-(-width // _GROUP) * _GROUP]
+        torch.mm(queries, block.T, out=block_scores[:, :width])
+        block_scores[:, width:] = float("-inf")  # the tail of the last group never passes
+        grouped = block_scores.view(num_queries, -1, _GROUP)
+        maxima = grouped.amax(dim=2)
+        first_block = best_scores.shape[1] < k
+        if first_block:  # with fewer than k groups, all of it passes
+            bar = (maxima.topk(k, dim=1).values[:, -1:] if maxima.shape[1] >= k
+                   else maxima.new_full((num_queries, 1), float("-inf")))
+        else:
+            bar = best_scores[:, -1:]
+        rows, group = _reaches(maxima, bar, strict=not first_block).nonzero().unbind(1)
+        if rows.shape[0] == 0:
+            continue
+        values = grouped[rows, group]  # (groups that pass, _GROUP)
+        pair, lane = _reaches(values, bar[rows], strict=not first_block).nonzero().unbind(1)  # ascending (query, id)
+        rows, new_scores, new_ids = rows[pair], values[pair, lane], start + group[pair] * _GROUP + lane
+        # The new scores of each touched query side by side, padded with -inf after them.
+        touched, per_row = torch.unique_consecutive(rows, return_counts=True)
+        which = torch.repeat_interleave(torch.arange(touched.shape[0], device=device), per_row)
+        slot = torch.arange(rows.shape[0], device=device) - (per_row.cumsum(0) - per_row)[which]
+        padded_scores = scores.new_full((touched.shape[0], int(per_row.max())), float("-inf"))
+        padded_ids = torch.zeros(padded_scores.shape, dtype=torch.int64, device=device)
+        padded_scores[which, slot], padded_ids[which, slot] = new_scores, new_ids
+        # Running entries first, then the new ones in ascending id order: the stable sort
+        # keeps equal scores in id order, and the padding (after them) never wins.
+        merged, order = torch.cat([best_scores[touched], padded_scores], 1).sort(dim=1, descending=True, stable=True)
+        merged_ids = torch.cat([best_ids[touched], padded_ids], 1).gather(1, order[:, :k])
+        if first_block:  # every query is touched
+            best_scores, best_ids = merged[:, :k].contiguous(), merged_ids
+        else:
+            best_scores[touched], best_ids[touched] = merged[:, :k], merged_ids
+    return best_scores, best_ids
 
 
 def _exact_topk(queries: torch.Tensor, bank: torch.Tensor, k: int,
@@ -78,28 +97,15 @@ def _exact_topk(queries: torch.Tensor, bank: torch.Tensor, k: int,
     """Exact top-k inner products of queries (Q, D) over bank (M, D), k <= M, in canonical
     order. Memory: one (query rows, bank rows) score block at a time (``search_block``;
     None: a default for the device)."""
-    num_queries = queries.shape[0]
-    query_rows, bank_rows = search_block or _default_blocks(num_queries, bank.device)
-    scores = queries.new_empty(num_queries, k)
-    ids = torch.empty(num_queries, k, dtype=torch.int64, device=queries.device)
-    for start in range(0, num_queries, query_rows):
-        chunk = queries[start:start + query_rows]
-        chunk_scores, chunk_ids, straddles = _scan_bank(chunk, bank, k, bank_rows, exact_ties=False)
-        # One host sync per query block (not per bank block): rows where a tie group
-        # straddled the k-th place in some bank block are redone with exact tie handling.
-        if bool(straddles.any()):
-            rows = straddles.nonzero().squeeze(1)
-            fixed_scores, fixed_ids, _ = _scan_bank(chunk[rows], bank, k, bank_rows, exact_ties=True)
-            chunk_scores[rows] = fixed_scores
-            chunk_ids[rows] = fixed_ids
-        scores[start:start + query_rows] = chunk_scores
-        ids[start:start + query_rows] = chunk_ids
-    return scores, ids
+    query_rows, bank_rows = search_block or _default_blocks(queries.shape[0], bank.device)
+    results = [_scan_bank(queries[start:start + query_rows], bank, k, bank_rows)
+               for start in range(0, queries.shape[0], query_rows)]
+    return torch.cat([scores for scores, _ in results]), torch.cat([ids for _, ids in results])
 
 
 class TorchBackend:
-    """Exact search by blocked matmul + topk over a bank of ``dtype`` (float32, or float64)
-    rows on ``device``, any device torch runs on."""
+    """Exact search by a blocked matmul scan with a running top-k over a bank of ``dtype``
+    (float32, or float64) rows on ``device``, any device torch runs on."""
 
     kind = "torch"
     max_k = None

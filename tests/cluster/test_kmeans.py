@@ -54,3 +54,40 @@ def test_points_without_a_direction_take_no_part(init):
     assert torch.equal(with_bad.counts, clean.counts)
     online = SphericalKMeans(4, init=start).partial_fit(bad)
     assert torch.isfinite(online.centroids).all() and int(online.counts.sum()) == int(usable.sum())
+
+
+def test_predict_ties_go_to_the_lowest_index_in_every_block():
+    # K = 3000 makes a CPU block 699 rows, so 2000 points span three blocks.
+    generator = torch.Generator().manual_seed(3)
+    centroids = torch.nn.functional.normalize(torch.randn(3000, 8, generator=generator), dim=1)
+    centroids[2000:] = centroids[:1000]  # exact duplicates: each tie must go to the first copy
+    points = centroids[torch.randint(0, 3000, (2000,), generator=generator)] * 3.0
+    km = SphericalKMeans(3000)
+    km.centroids = centroids
+    labels = km.predict(points)
+    expected = (torch.nn.functional.normalize(points, dim=1) @ centroids.t()).max(1).indices
+    assert torch.equal(labels, expected) and int(labels.max()) < 2000
+    # A point midway between two centroids scores equal cosines: the lower index wins.
+    km = SphericalKMeans(2)
+    km.centroids = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert km.predict(torch.tensor([[1.0, 1.0], [2.0, 0.0]])).tolist() == [0, 1]
+
+
+def test_rows_of_tiny_or_huge_entries_keep_their_direction():
+    # Their float32 norm underflows to 0 or overflows to inf; they are still points.
+    points = torch.tensor([[1e-30, 2e-30], [3e30, -1e30], [0.0, 0.0], [1.0, 2.0]])
+    km = SphericalKMeans(2)
+    km.centroids = torch.nn.functional.normalize(torch.tensor([[1.0, 2.0], [3.0, -1.0]]), dim=1)
+    assert km.predict(points).tolist() == [0, 1, -1, 0]
+    assert km.objective(points) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_streamed_chunks_fit_like_one_chunk():
+    generator = torch.Generator().manual_seed(4)
+    points = torch.randn(3000, 16, generator=generator)
+    start = torch.nn.functional.normalize(points[:5].double(), dim=1)
+    whole = SphericalKMeans(5, init=start, max_iter=6, tol=-1.0).fit(points)
+    streamed = SphericalKMeans(5, init=start, max_iter=6, tol=-1.0, chunk_size=700).fit(points)
+    torch.testing.assert_close(streamed.centroids, whole.centroids)
+    assert torch.equal(streamed.counts, whole.counts)
+    assert streamed.inertia_ == pytest.approx(whole.inertia_, rel=1e-5)

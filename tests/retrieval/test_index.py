@@ -89,6 +89,38 @@ def test_torch_exact_ties_go_to_lowest_row(search_block):
     np.testing.assert_array_equal(scores.double().numpy(), ref_scores)
 
 
+def test_torch_ties_across_many_filtered_blocks():
+    """Blocks of 5 * 128 rows (the first one filtered by its group maxima, the next ones by
+    the running k-th) over quantised data: tie groups inside groups, blocks and at the
+    k-th place; every query touched in some blocks and skipped in others."""
+    g = torch.Generator().manual_seed(2)
+    bank, queries = quantised((12000, 6), g), quantised((30, 6), g)
+    bank[7000:7300] = bank[:300]  # the same ties again, far from the first block
+    for search_block in [(30, 640), (7, 3000)]:
+        index = SegmentIndex(6, backend="torch", search_block=search_block)
+        index.add(bank, torch.zeros(12000, dtype=torch.int64))
+        scores, ids = index.search(queries, 21)
+        ref_scores, ref_ids = canonical_knn(queries, bank, 21)
+        np.testing.assert_array_equal(ids.numpy(), ref_ids)
+        np.testing.assert_array_equal(scores.double().numpy(), ref_scores)
+
+
+def test_torch_scores_that_overflow_rank_as_a_stable_sort_would():
+    """Finite vectors whose inner products overflow give inf and -inf scores (metric
+    'ip'), many equal: the result is the stable descending sort of the float32 scores."""
+    g = torch.Generator().manual_seed(3)
+    bank = torch.randn(3000, 4, generator=g)
+    bank[::37] *= 1e38
+    queries = torch.randn(6, 4, generator=g) * 10
+    index = SegmentIndex(4, backend="torch", search_block=(4, 256))
+    index.add(bank, torch.zeros(3000, dtype=torch.int64))
+    scores, ids = index.search(queries, 21)
+    full = queries @ bank.T
+    assert (full == float("inf")).sum(1).min() > 21 and (full == -float("inf")).any()
+    ref_scores, ref_ids = full.sort(dim=1, descending=True, stable=True)
+    assert torch.equal(ids, ref_ids[:, :21]) and torch.equal(scores, ref_scores[:, :21])
+
+
 @needs_faiss
 def test_faiss_exact_ties_same_scores_and_order():
     """faiss keeps an arbitrary part of a tie group straddling the k-th place (documented);
