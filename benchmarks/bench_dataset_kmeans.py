@@ -1,0 +1,78 @@
+"""SphericalKMeans.fit (dataset-level spherical k-means, PiCIE) against faiss.Kmeans on the
+CPU: N points x D=128, K=27 and K=100, 10 iterations, both from the same K initial
+centroids, both on all points (faiss subsamples 256 per centroid unless told otherwise).
+
+Each test interleaves the two fits (faiss, ours, faiss, ours, ...) in one process, with
+the same number of threads, and records in extra_info the median of each, the speedup
+(faiss time / ours), the mean cosine of every point to its centroid for both (higher is
+better; each computed the same way, by SphericalKMeans.objective), and our achieved
+GFLOP/s on the E-step GEMMs (2 N D K per iteration; the final assignment pass not
+counted) against the float32 GEMM peak measured in the same test.
+
+    pytest benchmarks/bench_dataset_kmeans.py --benchmark-group-by=group
+
+Environment: SEGSORT_BENCH_POINTS (N, default 300000), SEGSORT_BENCH_THREADS (default 2),
+SEGSORT_BENCH_ROUNDS (fits of each, default 3).
+"""
+import os
+import statistics
+
+import pytest
+import torch
+import torch.nn.functional as F
+from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
+
+from segsort_ext.cluster import SphericalKMeans
+
+POINTS = int(os.environ.get("SEGSORT_BENCH_POINTS", 300_000))
+THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
+ROUNDS = int(os.environ.get("SEGSORT_BENCH_ROUNDS", 3))
+D, ITERATIONS = 128, 10
+
+
+@pytest.fixture(scope="module")
+def points():
+    """(N, D) unit float32 points around 200 random directions."""
+    g = torch.Generator().manual_seed(0)
+    centers = F.normalize(torch.randn(200, D, generator=g), dim=1)
+    noisy = centers[torch.randint(0, 200, (POINTS,), generator=g)].add_(0.3 * torch.randn(POINTS, D, generator=g))
+    return F.normalize(noisy, dim=1)
+
+
+def _mean_cosine(points: torch.Tensor, centroids: torch.Tensor) -> float:
+    scorer = SphericalKMeans(centroids.shape[0])
+    scorer.centroids = F.normalize(centroids.float(), dim=1)
+    return 1 - scorer.objective(points) / points.shape[0]
+
+
+@pytest.mark.parametrize("K", [27, 100])
+def test_dataset_kmeans_vs_faiss(benchmark, points, K):
+    faiss = pytest.importorskip("faiss")
+    benchmark.group = f"dataset kmeans cpu N={POINTS} D={D} K={K} {ITERATIONS} iters {THREADS} threads"
+    init = points[torch.randperm(POINTS, generator=torch.Generator().manual_seed(1))[:K]]
+    host = points.numpy()
+    faiss.omp_set_num_threads(THREADS)
+    fitted = {}
+
+    def fit_ours():
+        fitted["ours"] = SphericalKMeans(K, init=init, max_iter=ITERATIONS, tol=-1.0).fit(points).centroids
+
+    def fit_faiss():
+        model = faiss.Kmeans(D, K, niter=ITERATIONS, spherical=True, max_points_per_centroid=POINTS)
+        model.train(host, init_centroids=init.numpy())
+        fitted["faiss"] = torch.from_numpy(model.centroids)
+
+    with torch_threads(THREADS):
+        peak = gemm_peak_gflops()
+        ours_s, faiss_s = [], []
+        # faiss before each of our rounds (pedantic's untimed setup), so the two alternate.
+        benchmark.pedantic(lambda: ours_s.append(seconds(fit_ours)), setup=lambda: faiss_s.append(seconds(fit_faiss)),
+                           rounds=ROUNDS, warmup_rounds=0)
+    ours, theirs = statistics.median(ours_s), statistics.median(faiss_s)
+    benchmark.extra_info.update({
+        "threads": THREADS, "ours_s": ours, "faiss_s": theirs, "speedup_vs_faiss": theirs / ours,
+        "ours_rounds_s": ours_s, "faiss_rounds_s": faiss_s,
+        "mean_cosine_ours": _mean_cosine(points, fitted["ours"]),
+        "mean_cosine_faiss": _mean_cosine(points, fitted["faiss"]),
+        **roofline(2 * POINTS * D * K * ITERATIONS, ours, peak),
+    })
