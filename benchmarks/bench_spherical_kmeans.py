@@ -1,9 +1,9 @@
-"""spherical_kmeans (SegSort's pixel sorting) and SphericalKMeans (dataset-level) vs the
-per-image Python loop research code uses (reference.py, SPML/HSG style) and faiss.
+"""spherical_kmeans (SegSort's pixel sorting) vs the per-image Python loop research code
+uses (reference.py, SPML/HSG style) and faiss per image. Dataset-level SphericalKMeans:
+bench_dataset_kmeans.py.
 
 Workloads (issue 3): training B=16, D=32, 65x65, grid 5x5, 10 iterations; inference
-B=1, D=32, 375x500, grid 12x12, 10 iterations; dataset-level N points x D=128, K=27 and
-100 (N = $SEGSORT_BENCH_POINTS, default 1,000,000; the issue's size is 10,000,000).
+B=1, D=32, 375x500, grid 12x12, 10 iterations.
 
     OMP_WAIT_POLICY=PASSIVE pytest benchmarks/bench_spherical_kmeans.py --benchmark-group-by=group
 
@@ -12,13 +12,11 @@ spinning threads starve each other (faiss ran up to 40x slower here), so compare
 OMP_WAIT_POLICY=PASSIVE. Per-image rows record the E-step's GFLOP/s (its 2*P*(D+2)*K
 multiply-adds per iteration over the run's median time).
 """
-import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.cluster import SphericalKMeans
 from segsort_ext.ops import reference, spherical_kmeans
 
 from conftest import run
@@ -71,38 +69,3 @@ def test_spherical_kmeans(benchmark, device, workload, impl):
     estep_flop = 2 * B * H * W * (D + 2) * grid[0] * grid[1] * 10
     benchmark.extra_info["estep_gflop_per_s"] = estep_flop / benchmark.stats.stats.median / 1e9
 
-
-POINTS = int(os.environ.get("SEGSORT_BENCH_POINTS", 1_000_000))
-
-
-@pytest.fixture(scope="module")
-def dataset_points():
-    g = torch.Generator().manual_seed(0)
-    centers = F.normalize(torch.randn(200, 128, generator=g), dim=1)
-    points = centers[torch.randint(0, 200, (POINTS,), generator=g)]
-    return F.normalize(points.add_(0.3 * torch.randn(POINTS, 128, generator=g)), dim=1)
-
-
-@pytest.mark.parametrize("K", [27, 100])
-@pytest.mark.parametrize("impl", ["segsort_ext", "faiss"])
-def test_dataset_fit(benchmark, device, dataset_points, K, impl):
-    benchmark.group = f"dataset kmeans {device} N={POINTS} D=128 K={K} 10 iters"
-    points = dataset_points.to(device)
-    if impl == "segsort_ext":
-        model = SphericalKMeans(K, max_iter=10, tol=-1.0, seed=0)
-        fn = lambda: model.fit(points)  # noqa: E731
-    else:
-        if faiss is None:
-            pytest.skip("faiss not installed")
-        gpu = device == "cuda" and faiss.get_num_gpus() > 0
-        if device == "cuda" and not gpu:
-            pytest.skip("faiss sees no GPU")
-        host = dataset_points.numpy()
-        # all points per iteration (faiss subsamples 256 per centroid by default)
-        model = faiss.Kmeans(128, K, niter=10, spherical=True, seed=0, gpu=gpu, max_points_per_centroid=POINTS)
-        fn = lambda: model.train(host)  # noqa: E731
-    benchmark.pedantic(fn, rounds=1, iterations=1, warmup_rounds=0)
-    centroids = model.centroids if impl == "segsort_ext" else torch.from_numpy(model.centroids).to(device)
-    scorer = SphericalKMeans(K)
-    scorer.centroids = F.normalize(centroids.float(), dim=1)
-    benchmark.extra_info["objective"] = scorer.objective(points)  # sum of 1 - cos, lower is better
