@@ -20,7 +20,7 @@ __all__ = ["TorchBackend"]
 # Scores per group: a group's max is one SIMD reduction, and a candidate group costs a
 # gather of _GROUP bank rows (64 balances the two at D = 64).
 _GROUP = 64
-# A query whose candidate groups number more than this (ties) takes the merging scan.
+# A query with more than this many times k candidate groups (ties) takes the merging scan.
 _MAX_CANDIDATES_PER_K = 2
 
 
