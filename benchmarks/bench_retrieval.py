@@ -3,27 +3,37 @@
 classes, and the time to build the index.
 
 Compared: faiss (GpuIndexFlatIP on a GPU when faiss sees one; IndexFlatIP on the host
-otherwise, with host copies of CUDA queries), the exact torch backend (blocked matmul +
-topk with a running top-k), and what research code does today (SPML): dense scores
-against the whole bank, then a full torch.argsort of every row, in query chunks so the
-(chunk, M) score and index matrices fit.
+otherwise, with host copies of CUDA queries), the exact torch backend (a blocked GEMM scan
+with a running top-k: no (Q, M) score matrix), and what research code does today (SPML):
+dense scores against the whole bank, then a full torch.argsort of every row, in query
+chunks so the (chunk, M) score and index matrices fit.
+
+Every vote row is measured against the bare GEMM it contains, queries x bank^T into a
+preallocated (Q, M) output, run alternately with it in the same test (extra_info:
+``vote_s``, ``bare_gemm_s``, ``vote_over_gemm``), and the vote's GFLOP/s (2 Q M D) against
+the float32 GEMM peak measured in the same test (``fraction_of_peak``).
 
     SEGSORT_BENCH_BANK=1500000 pytest benchmarks/bench_retrieval.py --benchmark-group-by=group
 
-SEGSORT_BENCH_BANK sets M (CI-size runs shrink it). On a CPU the full-argsort way takes
-tens of seconds per call at the default M: add --benchmark-min-rounds=1 there.
+Environment: SEGSORT_BENCH_BANK (M; CI-size runs shrink it), SEGSORT_BENCH_THREADS (CPU
+threads of torch and faiss, default 2), SEGSORT_BENCH_ROUNDS (votes per row, default 5;
+the full-argsort way, tens of seconds per call on a CPU, runs once).
 """
 import os
+import statistics
 
 import pytest
 import torch
 import torch.nn.functional as F
+from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
 
 from segsort_ext.retrieval import SegmentIndex
 
 from conftest import run
 
 M = int(os.environ.get("SEGSORT_BENCH_BANK", "1500000"))
+THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
+ROUNDS = int(os.environ.get("SEGSORT_BENCH_ROUNDS", 5))
 D, Q, K, NUM_CLASSES = 64, 200, 21, 21
 
 _banks = {}
@@ -43,7 +53,8 @@ def _bank(device):
 
 def _index(impl, device):
     if impl == "faiss":
-        pytest.importorskip("faiss")
+        faiss = pytest.importorskip("faiss")
+        faiss.omp_set_num_threads(THREADS)
         return SegmentIndex(D, backend="faiss", device=device)
     return SegmentIndex(D, backend="torch", device=device)
 
@@ -63,16 +74,31 @@ def _full_argsort_vote(vectors, labels, queries):
 
 @pytest.mark.parametrize("impl", ["faiss", "torch_blocked", "full_argsort"])
 def test_vote(benchmark, device, impl):
-    benchmark.group = f"vote k={K} {device} M={M} D={D} Q={Q}"
+    benchmark.group = f"vote k={K} {device} M={M} D={D} Q={Q} {THREADS} threads"
     vectors, labels, queries = _bank(device)
     if impl == "full_argsort":
-        fn = lambda: _full_argsort_vote(vectors, labels, queries)  # noqa: E731
+        vote = lambda: _full_argsort_vote(vectors, labels, queries)  # noqa: E731
     else:
         index = _index("faiss" if impl == "faiss" else "torch", device)
         index.add(vectors, labels)
         benchmark.extra_info["backend"] = index.backend  # faiss-gpu, or faiss-cpu without one
-        fn = lambda: index.vote(queries, K, num_classes=NUM_CLASSES)  # noqa: E731
-    run(benchmark, fn, device)
+        vote = lambda: index.vote(queries, K, num_classes=NUM_CLASSES)  # noqa: E731
+    scores = torch.empty(Q, M, device=device)
+    bare_gemm = lambda: torch.mm(queries, vectors.T, out=scores)  # noqa: E731
+    rounds = 1 if impl == "full_argsort" and device == "cpu" else ROUNDS
+    with torch_threads(THREADS):
+        peak = gemm_peak_gflops(device)
+        vote(), bare_gemm()  # warm-up
+        vote_s, gemm_s = [], []
+        # The bare GEMM before each vote (pedantic's untimed setup), so the two alternate.
+        benchmark.pedantic(lambda: vote_s.append(seconds(vote, device)),
+                           setup=lambda: gemm_s.append(seconds(bare_gemm, device)), rounds=rounds, warmup_rounds=0)
+    ours, gemm, flop = statistics.median(vote_s), statistics.median(gemm_s), 2 * Q * M * D
+    benchmark.extra_info.update({
+        "threads": THREADS, "vote_s": ours, "bare_gemm_s": gemm, "vote_over_gemm": ours / gemm,
+        "vote_rounds_s": vote_s, "bare_gemm_rounds_s": gemm_s, "bare_gemm_gflops": flop / gemm / 1e9,
+        **roofline(flop, ours, peak),  # the vote's own GFLOP/s: it does the GEMM's work
+    })
 
 
 @pytest.mark.parametrize("impl", ["faiss", "torch_blocked"])

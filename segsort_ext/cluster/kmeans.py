@@ -44,9 +44,11 @@ def _unit_rows(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return unit, has_direction
 
 
-def _nearest(unit: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _nearest(unit: torch.Tensor, centroids: torch.Tensor,
+             sums: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(largest cosine, its centroid) of every unit row, ties to the lowest index; a
-    zeroed row scores 0 everywhere.
+    zeroed row scores 0 everywhere. With `sums` (K, D), also adds every row to its
+    centroid's sum (the M-step), while the rows are still in cache.
 
     The rows go in tiles whose (K, tile) cosines take 1 MiB (on CPU; all rows in one tile
     on a GPU), eight tiles per batched GEMM. The max over K of every column is
@@ -67,6 +69,8 @@ def _nearest(unit: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor,
                 scores.unsqueeze(2).permute(0, 3, 1, 2), (K, 1), return_indices=True)
             best.append(group_best.view(-1))
             labels.append(group_labels.view(-1))
+            if sums is not None:  # (a row without a direction is zero: it adds nothing)
+                sums.index_add_(0, labels[-1], group.reshape(-1, unit.shape[1]))
     return torch.cat(best), torch.cat(labels)
 
 
@@ -181,9 +185,7 @@ class SphericalKMeans:
         counts = torch.zeros(K, dtype=torch.int64, device=centroids.device)
         total_cos = centroids.new_zeros(())
         for unit, has_direction in chunks:
-            best, labels = _nearest(unit, centroids)
-            if with_sums:  # a row without a direction is zero: it adds nothing where it goes
-                sums.index_add_(0, labels, unit)
+            best, labels = _nearest(unit, centroids, sums if with_sums else None)
             # Rows without a direction (best cosine 0) are counted in an extra bin K.
             counts += torch.bincount(labels.masked_fill_(~has_direction, K), minlength=K + 1)[:K]
             total_cos += best.sum()

@@ -86,7 +86,7 @@ class SegmentIndex:
         ivf_nprobe: lists visited per query (speed/recall trade-off; settable later via
             :attr:`nprobe`). Default 16 (capped at ivf_nlist).
         search_block: (query rows, bank rows) of one score block of the torch backend;
-            None picks (1024, 16384) on CPU and blocks of up to 2**26 scores on CUDA.
+            None picks (1024, 32768) on CPU and blocks of up to 2**26 scores on CUDA.
         distributed: shard the index over the ranks of torch.distributed (see below).
             Without an initialised process group this is the single-process index.
         process_group: the group the shards live in (None: the default group).

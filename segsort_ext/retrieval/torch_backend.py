@@ -1,12 +1,14 @@
-"""Exact kNN in plain PyTorch: a blocked scan of the bank that keeps a running top-k per
-query and never forms the (Q, M) score matrix, so memory stays bounded by one block of
-scores for banks of millions of rows. Exact ties at the k-th place keep the lowest row
-ids, so results are exactly the canonical order (score descending, then id ascending).
+"""Exact kNN in plain PyTorch: blocked GEMM scans of the bank that never form the (Q, M)
+score matrix, so memory stays bounded by one block of scores for banks of millions of
+rows. Exact ties at the k-th place keep the lowest row ids, so results are exactly the
+canonical order (score descending, then id ascending).
 
-Each bank block costs one GEMM and one cheap SIMD pass (the max of every group of
-``_GROUP`` consecutive scores); only the groups whose max can still enter a query's
-top-k are gathered and merged. After the first blocks that is a small fraction: a
-random row beats the k-th best of the n rows before it with probability k / n."""
+The scan keeps only the max of every group of ``_GROUP`` consecutive scores (one GEMM
+and one SIMD reduction per block, no other work in the loop). A query's top-k lies in
+the groups whose max reaches (almost) its k-th largest group max: about k groups, whose
+scores are then computed again, exactly ranked and returned. Queries where that does not
+hold cheaply (many tied group maxima, inner products that may overflow, reduced-precision
+matmul) take an exact scan that merges a running top-k block by block instead."""
 from __future__ import annotations
 
 from typing import Optional
@@ -15,21 +17,101 @@ import torch
 
 __all__ = ["TorchBackend"]
 
-# Scores per group in the filter: a group's max is one SIMD reduction, and a group that
-# passes costs a gather of _GROUP scores. With 128, the maxima of a (200, 16384) block
-# number under ATen's grain size (32768), so the filter's small ops run serially.
-_GROUP = 128
+# Scores per group: a group's max is one SIMD reduction, and a candidate group costs a
+# gather of _GROUP bank rows (64 balances the two at D = 64).
+_GROUP = 64
+# A query with more than this many times k candidate groups (ties) takes the merging scan.
+_MAX_CANDIDATES_PER_K = 2
 
 
 def _default_blocks(num_queries: int, device: torch.device) -> tuple[int, int]:
-    """(query rows, bank rows) per block. On CPU a (Q=200, 16384) float32 score block
-    (13 MiB) is still in the last-level cache when its group maxima are taken (blocks
-    of 65536 rows measured 1.5x slower); on CUDA kernel launches dominate, so blocks are
-    as large as a 256 MiB float32 score matrix allows."""
+    """(query rows, bank rows) per block. On CPU a (Q=200, 32768) float32 score block
+    (26 MiB) is still in cache when its group maxima are taken (blocks of 65536 rows
+    measured 1.4x slower on an idle machine), and there are few enough blocks for a
+    machine whose other load makes every parallel region wait (16384 rows: 1.6x slower
+    there); on CUDA kernel launches dominate, so blocks are as large as a 256 MiB
+    float32 score matrix allows."""
     if device.type == "cuda":
         query_rows = max(1, min(num_queries, 4096))
         return query_rows, max(16384, (1 << 26) // query_rows)
-    return 1024, 16384
+    return 1024, 32768
+
+
+def _group_maxima(queries: torch.Tensor, bank: torch.Tensor, bank_rows: int) -> torch.Tensor:
+    """(q, ceil(M / _GROUP)) largest score of every group of _GROUP consecutive bank rows,
+    in blocks of bank_rows rows (rounded up to whole groups)."""
+    num_queries, num_rows = queries.shape[0], bank.shape[0]
+    groups, block_groups = -(-num_rows // _GROUP), -(-bank_rows // _GROUP)
+    scores = queries.new_empty(num_queries, min(groups, block_groups) * _GROUP)  # reused by every block
+    maxima = []
+    for first in range(0, groups, block_groups):
+        block = bank[first * _GROUP:(first + block_groups) * _GROUP]
+        block_scores = scores[:, :-(-block.shape[0] // _GROUP) * _GROUP]
+        torch.mm(queries, block.T, out=block_scores[:, :block.shape[0]])
+        if block.shape[0] < block_scores.shape[1]:
+            block_scores[:, block.shape[0]:] = float("-inf")  # the tail of the last group
+        maxima.append(block_scores.view(num_queries, -1, _GROUP).amax(dim=2))
+    return torch.cat(maxima, 1)
+
+
+def _rescore(queries: torch.Tensor, bank: torch.Tensor, k: int, group_ids: torch.Tensor, budget: int):
+    """(scores, ids): the top-k of queries (q, D) among the bank rows of their candidate
+    groups (q, width), ascending, padded with groups past the bank, at least k real rows
+    per query, computed anew; the rows are gathered for as many queries at a time as keep
+    them within `budget` elements (a block of scores)."""
+    num_rows, dim = bank.shape
+    # Padding groups and the tail of the last group score -inf, after every real row:
+    # they never win (each query has k real candidates of finite score).
+    ids = (group_ids.unsqueeze(2) * _GROUP + torch.arange(_GROUP, device=group_ids.device)).flatten(1)
+    step = max(1, budget // (ids.shape[1] * dim))
+    scores = torch.cat([torch.bmm(bank[ids[start:start + step].clamp_max(num_rows - 1)],
+                                  queries[start:start + step].unsqueeze(2)).squeeze(2)
+                        for start in range(0, ids.shape[0], step)])
+    scores = scores.masked_fill_(ids >= num_rows, float("-inf"))
+    scores, order = scores.sort(dim=1, descending=True, stable=True)  # ids ascending among ties
+    return scores[:, :k].contiguous(), ids.gather(1, order[:, :k])
+
+
+def _search_chunk(queries: torch.Tensor, bank: torch.Tensor, k: int, bank_rows: int, max_norm: float):
+    """(scores, ids) of the top-k of queries (q, D) over bank (M >= k, D), canonical order.
+
+    Let bar be a query's k-th largest group max: k distinct rows score at least bar, and
+    every other row of its top-k scores at least as much, so it lies in a group whose max
+    reaches bar. Computed again (a gather and a batched product instead of the block
+    GEMM), a score may differ by the rounding bound r of an inner product (twice
+    gamma_D |q| |x|, Higham, Accuracy and Stability of Numerical Algorithms, 3.1). Groups
+    whose max is at least bar - 2r are the candidates: a row outside them rescores below
+    bar - r, below the k rows above, so the top-k of the rescored candidates, ties
+    included, is the exact top-k of the rescored bank."""
+    num_queries, dim = queries.shape
+    maxima = _group_maxima(queries, bank, bank_rows)
+    groups = maxima.shape[1]
+    finfo = torch.finfo(queries.dtype)
+    bound = torch.linalg.vector_norm(queries, dim=1) * max_norm  # >= every |partial sum| of a score
+    gamma = dim * finfo.eps / (2 - dim * finfo.eps)
+    rounding = 2 * (gamma * bound + dim * finfo.tiny)
+    # The largest few group maxima: the candidates, if the first one left out is below them.
+    most = _MAX_CANDIDATES_PER_K * k
+    top, top_groups = maxima.topk(min(most + 1, groups), dim=1)
+    floor = top[:, k - 1] - 2 * rounding if groups >= k else top.new_full((num_queries,), float("-inf"))
+    candidate = ~(top < floor.unsqueeze(1))
+    exact_matmul = queries.dtype != torch.float32 or torch.get_float32_matmul_precision() == "highest"
+    fast = (bound < finfo.max / 2) & exact_matmul
+    if groups > most:
+        fast &= ~candidate[:, most]
+        top_groups, candidate = top_groups[:, :most], candidate[:, :most]
+    width = int(candidate.sum(1).max())
+    group_ids = torch.where(candidate, top_groups, groups).sort(dim=1).values[:, :width]
+    if bool(fast.all()):
+        return _rescore(queries, bank, k, group_ids, num_queries * bank_rows)
+    scores = queries.new_empty(num_queries, k)
+    ids = torch.empty(num_queries, k, dtype=torch.int64, device=queries.device)
+    fast_rows, slow_rows = fast.nonzero().squeeze(1), (~fast).nonzero().squeeze(1)
+    if fast_rows.numel():
+        scores[fast_rows], ids[fast_rows] = _rescore(queries[fast_rows], bank, k, group_ids[fast_rows],
+                                                     num_queries * bank_rows)
+    scores[slow_rows], ids[slow_rows] = _scan_bank(queries[slow_rows], bank, k, bank_rows)
+    return scores, ids
 
 
 def _reaches(values: torch.Tensor, bar: torch.Tensor, strict: bool) -> torch.Tensor:
@@ -92,19 +174,23 @@ def _scan_bank(queries: torch.Tensor, bank: torch.Tensor, k: int, bank_rows: int
     return best_scores, best_ids
 
 
-def _exact_topk(queries: torch.Tensor, bank: torch.Tensor, k: int,
+def _exact_topk(queries: torch.Tensor, bank: torch.Tensor, k: int, max_norm: float,
                 search_block: Optional[tuple[int, int]] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k inner products of queries (Q, D) over bank (M, D), k <= M, in canonical
-    order. Memory: one (query rows, bank rows) score block at a time (``search_block``;
-    None: a default for the device)."""
+    order; max_norm: the largest norm of a bank row. Memory: one (query rows, bank rows)
+    score block at a time (``search_block``; None: a default for the device)."""
     query_rows, bank_rows = search_block or _default_blocks(queries.shape[0], bank.device)
-    results = [_scan_bank(queries[start:start + query_rows], bank, k, bank_rows)
+    results = [_search_chunk(queries[start:start + query_rows], bank, k, bank_rows, max_norm)
                for start in range(0, queries.shape[0], query_rows)]
     return torch.cat([scores for scores, _ in results]), torch.cat([ids for _, ids in results])
 
 
+def _largest_norm(vectors: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(vectors, dim=1).max()) if vectors.shape[0] else 0.0
+
+
 class TorchBackend:
-    """Exact search by a blocked matmul scan with a running top-k over a bank of ``dtype``
+    """Exact search by blocked matmul scans (see the module) over a bank of ``dtype``
     (float32, or float64) rows on ``device``, any device torch runs on."""
 
     kind = "torch"
@@ -115,6 +201,7 @@ class TorchBackend:
         self.device, self.dtype = device, dtype
         self._search_block = search_block
         self._vectors = torch.empty(0, dim, dtype=dtype, device=device)
+        self._max_norm = 0.0  # of a bank row: bounds the rounding error of a score
         # Added rows wait here and are concatenated once, at the next search, so many
         # small add() calls cost O(M) copying, not O(M^2).
         self._pending: list[torch.Tensor] = []
@@ -129,12 +216,15 @@ class TorchBackend:
     def add(self, vectors: torch.Tensor) -> None:
         # copy=True: the bank must not alias a tensor the caller may change later
         self._pending.append(vectors.to(self.device, self.dtype, copy=True).contiguous())
+        self._max_norm = max(self._max_norm, _largest_norm(self._pending[-1]))
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return _exact_topk(queries.to(self.device, self.dtype).contiguous(), self._bank(), k, self._search_block)
+        return _exact_topk(queries.to(self.device, self.dtype).contiguous(), self._bank(), k, self._max_norm,
+                           self._search_block)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"vectors": self._bank().cpu()}
 
     def load_state(self, state: dict, num_rows: int) -> None:
         self._vectors = state["vectors"].to(self.device, self.dtype).contiguous()
+        self._max_norm = _largest_norm(self._vectors)

@@ -121,6 +121,38 @@ def test_torch_scores_that_overflow_rank_as_a_stable_sort_would():
     assert torch.equal(ids, ref_ids[:, :21]) and torch.equal(scores, ref_scores[:, :21])
 
 
+def test_torch_queries_of_both_search_paths_in_one_call():
+    """Ordinary queries (their top-k found among the few groups of rows whose max reaches
+    their k-th largest group max) next to queries whose inner products may overflow and to
+    a reduced-precision matmul setting (both take the block-merging scan)."""
+    bank, labels, g = random_bank(5000, 16)
+    queries = torch.randn(12, 16, generator=g)
+    queries[::3] *= 1e37  # |q| |x| near float32's max: scores may overflow
+    index = SegmentIndex(16, backend="torch", search_block=(12, 1000))
+    index.add(bank, labels)
+    scores, ids = index.search(queries, 21)
+    ordinary = torch.ones(12, dtype=torch.bool)
+    ordinary[::3] = False
+    ref_scores, ref_ids = canonical_knn(queries[ordinary], bank, 21)
+    np.testing.assert_array_equal(ids[ordinary].numpy(), ref_ids)
+    np.testing.assert_allclose(scores[ordinary].double().numpy(), ref_scores, rtol=0, atol=1e-5)
+    full_scores, full_ids = (queries[~ordinary] @ bank.T).sort(dim=1, descending=True, stable=True)
+    assert torch.equal(ids[~ordinary], full_ids[:, :21])
+    torch.testing.assert_close(scores[~ordinary], full_scores[:, :21], rtol=1e-6, atol=0)
+    quantised_bank, quantised_queries = quantised((3000, 6), g), quantised((9, 6), g)
+    index = SegmentIndex(6, backend="torch", search_block=(9, 500))
+    index.add(quantised_bank, torch.zeros(3000, dtype=torch.int64))
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        scores, ids = index.search(quantised_queries, 21)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    ref_scores, ref_ids = canonical_knn(quantised_queries, quantised_bank, 21)
+    np.testing.assert_array_equal(ids.numpy(), ref_ids)
+    np.testing.assert_array_equal(scores.double().numpy(), ref_scores)
+
+
 @needs_faiss
 def test_faiss_exact_ties_same_scores_and_order():
     """faiss keeps an arbitrary part of a tie group straddling the k-th place (documented);
