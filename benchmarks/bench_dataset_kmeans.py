@@ -20,9 +20,10 @@ import statistics
 import pytest
 import torch
 import torch.nn.functional as F
-from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
 
 from segsort_ext.cluster import SphericalKMeans
+
+from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
 
 POINTS = int(os.environ.get("SEGSORT_BENCH_POINTS", 300_000))
 THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))

@@ -25,11 +25,11 @@ import statistics
 import pytest
 import torch
 import torch.nn.functional as F
-from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
 
 from segsort_ext.retrieval import SegmentIndex
 
 from conftest import run
+from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
 
 M = int(os.environ.get("SEGSORT_BENCH_BANK", "1500000"))
 THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
