@@ -9,26 +9,15 @@ import torch
 
 import segsort_ext
 from segsort_ext.ops import reference
-from segsort_ext.testing import random_clusters, random_labels
 
-from conftest import run
-
-B, H, W, NUM_CLASSES = 8, 129, 129, 21
-
-
-def _segments(device, K):
-    g = torch.Generator().manual_seed(0)
-    blob = max(1, int(129 / K ** 0.5))
-    clusters = random_clusters(B, H, W, K, blob=blob, ignore_fraction=0.0, generator=g).to(device)
-    labels = random_labels(B, H, W, NUM_CLASSES, generator=g).to(device)
-    return clusters, labels
+from conftest import B, H, W, run, segsort_segments
 
 
 @pytest.mark.parametrize("D", [32, 64])
 @pytest.mark.parametrize("impl", ["segsort_ext", "segsort_ext_nd", "index_add", "scatter_reduce"])
 def test_segment_mean_forward(benchmark, device, D, impl):
     benchmark.group = f"segment_mean fwd {device} D={D} K=144"
-    clusters, labels = _segments(device, 144)
+    clusters, labels = segsort_segments(device, 144)
     s = segsort_ext.segment_partition(clusters, labels)
     x = torch.randn(B, D, H, W, device=device)
     x_nd = x.permute(0, 2, 3, 1).reshape(-1, D).contiguous()
@@ -61,7 +50,7 @@ def test_segment_mean_forward(benchmark, device, D, impl):
 def test_segment_mean_forward_backward(benchmark, device, impl):
     D = 64
     benchmark.group = f"segment_mean fwd+bwd {device} D={D} K=144"
-    clusters, labels = _segments(device, 144)
+    clusters, labels = segsort_segments(device, 144)
     s = segsort_ext.segment_partition(clusters, labels)
     x = torch.randn(B, D, H, W, device=device, requires_grad=True)
     pool = segsort_ext.segment_mean if impl == "segsort_ext" else reference.segment_mean
