@@ -31,7 +31,7 @@ def collate(
 
     Raises:
         ValueError: an empty batch, a sample that is not ``(image (C, H, W), label (H, W), id)``,
-            samples that differ in their channels.
+            samples that differ in their channels, a ``size`` whose batch cannot fit in memory.
         TypeError: a float label (refused, not truncated), a non-int ``ignore_index``.
     """
     if not batch:
@@ -58,6 +58,10 @@ def collate(
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
     image_fill = checks.number(image_fill, "image_fill")
+    # The padded samples and their stack are alive together: twice the batch's bytes.
+    image, label, _ = batch[0]
+    sample_bytes = image.shape[0] * image.element_size() + label[..., 0, 0].numel() * 8
+    checks.fits_in_memory(image.device, 2 * len(batch) * sample_bytes * size[0] * size[1], "size")
     images = torch.stack([crop_or_pad(image, size, image_fill) for image, _, _ in batch])
     labels = torch.stack([crop_or_pad(label.long(), size, ignore_index) for _, label, _ in batch])
     return images, labels, [image_id for _, _, image_id in batch]

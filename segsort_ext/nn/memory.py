@@ -69,7 +69,7 @@ class PrototypeMemory(nn.Module):
         max_batches = check.optional_positive_int(max_batches, "max_batches")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating point torch.dtype, got {dtype!r}")
-        check.allocatable((size, dim), dtype, "size x dim")
+        check.allocatable((size, dim), dtype, "size x dim", device)
         self.size = size
         self.dim = dim
         self.max_batches = max_batches

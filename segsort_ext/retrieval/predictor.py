@@ -134,7 +134,16 @@ class SegSortPredictor:
         flipped back. ``output_size`` (an int or (H, W)) resizes it (bilinear) to a
         common size."""
         _checks.embedding_map(embeddings, "embeddings", self.index.dim)
-        return self._vote_map(embeddings, _flag(flip, "flip"), _size(output_size))
+        output_size = _size(output_size)
+        self._check_vote_maps(embeddings, output_size, "embeddings" if output_size is None else "output_size")
+        return self._vote_map(embeddings, _flag(flip, "flip"), output_size)
+
+    def _check_vote_maps(self, embeddings: torch.Tensor, output_size: Optional[Tuple[int, int]], name: str) -> None:
+        """Refuses, naming ``name``, vote maps beyond the device's memory: a view's (B, C)
+        maps at its own size and at ``output_size`` (default: its own), and their sum."""
+        B, _, H, W = embeddings.shape
+        h, w = output_size or (H, W)
+        check.fits_in_memory(embeddings.device, 4 * B * self.num_classes * (H * W + 2 * h * w), name)
 
     def _vote_map(self, embeddings: torch.Tensor, flip: bool, output_size: Optional[Tuple[int, int]]) -> torch.Tensor:
         clusters = spherical_kmeans(embeddings, self.grid, iters=self.iters, coord_weight=self.coord_weight).labels
@@ -179,6 +188,8 @@ class SegSortPredictor:
                 raise ValueError(f"views must be of the same images: views[{i}] has batch size {view[0].shape[0]} "
                                  f"on {view[0].device}, views[0] {views[0][0].shape[0]} on {views[0][0].device}")
         size = _size(output_size) or tuple(views[0][0].shape[-2:])
+        for embeddings, _ in views:
+            self._check_vote_maps(embeddings, size, "views" if output_size is None else "output_size")
         total = sum(self._vote_map(embeddings, flipped, size) for embeddings, flipped in views)
         return total.argmax(1).masked_fill(~(total.abs().sum(1) > 0), -1)
 

@@ -260,7 +260,7 @@ def apply_geometry(x: torch.Tensor, geometry: Geometry, *, mode: Optional[str] =
         h_out, w_out = H_out * h // H, W_out * w // W
         size_name = "geometry.output_size"
     # The output and the bilinear pass's (B, C, h_out, w) rows.
-    check.allocatable((B, maps.shape[1], h_out, max(w, w_out)), x.dtype, size_name)
+    check.allocatable((B, maps.shape[1], h_out, max(w, w_out)), x.dtype, size_name, x.device)
 
     top, left, bottom, right = geometry.boxes.double().unbind(1)
     u_rows = _sample_positions(top, bottom, h_out, h, x.device)
@@ -291,7 +291,7 @@ def crop_or_pad(x: torch.Tensor, size: Tuple[int, int], fill: float) -> torch.Te
         raise ValueError(f"x must have shape (..., H, W), got {tuple(x.shape)}")
     height, width = check.int_pair(size, "size")
     fill = fill_value(fill, x.dtype, "fill")
-    check.allocatable((*x.shape[:-2], height, width), x.dtype, "size")
+    check.allocatable((*x.shape[:-2], height, width), x.dtype, "size", x.device)
     x = x[..., :height, :width]
     if tuple(x.shape[-2:]) == (height, width):
         return x
@@ -365,7 +365,7 @@ def random_scale(
     factor = low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
     height, width = image.shape[-2:]
     size = (max(1, round(height * factor)), max(1, round(width * factor)))
-    check.allocatable((image.shape[0], *size), image.dtype, "scale_range")
+    check.allocatable((image.shape[0], *size), image.dtype, "scale_range", image.device)
     if size == (height, width):
         return image, label
     # F.interpolate's fused kernel, not apply_geometry's gathers: ten times faster on the CPU,

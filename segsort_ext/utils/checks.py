@@ -140,12 +140,15 @@ def seed(value, name: str = "seed") -> int:
     return value
 
 
-def allocatable(shape, dtype: torch.dtype, name: str) -> None:
+def allocatable(shape, dtype: torch.dtype, name: str, device=None) -> None:
     """Refuses, before anything is allocated, a tensor of ``shape`` larger than torch can
     address (torch indexes storage bytes with int64; the size is computed exactly, without
-    overflow). ``name`` is the argument that set the size."""
-    if math.prod(shape) * dtype.itemsize > INT64_MAX:
+    overflow) or than the memory of ``device`` (default: torch's default device). ``name``
+    is the argument that set the size."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > INT64_MAX:
         raise ValueError(f"{name}: a {dtype} tensor of shape {tuple(shape)} is too large to allocate")
+    fits_in_memory(torch.get_default_device() if device is None else torch.device(device), nbytes, name)
 
 
 # Sizes: the rules and messages of csrc/include/segsort/checks.h, for the code no C++ op checks
@@ -183,7 +186,7 @@ def fits_in_memory(device: torch.device, nbytes: int, name: str) -> None:
         raise ValueError(f"{name} is too large: a size derived from it overflows int64")
     total = device_memory_bytes(device)
     if total is not None and nbytes > total:
-        raise ValueError(f"{name} is too large: the op needs {_gib(nbytes)} of buffers, more than the "
+        raise ValueError(f"{name} is too large: it needs {_gib(nbytes)} of buffers, more than the "
                          f"{_gib(total)} of memory of {device}")
 
 

@@ -156,6 +156,9 @@ REFUSED = [
      "channels"),
     ("collate size 0", lambda f: D.collate([_sample()], size=(0, 4)), ValueError, "size"),
     ("collate size float", lambda f: D.collate([_sample()], size=2.5), TypeError, "size"),
+    # Sizes beyond int64 bytes, and beyond any machine's memory (10**7 squared pixels).
+    ("collate size 2**62", lambda f: D.collate([_sample()], size=(2**62, 4)), ValueError, "^size is too large"),
+    ("collate size 10**7", lambda f: D.collate([_sample()], size=10**7), ValueError, "^size is too large"),
     ("collate ignore_index float", lambda f: D.collate([_sample()], ignore_index=255.0), TypeError, "ignore_index"),
     ("collate image_fill NaN", lambda f: D.collate([_sample()], image_fill=float("nan")), ValueError, "image_fill"),
     # --- embedded scenes -------------------------------------------------------------------------

@@ -195,8 +195,7 @@ def _relabel(labels, top):
     return labels + (top - 2)
 
 
-@pytest.mark.parametrize("top", [2**31, 2**40, pytest.param(INT64_MAX, marks=pytest.mark.skip(
-    reason="segment_partition crashes on INT64_MAX labels (issue 15, ops part): unskip once fixed"))])
+@pytest.mark.parametrize("top", [2**31, 2**40, INT64_MAX])
 def test_segsort_loss_int64_edge_labels(top):
     expected = SegSortLoss()(_embeddings(), _labels())
     assert torch.equal(SegSortLoss(ignore_index=-1)(_embeddings(), _relabel(_labels(), top)), expected)

@@ -590,6 +590,13 @@ PREDICTOR = [
      r"views\[0\] flipped"),
     ("predict output_size", lambda: predictor().predict(embedding_map(), output_size=(4, -1)), ValueError,
      "output_size"),
+    # Vote maps beyond int64 bytes, and beyond any machine's memory.
+    ("predict output_size 2**40", lambda: predictor().predict(embedding_map(), output_size=2**40), ValueError,
+     "^output_size is too large"),
+    ("predict output_size 10**7", lambda: predictor().predict([(embedding_map(), False)], output_size=(10**7, 10**7)),
+     ValueError, "^output_size is too large"),
+    ("vote_map output_size 10**7", lambda: predictor().vote_map(embedding_map(), output_size=10**7), ValueError,
+     "^output_size is too large"),
     ("predict k > bank", lambda: predictor(k=10 ** 6).predict(embedding_map()), ValueError, "k = 1000000"),
 ]
 
