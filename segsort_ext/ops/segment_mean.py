@@ -39,6 +39,8 @@ def segment_mean(x: torch.Tensor, ids: torch.Tensor, num_segments: int, *, norma
     num_segments = check.int64(check.nonnegative_int(num_segments, "num_segments"), "num_segments")
     check.tensor(x, "x")
     check.tensor(ids, "ids")
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
     if not HAS_EXTENSION:
         check.float_tensor(x, "x")
         check.int64_tensor(ids, "ids")
@@ -50,7 +52,7 @@ def segment_mean(x: torch.Tensor, ids: torch.Tensor, num_segments: int, *, norma
         if ids.numel() and int(ids.max()) >= num_segments:
             raise ValueError(f"ids must be < num_segments = {num_segments}, found {int(ids.max())}")
         return reference.segment_mean(x, ids, num_segments, normalize=normalize)
-    return ops.segment_mean(x, ids, num_segments, bool(normalize))[0]
+    return ops.segment_mean(x, ids, num_segments, normalize)[0]
 
 
 def segment_label_histogram(
@@ -111,6 +113,8 @@ if HAS_EXTENSION:
 
     @torch.library.register_fake("segsort_ext::segment_mean")
     def _segment_mean_fake(x, ids, num_segments, normalize):
+        # Meta tensors reach only this function: a mix with real ones must not pass.
+        check.same_device(x, "x", ids, "ids")
         return x.new_empty((num_segments, x.shape[1])), x.new_empty((num_segments,))
 
     @torch.library.register_fake("segsort_ext::_segment_mean_backward")

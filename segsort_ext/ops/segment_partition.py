@@ -61,6 +61,9 @@ def segment_partition(
     check.tensor(clusters, "clusters")
     if labels is not None:
         check.tensor(labels, "labels")
+    for name, value in (("clusters", clusters), ("labels", labels)):
+        if value is not None and value.is_meta:
+            raise ValueError(f"{name} is on the meta device: the number of segments depends on its values")
     if not HAS_EXTENSION:
         check.int64_tensor(clusters, "clusters")
         if clusters.dim() != 3:

@@ -107,5 +107,9 @@ if HAS_EXTENSION:
 
     @torch.library.register_fake("segsort_ext::spherical_kmeans")
     def _spherical_kmeans_fake(x, mask, init, grid_h, grid_w, iters, coord_weight, tol):
+        # Meta tensors reach only this function: a mix with real ones must not pass.
+        for name, value in (("mask", mask), ("init", init)):
+            if value is not None:
+                check.same_device(x, "x", value, name)
         B, D, H, W = x.shape
         return x.new_empty((B, H, W), dtype=torch.int64), x.new_empty((B, grid_h * grid_w, D + 2))

@@ -144,6 +144,12 @@ if HAS_EXTENSION:
     @torch.library.register_fake("segsort_ext::vmf_loss")
     def _vmf_loss_fake(embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels,
                        concentration, nca):
+        # Meta tensors reach only this function: a mix with real ones must not pass.
+        for name, value in (("segment_ids", segment_ids), ("prototypes", prototypes),
+                            ("prototype_labels", prototype_labels), ("memory", memory),
+                            ("memory_labels", memory_labels)):
+            if value is not None:
+                check.same_device(embeddings, "embeddings", value, name)
         # The compute type: float32 for half/bfloat16, else the input dtype.
         dtype = torch.promote_types(embeddings.dtype, torch.float32)
         return tuple(embeddings.new_empty((embeddings.shape[0],), dtype=dtype) for _ in range(3))
