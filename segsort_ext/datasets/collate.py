@@ -33,6 +33,7 @@ def collate(
         ValueError: an empty batch, a sample that is not ``(image (C, H, W), label (H, W), id)``,
             samples that differ in their channels, a ``size`` whose batch cannot fit in memory.
         TypeError: a float label (refused, not truncated), a non-int ``ignore_index``.
+        ValueError: an ``ignore_index`` beyond int64.
     """
     if not batch:
         raise ValueError("batch is empty")
@@ -55,8 +56,7 @@ def collate(
         size = (max(s[0].shape[-2] for s in batch), max(s[0].shape[-1] for s in batch))
     else:
         size = checks.int_pair(size, "size")
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    ignore_index = checks.int64(ignore_index, "ignore_index")
     image_fill = checks.number(image_fill, "image_fill")
     # The padded samples and their stack are alive together: twice the batch's bytes.
     image, label, _ = batch[0]

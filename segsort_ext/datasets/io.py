@@ -115,6 +115,8 @@ class LabelTable:
             table = np.asarray(mapping)
             if table.ndim != 1 or not np.issubdtype(table.dtype, np.integer):
                 raise TypeError(f"{name} must be a dict or a 1-D integer sequence, got {table.dtype} {table.shape}")
+            if table.dtype == np.uint64 and table.size and table.max() >= 2**63:
+                raise ValueError(f"{name} values must be int64 ids, got {table.max()}")
             keys, ids = np.arange(table.size), table.astype(np.int64)
         self.dense = keys.size == 0 or keys[-1] < 2**16 + 4 * keys.size
         if self.dense:
