@@ -35,6 +35,8 @@ def collate(
         TypeError: a float label (refused, not truncated), a non-int ``ignore_index``.
         ValueError: an ``ignore_index`` beyond int64.
     """
+    if not isinstance(batch, Sequence):
+        raise TypeError(f"batch must be a sequence of (image, label, id) samples, got {type(batch).__name__}")
     if not batch:
         raise ValueError("batch is empty")
     for i, sample in enumerate(batch):

@@ -30,9 +30,10 @@ def _unpack_memory(memory: Memory):
     if not isinstance(memory, (tuple, list)) or len(memory) != 2:
         raise TypeError("memory must be None or a pair (memory_prototypes (M, D), memory_labels (M,))")
     bank, labels = memory
+    bank = check.tensor(bank, "memory prototypes").detach()
     if labels is not None:
         check.tensor(labels, "memory_labels")
-    return check.tensor(bank, "memory prototypes").detach(), labels
+    return bank, labels
 
 
 def _check_fallback(embeddings, segment_ids, prototypes, prototype_labels, bank, bank_labels, concentration, nca):

@@ -77,7 +77,8 @@ mem = 64 * MiB  # far above any honest need of these 4x5 inputs, far below a den
 
 CASES = [
     # -- semantic metrics ------------------------------------------------------------------
-    Case("confusion correct", lambda: M.confusion_matrix(seg_a, seg_b, 4), ref=lambda: confusion_loops(seg_a, seg_b, 4)),
+    Case("confusion correct", lambda: M.confusion_matrix(seg_a, seg_b, 4),
+         ref=lambda: confusion_loops(seg_a, seg_b, 4)),
     Case("confusion torch int32", lambda: M.confusion_matrix(torch.tensor(seg_a).int(), torch.tensor(seg_b), 4),
          ref=lambda: confusion_loops(seg_a, seg_b, 4)),
     Case("confusion float pred", lambda: M.confusion_matrix(seg_a.astype(float), seg_b, 4), arg="pred"),
@@ -251,5 +252,6 @@ CASES = [
                                                  size=10**8), arg="size"),
     Case("collate ignore_index 2**70", lambda: D.collate([(rand(3, 2, 2), torch.ones(2, 2, dtype=torch.long), "a")],
                                                          size=3, ignore_index=2**70), arg="ignore_index"),
-    Case("collate not a list", lambda: D.collate(None), arg="batch"),
+    Case("collate None", lambda: D.collate(None), arg="batch must be a sequence"),
+    Case("collate generator", lambda: D.collate(iter([])), arg="batch must be a sequence"),
 ]

@@ -1,6 +1,8 @@
 """Hostile cases for segsort_ext.ops and the raw torch.ops.segsort_ext ops."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +49,7 @@ def vmf_ref(e, ids, protos, c=10.0):
 
 ids23 = torch.tensor([[[0, 1, 1], [2, 2, -1]]])
 x23 = rand(1, 4, 2, 3)
+edge_labels = torch.tensor([[[I64, -1], [2**40, 255]]])
 px, pids = x23.permute(0, 2, 3, 1).reshape(6, 4), ids23.reshape(6)  # the (N, D) pixel form
 
 CASES = [
@@ -70,9 +73,9 @@ CASES = [
          arg="ignore_index"),
     Case("partition ignore_index 2**64", lambda: se.segment_partition(clusters(), clusters(), ignore_index=2**64),
          arg="ignore_index"),
-    *[Case(f"partition zero dim {i}", (lambda s: lambda: partition(torch.zeros(s, dtype=torch.long)))(s),
-           ref=(lambda s: lambda: reference.segment_partition(torch.zeros(s, dtype=torch.long)))(s))
-      for i, s in enumerate([(0, 3, 4), (2, 0, 4), (2, 3, 0)])],
+    *[Case(f"partition zero dim {i}", functools.partial(partition, torch.zeros(shape, dtype=torch.long)),
+           ref=functools.partial(reference.segment_partition, torch.zeros(shape, dtype=torch.long)))
+      for i, shape in enumerate([(0, 3, 4), (2, 0, 4), (2, 3, 0)])],
     Case("partition 1x1x1", lambda: partition(torch.tensor([[[7]]])),
          ref=lambda: reference.segment_partition(torch.tensor([[[7]]]))),
     Case("partition transposed", lambda: partition(clusters(2, 4, 4).transpose(1, 2)),
@@ -81,13 +84,13 @@ CASES = [
          ref=lambda: reference.segment_partition(torch.tensor([[[1, 2, 2]]]).expand(3, 4, 3).contiguous())),
     Case("partition int64 extremes", lambda: partition(torch.tensor([[[-(2**63), I64, I64 - 1, 0]]])),
          ref=lambda: reference.segment_partition(torch.tensor([[[-(2**63), I64, I64 - 1, 0]]]))),
-    Case("partition labels extremes", lambda: partition(clusters(1, 2, 2, 1), torch.tensor([[[I64, -1], [2**40, 255]]])),
-         ref=lambda: reference.segment_partition(clusters(1, 2, 2, 1), torch.tensor([[[I64, -1], [2**40, 255]]]))),
+    Case("partition labels extremes", lambda: partition(clusters(1, 2, 2, 1), edge_labels),
+         ref=lambda: reference.segment_partition(clusters(1, 2, 2, 1), edge_labels)),
     Case("partition all ignored", lambda: partition(clusters(), torch.full((2, 3, 4), 255)),
          ref=lambda: reference.segment_partition(clusters(), torch.full((2, 3, 4), 255))),
     Case("partition connectivity 8 diagonal", lambda: partition(torch.eye(3, dtype=torch.long)[None], connectivity=8),
          ref=lambda: reference.segment_partition(torch.eye(3, dtype=torch.long)[None], connectivity=8)),
-    Case("partition requires_grad labels?", lambda: se.segment_partition(clusters().float().requires_grad_()),
+    Case("partition float requires_grad", lambda: se.segment_partition(clusters().float().requires_grad_()),
          arg="clusters"),
     # -- segment_mean ------------------------------------------------------------------
     Case("mean x int", lambda: se.segment_mean(torch.ones(1, 4, 2, 3, dtype=torch.long), ids23, 3), arg="x"),
@@ -111,7 +114,8 @@ CASES = [
     Case("vmf meta prototypes", lambda: se.vmf_loss(px, pids, torch.ones(3, 4, device="meta")), arg="prototypes"),
     Case("mean numpy x", lambda: se.segment_mean(x23.numpy(), ids23, 3), arg="x"),
     Case("mean 3-d x", lambda: se.segment_mean(x23[0], ids23[0], 3), arg="x"),
-    Case("mean half", lambda: se.segment_mean(x23.half(), ids23, 3), ref=lambda: mean_ref(x23.half().float(), ids23, 3).half()),
+    Case("mean half", lambda: se.segment_mean(x23.half(), ids23, 3),
+         ref=lambda: mean_ref(x23.half().float(), ids23, 3).half()),
     Case("mean double unnormalised", lambda: se.segment_mean(x23.double(), ids23, 3, normalize=False),
          ref=lambda: mean_ref(x23.double(), ids23, 3, normalize=False)),
     Case("mean channels_last", lambda: se.segment_mean(rand(2, 3, 4, 5).contiguous(memory_format=torch.channels_last),
@@ -203,7 +207,7 @@ CASES = [
     Case("vmf dtype mix", lambda: se.vmf_loss(px.double(), pids, F.normalize(rand(3, 4), dim=1)),
          arg="prototypes|dtype"),
     Case("vmf memory list", lambda: se.vmf_loss(px, pids, F.normalize(rand(3, 4), dim=1), memory=[1, 2]),
-         arg="memory"),
+         arg="memory prototypes"),
     Case("vmf memory wrong D", lambda: se.vmf_loss(px, pids, F.normalize(rand(3, 4), dim=1),
                                                    memory=(torch.ones(2, 3), torch.zeros(2, dtype=torch.long))),
          arg="memory"),
@@ -230,15 +234,18 @@ CASES = [
     Case("bms bandwidth 0", lambda: se.blurring_mean_shift(rand(1, 5, 3), bandwidth=0.0), arg="bandwidth"),
     Case("bms bandwidth NaN", lambda: se.blurring_mean_shift(rand(1, 5, 3), bandwidth=NAN), arg="bandwidth"),
     Case("bms bandwidth 1e300", lambda: se.blurring_mean_shift(rand(1, 5, 3), bandwidth=1e300), arg="bandwidth",
-         check=lambda r: bool(torch.isfinite(r).all())),
-    Case("bms iters 2**40", lambda: se.blurring_mean_shift(rand(1, 5, 3), bandwidth=1.0, iters=2**40), arg="iters"),
+         check=lambda r: bool(torch.isfinite(r).all()),
+         known="blurring_mean_shift (not in this branch's files)"),
+    Case("bms iters 2**40", lambda: se.blurring_mean_shift(rand(1, 5, 3), bandwidth=1.0, iters=2**40), arg="iters",
+         known="blurring_mean_shift (not in this branch's files)"),
     Case("bms eta NaN", lambda: se.blurring_mean_shift(rand(1, 5, 3), bandwidth=1.0, eta=NAN), arg="eta"),
     Case("bms lengths > N", lambda: se.blurring_mean_shift(rand(1, 5, 3), bandwidth=1.0, lengths=torch.tensor([6])),
          arg="lengths"),
     Case("bms lengths float", lambda: se.blurring_mean_shift(rand(1, 5, 3), bandwidth=1.0,
                                                              lengths=torch.tensor([5.0])), arg="lengths"),
     Case("bms N=0", lambda: se.blurring_mean_shift(rand(1, 0, 3), bandwidth=1.0), ref=lambda: rand(1, 0, 3)),
-    Case("bms x int", lambda: se.blurring_mean_shift(torch.ones(1, 5, 3, dtype=torch.long), bandwidth=1.0), arg="x"),
+    Case("bms x int", lambda: se.blurring_mean_shift(torch.ones(1, 5, 3, dtype=torch.long), bandwidth=1.0), arg="x",
+         known="blurring_mean_shift (not in this branch's files)"),
     Case("bms matches reference", lambda: se.blurring_mean_shift(F.normalize(rand(2, 6, 3), dim=2), bandwidth=0.5,
                                                                  iters=3),
          ref=lambda: reference.blurring_mean_shift(F.normalize(rand(2, 6, 3), dim=2), bandwidth=0.5, iters=3)),

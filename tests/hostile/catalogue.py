@@ -35,6 +35,7 @@ class Case:
     check: Optional[Callable[[Any], bool]] = None  # or a property the result must have
     error: tuple = (TypeError, ValueError)
     max_bytes: Optional[int] = None  # peak Python-heap (numpy) bytes allowed, when measured
+    known: Optional[str] = None  # a bad outcome filed elsewhere: the tests skip the case, the report shows it
 
 
 def same(a, b) -> bool:
@@ -71,7 +72,7 @@ def run_case(case: Case) -> tuple[str, str]:
         message = f"{type(e).__name__}: {e}".splitlines()[0][:300]
         if not isinstance(e, case.error):
             return "vague", message
-        if case.arg is None or not re.search(case.arg, str(e)):
+        if case.arg is None or not re.search(_named(case.arg), str(e)):
             return "vague", message
         return "refused", message
     finally:
@@ -82,10 +83,17 @@ def run_case(case: Case) -> tuple[str, str]:
         return "memory", f"peak {peak} bytes > {case.max_bytes}"
     if case.ref is not None:
         expected = case.ref()
-        return ("correct", "") if same(result, expected) else ("wrong", f"got {_short(result)}, want {_short(expected)}")
+        if same(result, expected):
+            return "correct", ""
+        return "wrong", f"got {_short(result)}, want {_short(expected)}"
     if case.check is not None:
         return ("correct", "") if case.check(result) else ("wrong", f"got {_short(result)}")
     return "accepted", f"returned {_short(result)}"
+
+
+def _named(pattern: str) -> str:
+    """``pattern`` with each bare name among its alternatives matched as a whole word."""
+    return "|".join(rf"\b{alt}\b" if re.fullmatch(r"\w+", alt) else alt for alt in pattern.split("|"))
 
 
 def _short(value) -> str:
@@ -145,12 +153,14 @@ def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["--child"]:
         _child(argv[1:])
         return 0
-    results = run_in_children([c.name for c in all_cases()])
+    by_name = {c.name: c for c in all_cases()}
+    results = run_in_children(list(by_name))
     counts: dict = {}
     for name, (outcome, detail) in results.items():
         counts[outcome] = counts.get(outcome, 0) + 1
         if outcome not in GOOD or "-v" in argv:
-            print(f"{outcome:9s} {name}: {detail}")
+            known = by_name[name].known
+            print(f"{outcome:9s} {name}: {detail}" + (f" [known: {known}]" if known else ""))
     print(json.dumps(counts, sort_keys=True))
     return 0 if set(counts) <= set(GOOD) else 1
 
