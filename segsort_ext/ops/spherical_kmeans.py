@@ -70,6 +70,9 @@ def spherical_kmeans(
         raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
     if not HAS_EXTENSION:
         _check_fallback(x, mask, init, gh, gw)
+        if x.is_meta:  # shapes only, as the extension's fake kernel gives them
+            B, D, H, W = x.shape
+            return KMeansResult(x.new_empty((B, H, W), dtype=torch.int64), x.new_empty((B, gh * gw, D + 2)))
         return KMeansResult(*reference.spherical_kmeans(x.detach(), (gh, gw), iters=iters, coord_weight=coord_weight,
                                                         mask=mask, init=init, tol=tol))
     return KMeansResult(*ops.spherical_kmeans(x.detach(), mask, init, gh, gw, iters, coord_weight,
@@ -99,7 +102,7 @@ def _check_fallback(x, mask, init, gh, gw):
         raise ValueError(f"grid ({gh}, {gw}) is too large for images of {H} x {W} pixels")
     # The reference's buffers: the centroids, and the one-hot (pixels, K) of each M-step.
     check.fits_in_memory(x.device, 8 * gh * gw * (B * (D + 2) + H * W), "grid")
-    if init is not None and init.numel() and int(init.max()) >= gh * gw:
+    if init is not None and init.numel() and not init.is_meta and int(init.max()) >= gh * gw:
         raise ValueError(f"init labels must be < K = grid_h * grid_w = {gh * gw}, found {int(init.max())}")
 
 

@@ -51,8 +51,9 @@ def same(a, b) -> bool:
             return False
         if a.shape != b.shape or a.dtype != b.dtype:
             return False
-        if a.is_floating_point():
-            return bool(torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-6, equal_nan=True))
+        if a.is_floating_point():  # within a few roundings of the dtype
+            tol = max(1e-5, 4 * torch.finfo(a.dtype).eps)
+            return bool(torch.allclose(a.double(), b.double(), rtol=tol, atol=tol / 10, equal_nan=True))
         return bool(torch.equal(a, b))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         a, b = np.asarray(a), np.asarray(b)
