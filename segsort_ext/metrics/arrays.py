@@ -35,6 +35,8 @@ def to_numpy(x) -> np.ndarray:
 
 def _numbers(x, name: str) -> np.ndarray:
     """``x`` as a numpy array of real numbers (bool, integer or float)."""
+    if getattr(x, "is_meta", False):
+        raise ValueError(f"{name} is on the meta device: it holds no data")
     try:
         arr = to_numpy(x)
     except (TypeError, ValueError, RuntimeError) as error:  # ragged lists, unsupported tensors

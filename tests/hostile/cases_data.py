@@ -255,3 +255,52 @@ CASES = [
     Case("collate None", lambda: D.collate(None), arg="batch must be a sequence"),
     Case("collate generator", lambda: D.collate(iter([])), arg="batch must be a sequence"),
 ]
+
+
+def _bsds_mat(variables) -> str:
+    from scipy.io import savemat
+
+    path = os.path.join(tempfile.mkdtemp(prefix="hostile_"), "gt.mat")
+    savemat(path, variables)
+    return path
+
+
+CASES += [
+    Case("confusion meta tensor", lambda: M.confusion_matrix(torch.zeros(2, 2, dtype=torch.long, device="meta"),
+                                                             torch.zeros(2, 2, dtype=torch.long), 2),
+         arg="pred is on the meta device"),
+    Case("confusion int8 -0", lambda: M.confusion_matrix(seg_a.astype(np.int8), seg_b.astype(np.uint8), 4),
+         ref=lambda: confusion_loops(seg_a, seg_b, 4)),
+    Case("confusion ignore_index None keeps 255", lambda: M.confusion_matrix(seg_a, np.full_like(seg_a, 255), 4,
+                                                                             ignore_index=None), arg="target"),
+    Case("covering -0.0 float gt", lambda: M.segmentation_covering(seg_a + 1, [np.full((4, 5), -0.0)]),
+         arg="gt_segmentations"),
+    Case("rand channels-last torch", lambda: M.rand_index_voi(torch.tensor(seg_a).t().contiguous().t(), [seg_b])["pri"],
+         ref=lambda: rand_index_pairs(seg_a, seg_b)),
+    Case("boundary_f1 transposed", lambda: M.boundary_f1(np.eye(6, dtype=bool).T, [np.eye(6, dtype=bool)]),
+         ref=lambda: 1.0),
+    Case("bsds gt without groundTruth", lambda: D.load_bsds_ground_truth(_bsds_mat({"other": np.zeros(3)})),
+         arg="gt.mat|groundTruth"),
+    Case("bsds gt wrong structure", lambda: D.load_bsds_ground_truth(_bsds_mat({"groundTruth": np.zeros(3)})),
+         arg="gt.mat|groundTruth"),
+    Case("crop_or_pad channels_last", lambda: T.crop_or_pad(
+        rand(1, 3, 2, 2).contiguous(memory_format=torch.channels_last), (3, 3), 0.0)[..., :2, :2],
+         ref=lambda: rand(1, 3, 2, 2)),
+    Case("crop_or_pad zero size input", lambda: T.crop_or_pad(torch.ones(3, 0, 0), (2, 2), 5.0),
+         ref=lambda: torch.full((3, 2, 2), 5.0)),
+    Case("color_jitter requires_grad", lambda: T.color_jitter(rand(3, 4, 4).requires_grad_(), brightness=0.0),
+         ref=lambda: rand(3, 4, 4)),
+    Case("color_jitter half", lambda: T.color_jitter(rand(3, 4, 4).half()).dtype, arg="image",
+         ref=lambda: torch.float16),
+    Case("apply_photometric batch mismatch", lambda: T.apply_photometric(rand(3, 3, 4, 4), T.sample_photometric(2)),
+         arg="images|photometric"),
+    Case("guided_filter radius 2**40", lambda: T.guided_filter(rand(1, 3, 4, 4), rand(1, 2, 4, 4), 2**40, 0.1),
+         arg="radius", check=lambda r: r.shape == (1, 2, 4, 4) and bool(torch.isfinite(r).all())),
+    Case("edge_nms 1x1", lambda: T.edge_nms(rand(1, 1)), arg="edges", check=lambda r: r.shape == (1, 1)),
+    Case("edge_strength int image", lambda: T.edge_strength(torch.ones(3, 4, 4, dtype=torch.long)), arg="image"),
+    Case("ucm_to_labels num_segments 0", lambda: T.ucm_to_labels(np.zeros((9, 11)), num_segments=0),
+         arg="num_segments"),
+    Case("read_label a directory", lambda: D.read_label(tempfile.mkdtemp()), arg="tmp",
+         error=(IsADirectoryError, ValueError, OSError)),
+    Case("read_image int path", lambda: D.read_image(3), arg="path"),
+]

@@ -221,13 +221,84 @@ def _two_blob_labels():
     return labels[0], labels[5], *labels
 
 
-def _memory_after_push(n):
+def _memory_after_push(n, rows=None):
     memory = N.PrototypeMemory(4, 4)
     for i in range(n):
-        memory.push(unit(1, 4, seed=i), torch.tensor([i]))
+        memory.push(unit(1, 4, seed=i) if rows is None else rows, torch.tensor([i]))
     return memory
 
 
 def _picie(labels_shift=0):
     labels = (torch.arange(16).view(1, 4, 4) % 2) + labels_shift
     return N.PiCIEClustering(unit(2, 3), unit(2, 3, seed=1), labels, labels)
+
+
+def _empty_file() -> str:
+    path = os.path.join(tempfile.mkdtemp(prefix="hostile_"), "empty.pt")
+    open(path, "wb").close()
+    return path
+
+
+def _search_ids(queries):
+    return bank().search(queries, 3)[1]
+
+
+CASES += [
+    # -- requires_grad, views, dtypes, devices, batch mismatches --------------------------------
+    Case("add requires_grad rows", lambda: _add(unit(2, 4).requires_grad_()).search(unit(2, 4), 1)[1],
+         ref=lambda: torch.tensor([[12], [13]])),
+    Case("search requires_grad queries", lambda: _search_ids(unit(3, 4, seed=7).requires_grad_()),
+         ref=lambda: exact_knn(unit(3, 4, seed=7), unit(12, 4), 3)),
+    Case("search expanded queries", lambda: _search_ids(unit(1, 4, seed=7).expand(3, 4)),
+         ref=lambda: exact_knn(unit(1, 4, seed=7), unit(12, 4), 3).expand(3, 3)),
+    Case("search half queries", lambda: _search_ids(unit(3, 4, seed=7).half()), arg="queries",
+         ref=lambda: exact_knn(unit(3, 4, seed=7), unit(12, 4), 3)),
+    Case("search meta queries", lambda: _search_ids(unit(3, 4).to("meta")), arg="queries"),
+    Case("search -0.0 query", lambda: bank().search(torch.tensor([[-0.0, 0.0, -0.0, 0.0]]), 2)[0],
+         check=lambda r: r.shape == (1, 2)),
+    Case("load empty file", lambda: SegmentIndex.load(_empty_file()), arg="empty.pt|SegmentIndex"),
+    Case("SegSortLoss batch mismatch", lambda: N.SegSortLoss(grid=2)(emb(B=2), seg_labels(B=1)), arg="labels"),
+    Case("SegSortLoss labels int32", lambda: N.SegSortLoss(grid=2)(emb(), seg_labels().int()), arg="labels"),
+    Case("SegSortLoss labels -7 ignored", lambda: N.SegSortLoss(grid=2, ignore_index=-7)(
+        emb(), torch.where(seg_labels() == 0, -7, seg_labels())),
+         ref=lambda: N.SegSortLoss(grid=2)(emb(), torch.where(seg_labels() == 0, 255, seg_labels()))),
+    Case("SegSortLoss channels_last", lambda: N.SegSortLoss(grid=2)(
+        emb(2).contiguous(memory_format=torch.channels_last), seg_labels(2)),
+         ref=lambda: N.SegSortLoss(grid=2)(emb(2), seg_labels(2))),
+    Case("SegSortLoss half embeddings", lambda: N.SegSortLoss(grid=2)(emb().half(), seg_labels()),
+         check=lambda r: bool(torch.isfinite(r))),
+    Case("SegSortLoss NaN pixel", lambda: N.SegSortLoss(grid=2)(emb().index_fill(2, torch.tensor([0]), NAN),
+                                                                seg_labels()),
+         check=lambda r: bool(r.isnan())),
+    Case("SegSortLoss H=0", lambda: N.SegSortLoss(grid=1)(emb(H=0), seg_labels(H=0)),
+         arg="embeddings|grid", check=lambda r: r.shape == ()),
+    Case("SegSortLoss max_pixels 0", lambda: N.SegSortLoss(max_pixels_per_image=0), arg="max_pixels_per_image"),
+    Case("SegSortLoss memory wrong type", lambda: N.SegSortLoss(memory="bank"), arg="memory"),
+    Case("pairwise ids int32", lambda: N.pairwise_margin_loss(unit(6, 3), (torch.arange(6) % 2).int()),
+         arg="instance_ids"),
+    Case("pairwise int64 edge ids", lambda: N.pairwise_margin_loss(unit(6, 3), torch.arange(6) % 2 * I64),
+         ref=lambda: N.pairwise_margin_loss(unit(6, 3), torch.arange(6) % 2)),
+    Case("pairwise meta ids", lambda: N.pairwise_margin_loss(unit(6, 3), (torch.arange(6) % 2).to("meta")),
+         arg="instance_ids"),
+    Case("soft_segmentation batch mismatch", lambda: N.soft_segmentation_loss(unit(2, 3, 4, 4, dim=1),
+                                                                              seg_labels(1, 4, 4)),
+         arg="instance_ids"),
+    Case("picie_loss batch mismatch", lambda: N.picie_loss(unit(2, 3, 4, 4, dim=1), unit(1, 3, 4, 4, dim=1),
+                                                           _picie()), arg="features_2"),
+    Case("PrototypeMemory push NaN", lambda: _memory_after_push(1, rows=torch.full((1, 4), NAN)).tensors()[0],
+         arg="prototypes", check=lambda r: r.shape == (1, 4) and bool(r.isnan().all())),  # NaN reaches the losses
+    Case("PrototypeMemory push meta", lambda: N.PrototypeMemory(4, 4).push(unit(1, 4).to("meta"),
+                                                                           torch.zeros(1).long()), arg="prototypes"),
+    Case("SphericalKMeans fit expanded", lambda: C.SphericalKMeans(2, seed=0).fit(
+        torch.tensor([[1.0, 0.0], [0.0, 1.0]]).repeat_interleave(4, 0)).predict(torch.tensor([[1.0, 0.1]])),
+         check=lambda r: r.shape == (1,)),
+    Case("SphericalKMeans fit numpy", lambda: C.SphericalKMeans(2).fit(unit(8, 4).numpy()).predict(unit(8, 4)),
+         ref=lambda: C.SphericalKMeans(2).fit(unit(8, 4)).predict(unit(8, 4))),  # arrays are documented data
+    Case("SphericalKMeans fit subnormal rows", lambda: C.SphericalKMeans(2).fit(torch.full((6, 4), 1e-45)).predict(
+        torch.full((6, 4), 1e-45)), arg="data", check=lambda r: r.tolist() == [r[0].item()] * 6),
+    Case("finch int64", lambda: C.finch(torch.ones(6, 4, dtype=torch.long)), arg="x"),
+    Case("finch 0 rows", lambda: C.finch(unit(0, 4)), arg="x", check=lambda r: all(p.numel() == 0 for p in r)),
+    Case("extract_instances NaN points", lambda: C.extract_instances(torch.full((1, 4, 3), NAN), 0.5).ids,
+         ref=lambda: torch.full((1, 4), -1)),
+    Case("extract_instances threshold NaN", lambda: C.extract_instances(unit(1, 5, 3), NAN), arg="threshold"),
+]
