@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from segsort_ext.retrieval import SegmentIndex
 
 from conftest import run
-from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
+from machine_peak import seconds, torch_threads
 
 M = int(os.environ.get("SEGSORT_BENCH_BANK", "1500000"))
 THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
@@ -73,7 +73,7 @@ def _full_argsort_vote(vectors, labels, queries):
 
 
 @pytest.mark.parametrize("impl", ["faiss", "torch_blocked", "full_argsort"])
-def test_vote(benchmark, device, impl):
+def test_vote(benchmark, record_roofline, device, impl):
     benchmark.group = f"vote k={K} {device} M={M} D={D} Q={Q} {THREADS} threads"
     vectors, labels, queries = _bank(device)
     if impl == "full_argsort":
@@ -87,24 +87,24 @@ def test_vote(benchmark, device, impl):
     bare_gemm = lambda: torch.mm(queries, vectors.T, out=scores)  # noqa: E731
     rounds = 1 if impl == "full_argsort" and device == "cpu" else ROUNDS
     with torch_threads(THREADS):
-        peak = gemm_peak_gflops(device)
         vote(), bare_gemm()  # warm-up
         vote_s, gemm_s = [], []
         # The bare GEMM before each vote (pedantic's untimed setup), so the two alternate.
         benchmark.pedantic(lambda: vote_s.append(seconds(vote, device)),
                            setup=lambda: gemm_s.append(seconds(bare_gemm, device)), rounds=rounds, warmup_rounds=0)
-    ours, gemm, flop = statistics.median(vote_s), statistics.median(gemm_s), 2 * Q * M * D
+        ours, gemm, flop = statistics.median(vote_s), statistics.median(gemm_s), 2 * Q * M * D
+        record_roofline(device, flop=flop, time_s=ours)  # the vote's own GFLOP/s: it does the GEMM's work
     benchmark.extra_info.update({
         "threads": THREADS, "vote_s": ours, "bare_gemm_s": gemm, "vote_over_gemm": ours / gemm,
         "vote_rounds_s": vote_s, "bare_gemm_rounds_s": gemm_s, "bare_gemm_gflops": flop / gemm / 1e9,
-        **roofline(flop, ours, peak),  # the vote's own GFLOP/s: it does the GEMM's work
     })
 
 
 @pytest.mark.parametrize("impl", ["faiss", "torch_blocked"])
-def test_add(benchmark, device, impl):
+def test_add(benchmark, record_roofline, device, impl):
     """Index build: create an index and add the whole bank (faiss copies it into its own
-    storage, on the GPU for a GPU index; the torch backend copies it once)."""
+    storage, on the GPU for a GPU index; the torch backend copies it once): memory-bound,
+    at least one copy of the vectors and labels (GB/s against the copy bandwidth)."""
     benchmark.group = f"add {device} M={M} D={D}"
     vectors, labels, _ = _bank(device)
     kind = "faiss" if impl == "faiss" else "torch"
@@ -117,3 +117,4 @@ def test_add(benchmark, device, impl):
         return index
 
     run(benchmark, build, device)
+    record_roofline(device, nbytes=2 * (vectors.numel() * 4 + labels.numel() * 8))

@@ -2,7 +2,10 @@
 official TF code and SPML (reference.py: the full (N, S + M) logits and masks), forward +
 backward. Workload (issue 4): N = 4 x 128 x 128 pixels, S = 800, M = 1600, D = 64.
 Peak memory goes into each benchmark's extra_info (CUDA: max_memory_allocated; CPU: the
-peak RSS of a fresh process running one step, minus the same process before the step).
+peak RSS of a fresh process running one step, minus the same process before the step),
+and so do the step's GFLOP/s and fraction of the GEMM peak measured in the run, counting
+its three GEMMs: logits 2 N (S+M) D, their gradient to the pixels 2 N (S+M) D and to the
+prototypes 2 N S D (the exponentials not counted).
 
     pytest benchmarks/bench_vmf_loss.py --benchmark-group-by=group
 """
@@ -19,6 +22,7 @@ from segsort_ext.ops import reference, vmf_nca_loss
 from conftest import run
 
 N, S, M, D = 4 * 128 * 128, 800, 1600, 64
+FLOP = 2 * N * D * (2 * (S + M) + S)
 IMPLS = {"segsort_ext": vmf_nca_loss, "dense": reference.vmf_nca_loss}
 
 
@@ -66,15 +70,16 @@ def _peak_mib(impl, device):
 
 
 @pytest.mark.parametrize("impl", list(IMPLS))
-def test_vmf_nca_forward_backward(benchmark, device, impl):
+def test_vmf_nca_forward_backward(benchmark, record_roofline, device, impl):
     benchmark.group = f"vmf-nca fwd+bwd {device} N={N} S={S} M={M} D={D}"
     problem = _problem(device)
     benchmark.extra_info["peak_mib"] = _peak_mib(impl, device)
     run(benchmark, lambda: _step(impl, *problem), device)
+    record_roofline(device, flop=FLOP)
 
 
 @pytest.mark.parametrize("impl", ["segsort_ext", "dense"])
-def test_bfloat16_stability(benchmark, device, impl):
+def test_bfloat16_stability(benchmark, record_roofline, device, impl):
     """bfloat16 / float16 at kappa = 16: the fused path stays finite; the dense one is
     recorded as it is (finite or not) in extra_info."""
     benchmark.group = f"vmf-nca half precision {device}"
@@ -84,3 +89,4 @@ def test_bfloat16_stability(benchmark, device, impl):
     loss = IMPLS[impl](e, ids, p, labels, concentration=16.0, memory=memory)
     benchmark.extra_info["finite"] = bool(torch.isfinite(loss))
     run(benchmark, lambda: _step(impl, e, ids, p, labels, memory), device)
+    record_roofline(device, flop=FLOP)  # against the float32 peak
