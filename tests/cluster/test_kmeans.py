@@ -57,7 +57,8 @@ def test_points_without_a_direction_take_no_part(init):
 
 
 def test_predict_ties_go_to_the_lowest_index_in_every_block():
-    # K = 3000 makes a CPU block 699 rows, so 2000 points span three blocks.
+    # K = 3000 makes a CPU tile 43 rows: 2000 points span 46 whole tiles (12 GEMMs of up to
+    # four tiles) and a partial one.
     generator = torch.Generator().manual_seed(3)
     centroids = torch.nn.functional.normalize(torch.randn(3000, 8, generator=generator), dim=1)
     centroids[2000:] = centroids[:1000]  # exact duplicates: each tie must go to the first copy
@@ -129,16 +130,19 @@ def test_random_init_improves_objective():
     assert km.n_iter_ > 1 and km.objective(points) < start.objective(points)
 
 
-def test_fit_matches_full_batch_reference():
-    points, _ = _blobs(n=500, k=4)
-    km = SphericalKMeans(4, chunk_size=64, max_iter=3, tol=-1.0, seed=3).fit(points)
+# 500 points in chunks of 64; 5000 points, K = 300 in one chunk: CPU tiles of 436 rows, so
+# two GEMMs of four tiles, one of three and a partial tile, each adding to the sums.
+@pytest.mark.parametrize("n, K, chunk_size", [(500, 4, 64), (5000, 300, 1 << 20)])
+def test_fit_matches_full_batch_reference(n, K, chunk_size):
+    points, _ = _blobs(n=n, k=4)
+    km = SphericalKMeans(K, chunk_size=chunk_size, max_iter=3, tol=-1.0, seed=3).fit(points)
     # The same EM done densely from the same initial centroids.
-    centroids = SphericalKMeans(4, seed=3)._initial_centroids(points, torch.device("cpu"))
+    centroids = SphericalKMeans(K, seed=3)._initial_centroids(points, torch.device("cpu"))
     unit = torch.nn.functional.normalize(points, dim=1)
     for _ in range(3):
         labels = (unit @ centroids.t()).argmax(1)
         sums = torch.zeros_like(centroids).index_add_(0, labels, unit)
-        centroids = torch.where(torch.bincount(labels, minlength=4)[:, None] > 0,
+        centroids = torch.where(torch.bincount(labels, minlength=K)[:, None] > 0,
                                 torch.nn.functional.normalize(sums, dim=1), centroids)
     torch.testing.assert_close(km.centroids, centroids, rtol=0, atol=1e-12)
 
