@@ -31,16 +31,25 @@ ROUNDS = int(os.environ.get("SEGSORT_BENCH_ROUNDS", 3))
 D, ITERATIONS = 128, 10
 
 
-@pytest.fixture(scope="module")
-def points():
-    """(N, D) unit float32 points around 200 random directions."""
+def make_points(n: int = POINTS) -> torch.Tensor:
+    """(n, D) unit float32 points around 200 random directions."""
     g = torch.Generator().manual_seed(0)
     centers = F.normalize(torch.randn(200, D, generator=g), dim=1)
-    noisy = centers[torch.randint(0, 200, (POINTS,), generator=g)].add_(0.3 * torch.randn(POINTS, D, generator=g))
+    noisy = centers[torch.randint(0, 200, (n,), generator=g)].add_(0.3 * torch.randn(n, D, generator=g))
     return F.normalize(noisy, dim=1)
 
 
-def _mean_cosine(points: torch.Tensor, centroids: torch.Tensor) -> float:
+@pytest.fixture(scope="module")
+def points():
+    return make_points()
+
+
+def initial_centroids(points: torch.Tensor, K: int) -> torch.Tensor:
+    """The K initial centroids both fits start from."""
+    return points[torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(1))[:K]]
+
+
+def mean_cosine(points: torch.Tensor, centroids: torch.Tensor) -> float:
     scorer = SphericalKMeans(centroids.shape[0])
     scorer.centroids = F.normalize(centroids.float(), dim=1)
     return 1 - scorer.objective(points) / points.shape[0]
@@ -50,7 +59,7 @@ def _mean_cosine(points: torch.Tensor, centroids: torch.Tensor) -> float:
 def test_dataset_kmeans_vs_faiss(benchmark, record_roofline, points, K):
     faiss = pytest.importorskip("faiss")
     benchmark.group = f"dataset kmeans cpu N={POINTS} D={D} K={K} {ITERATIONS} iters {THREADS} threads"
-    init = points[torch.randperm(POINTS, generator=torch.Generator().manual_seed(1))[:K]]
+    init = initial_centroids(points, K)
     host = points.numpy()
     faiss.omp_set_num_threads(THREADS)
     fitted = {}
@@ -73,6 +82,6 @@ def test_dataset_kmeans_vs_faiss(benchmark, record_roofline, points, K):
     benchmark.extra_info.update({
         "threads": THREADS, "ours_s": ours, "faiss_s": theirs, "speedup_vs_faiss": theirs / ours,
         "ours_rounds_s": ours_s, "faiss_rounds_s": faiss_s,
-        "mean_cosine_ours": _mean_cosine(points, fitted["ours"]),
-        "mean_cosine_faiss": _mean_cosine(points, fitted["faiss"]),
+        "mean_cosine_ours": mean_cosine(points, fitted["ours"]),
+        "mean_cosine_faiss": mean_cosine(points, fitted["faiss"]),
     })

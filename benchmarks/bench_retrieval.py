@@ -39,16 +39,16 @@ D, Q, K, NUM_CLASSES = 64, 200, 21, 21
 _banks = {}
 
 
-def _bank(device):
-    """(vectors (M, D) unit float32, labels (M,) int64, queries (Q, D) unit float32) on
-    device, generated once per device (1.5M x 64 random vectors take seconds)."""
-    if device not in _banks:
+def bank(device, m=M):
+    """(vectors (m, D) unit float32, labels (m,) int64, queries (Q, D) unit float32) on
+    device, generated once per device and size (1.5M x 64 random vectors take seconds)."""
+    if (device, m) not in _banks:
         g = torch.Generator().manual_seed(0)
-        vectors = F.normalize(torch.randn(M, D, generator=g), dim=1)
-        labels = torch.randint(0, NUM_CLASSES, (M,), generator=g)
+        vectors = F.normalize(torch.randn(m, D, generator=g), dim=1)
+        labels = torch.randint(0, NUM_CLASSES, (m,), generator=g)
         queries = F.normalize(torch.randn(Q, D, generator=g), dim=1)
-        _banks[device] = (vectors.to(device), labels.to(device), queries.to(device))
-    return _banks[device]
+        _banks[device, m] = (vectors.to(device), labels.to(device), queries.to(device))
+    return _banks[device, m]
 
 
 def _index(impl, device):
@@ -59,7 +59,7 @@ def _index(impl, device):
     return SegmentIndex(D, backend="torch", device=device)
 
 
-def _full_argsort_vote(vectors, labels, queries):
+def full_argsort_vote(vectors, labels, queries):
     """SPML's way: all M scores per query, a full argsort, the first k, a one-hot vote.
     Query chunks keep (chunk, M) float32 scores + int64 argsort output under ~0.8 GB."""
     chunk = max(1, (1 << 26) // vectors.shape[0])
@@ -75,9 +75,9 @@ def _full_argsort_vote(vectors, labels, queries):
 @pytest.mark.parametrize("impl", ["faiss", "torch_blocked", "full_argsort"])
 def test_vote(benchmark, record_roofline, device, impl):
     benchmark.group = f"vote k={K} {device} M={M} D={D} Q={Q} {THREADS} threads"
-    vectors, labels, queries = _bank(device)
+    vectors, labels, queries = bank(device)
     if impl == "full_argsort":
-        vote = lambda: _full_argsort_vote(vectors, labels, queries)  # noqa: E731
+        vote = lambda: full_argsort_vote(vectors, labels, queries)  # noqa: E731
     else:
         index = _index("faiss" if impl == "faiss" else "torch", device)
         index.add(vectors, labels)
@@ -106,7 +106,7 @@ def test_add(benchmark, record_roofline, device, impl):
     storage, on the GPU for a GPU index; the torch backend copies it once): memory-bound,
     at least one copy of the vectors and labels (GB/s against the copy bandwidth)."""
     benchmark.group = f"add {device} M={M} D={D}"
-    vectors, labels, _ = _bank(device)
+    vectors, labels, _ = bank(device)
     kind = "faiss" if impl == "faiss" else "torch"
     _index(kind, device)  # skips here when faiss is missing
 

@@ -32,7 +32,7 @@ WORKLOADS = {
 }
 
 
-def _pixel_features(x):
+def pixel_features(x):
     """reference.py's features (normalised embeddings + coordinates), per image (P, D+2)."""
     B, D, H, W = x.shape
     ys = reference.pixel_coordinates(H, x.dtype, x.device).view(H, 1).expand(H, W).reshape(-1)
@@ -56,7 +56,7 @@ def test_spherical_kmeans(benchmark, record_roofline, device, workload, impl):
     else:
         if faiss is None or device != "cpu":
             pytest.skip("faiss CPU comparison only")
-        features = _pixel_features(x).numpy()
+        features = pixel_features(x).numpy()
         K = grid[0] * grid[1]
 
         def fn():

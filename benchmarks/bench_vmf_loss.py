@@ -26,18 +26,20 @@ FLOP = 2 * N * D * (2 * (S + M) + S)
 IMPLS = {"segsort_ext": vmf_nca_loss, "dense": reference.vmf_nca_loss}
 
 
-def _problem(device, dtype=torch.float32):
+def problem(device, dtype=torch.float32, n=N, s=S, m=M):
+    """(pixel embeddings, segment ids, prototypes, their labels, (memory, memory labels))."""
     g = torch.Generator().manual_seed(0)
-    e = F.normalize(torch.randn(N, D, generator=g), dim=1).to(device, dtype).requires_grad_()
-    ids = torch.randint(0, S, (N,), generator=g).to(device)
-    p = F.normalize(torch.randn(S, D, generator=g), dim=1).to(device, dtype).requires_grad_()
-    labels = torch.randint(0, 21, (S,), generator=g).to(device)
-    memory = (F.normalize(torch.randn(M, D, generator=g), dim=1).to(device, dtype),
-              torch.randint(0, 21, (M,), generator=g).to(device))
+    e = F.normalize(torch.randn(n, D, generator=g), dim=1).to(device, dtype).requires_grad_()
+    ids = torch.randint(0, s, (n,), generator=g).to(device)
+    p = F.normalize(torch.randn(s, D, generator=g), dim=1).to(device, dtype).requires_grad_()
+    labels = torch.randint(0, 21, (s,), generator=g).to(device)
+    memory = (F.normalize(torch.randn(m, D, generator=g), dim=1).to(device, dtype),
+              torch.randint(0, 21, (m,), generator=g).to(device))
     return e, ids, p, labels, memory
 
 
-def _step(impl, e, ids, p, labels, memory):
+def step(impl, e, ids, p, labels, memory):
+    """One forward + backward of `impl` ('segsort_ext' or 'dense')."""
     loss = IMPLS[impl](e, ids, p, labels, concentration=10.0, memory=memory)
     loss.backward()
     e.grad = p.grad = None
@@ -48,9 +50,9 @@ _CPU_PEAK = """
 import json, resource, sys
 sys.path.insert(0, {bench!r})
 import bench_vmf_loss as b
-problem = b._problem("cpu")
+problem = b.problem("cpu")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-b._step({impl!r}, *problem)
+b.step({impl!r}, *problem)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps((after - before) / 1024))
 """
@@ -61,7 +63,7 @@ def _peak_mib(impl, device):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         start = torch.cuda.memory_allocated()
-        _step(impl, *_problem(device))
+        step(impl, *problem(device))
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - start) / 2**20
     script = _CPU_PEAK.format(bench=str(__import__("pathlib").Path(__file__).parent), impl=impl)
@@ -72,9 +74,9 @@ def _peak_mib(impl, device):
 @pytest.mark.parametrize("impl", list(IMPLS))
 def test_vmf_nca_forward_backward(benchmark, record_roofline, device, impl):
     benchmark.group = f"vmf-nca fwd+bwd {device} N={N} S={S} M={M} D={D}"
-    problem = _problem(device)
+    workload = problem(device)
     benchmark.extra_info["peak_mib"] = _peak_mib(impl, device)
-    run(benchmark, lambda: _step(impl, *problem), device)
+    run(benchmark, lambda: step(impl, *workload), device)
     record_roofline(device, flop=FLOP)
 
 
@@ -85,8 +87,8 @@ def test_bfloat16_stability(benchmark, record_roofline, device, impl):
     benchmark.group = f"vmf-nca half precision {device}"
     if device == "cpu" and impl == "dense":
         pytest.skip("dense half precision on CPU: not what users run")
-    e, ids, p, labels, memory = _problem(device, torch.bfloat16 if device == "cpu" else torch.float16)
+    e, ids, p, labels, memory = problem(device, torch.bfloat16 if device == "cpu" else torch.float16)
     loss = IMPLS[impl](e, ids, p, labels, concentration=16.0, memory=memory)
     benchmark.extra_info["finite"] = bool(torch.isfinite(loss))
-    run(benchmark, lambda: _step(impl, e, ids, p, labels, memory), device)
+    run(benchmark, lambda: step(impl, e, ids, p, labels, memory), device)
     record_roofline(device, flop=FLOP)  # against the float32 peak

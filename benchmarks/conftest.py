@@ -71,9 +71,9 @@ def run(benchmark, fn, device):
 B, H, W, NUM_CLASSES = 8, 129, 129, 21
 
 
-def segsort_segments(device, K):
+def segsort_segments(device, K, batch=B, height=H, width=W):
     g = torch.Generator().manual_seed(0)
-    blob = max(1, int(129 / K ** 0.5))
-    clusters = random_clusters(B, H, W, K, blob=blob, ignore_fraction=0.0, generator=g).to(device)
-    labels = random_labels(B, H, W, NUM_CLASSES, generator=g).to(device)
+    blob = max(1, int(height / K ** 0.5))
+    clusters = random_clusters(batch, height, width, K, blob=blob, ignore_fraction=0.0, generator=g).to(device)
+    labels = random_labels(batch, height, width, NUM_CLASSES, generator=g).to(device)
     return clusters, labels
