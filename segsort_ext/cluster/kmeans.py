@@ -2,8 +2,6 @@
 streaming over data larger than device memory."""
 from __future__ import annotations
 
-from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import nullcontext
 from typing import Optional
 
 import torch
@@ -46,40 +44,16 @@ def _unit_rows(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return unit, has_direction
 
 
-def _add_rows(sums: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, helper: Optional[Executor]) -> None:
-    """sums.index_add_(0, labels, rows), the second half of the rows summed on its own
-    first. index_add_ runs on one thread on the CPU; given a `helper` thread, that half is
-    summed there (the op releases the GIL) while this thread adds the first. The same
-    arithmetic either way: the sums do not depend on whether there is a helper."""
-    half = rows.shape[0] // 2
-
-    def second_half():
-        return torch.zeros_like(sums).index_add_(0, labels[half:], rows[half:])
-
-    second = helper.submit(second_half) if helper is not None else None
-    sums.index_add_(0, labels[:half], rows[:half])
-    sums += second.result() if second is not None else second_half()
-
-
-def _helper_thread(device: torch.device):
-    """A context giving _add_rows its helper thread: one on a CPU with torch using more
-    than one thread, else None."""
-    if device.type == "cpu" and torch.get_num_threads() > 1:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmeans-m-step")
-    return nullcontext()
-
-
-def _nearest(unit: torch.Tensor, centroids: torch.Tensor, sums: Optional[torch.Tensor] = None,
-             helper: Optional[Executor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _nearest(unit: torch.Tensor, centroids: torch.Tensor,
+             sums: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(largest cosine, its centroid) of every unit row, ties to the lowest index; a
     zeroed row scores 0 everywhere. With `sums` (K, D), also adds every row to its
-    centroid's sum (the M-step, see _add_rows), while the rows are still in cache.
+    centroid's sum (the M-step), while the rows are still in cache.
 
     The rows go in tiles whose (K, tile) cosines take 512 KiB (on CPU; all rows in one
     tile on a GPU), four tiles per batched GEMM, so that a GEMM's rows and cosines (5 MB
-    at K=100, D=128) stay in the caches for the max and the M-step after it (per pass,
-    1.06-1.26x faster at K=100 and 1.09x at K=27 than 1 MiB tiles eight at a time, on a
-    loaded 2-core machine). The max over K of every column is
+    at K=100, D=128) stay in the caches for the max and the M-step after it: 1.1-1.3x
+    faster per pass than 1 MiB tiles eight at a time. The max over K of every column is
     max_pool2d with a (K, 1) window over the channels-last view (tiles, tile, K, 1): it
     compares whole rows of columns in SIMD registers, tiles in parallel, 5-8x faster than
     torch.max(dim=0 or 1), which scans each point's K cosines one by one, and it keeps
@@ -98,7 +72,7 @@ def _nearest(unit: torch.Tensor, centroids: torch.Tensor, sums: Optional[torch.T
             best.append(group_best.view(-1))
             labels.append(group_labels.view(-1))
             if sums is not None:  # (a row without a direction is zero: it adds nothing)
-                _add_rows(sums, labels[-1], group.reshape(-1, unit.shape[1]), helper)
+                sums.index_add_(0, labels[-1], group.reshape(-1, unit.shape[1]))
     return torch.cat(best), torch.cat(labels)
 
 
@@ -212,12 +186,11 @@ class SphericalKMeans:
         sums = centroids.new_zeros(K, D)
         counts = torch.zeros(K, dtype=torch.int64, device=centroids.device)
         total_cos = centroids.new_zeros(())
-        with _helper_thread(centroids.device) if with_sums else nullcontext() as helper:
-            for unit, has_direction in chunks:
-                best, labels = _nearest(unit, centroids, sums if with_sums else None, helper)
-                # Rows without a direction (best cosine 0) are counted in an extra bin K.
-                counts += torch.bincount(labels.masked_fill_(~has_direction, K), minlength=K + 1)[:K]
-                total_cos += best.sum()
+        for unit, has_direction in chunks:
+            best, labels = _nearest(unit, centroids, sums if with_sums else None)
+            # Rows without a direction (best cosine 0) are counted in an extra bin K.
+            counts += torch.bincount(labels.masked_fill_(~has_direction, K), minlength=K + 1)[:K]
+            total_cos += best.sum()
         if group is not None:
             # One packed all-reduce; counts stay int64 (exact) in their own.
             packed = dist_utils.all_reduce_sum(torch.cat([sums.reshape(-1), total_cos.reshape(1)]), group)
