@@ -22,7 +22,6 @@ from segsort_ext.ops import reference, vmf_nca_loss
 from conftest import run
 
 N, S, M, D = 4 * 128 * 128, 800, 1600, 64
-FLOP = 2 * N * D * (2 * (S + M) + S)
 IMPLS = {"segsort_ext": vmf_nca_loss, "dense": reference.vmf_nca_loss}
 
 
@@ -36,6 +35,11 @@ def problem(device, dtype=torch.float32, n=N, s=S, m=M):
     memory = (F.normalize(torch.randn(m, D, generator=g), dim=1).to(device, dtype),
               torch.randint(0, 21, (m,), generator=g).to(device))
     return e, ids, p, labels, memory
+
+
+def flop(n=N, s=S, m=M):
+    """The step's GEMM work: logits, their gradient to the pixels and to the prototypes."""
+    return 2 * n * D * (2 * (s + m) + s)
 
 
 def step(impl, e, ids, p, labels, memory):
@@ -77,7 +81,7 @@ def test_vmf_nca_forward_backward(benchmark, record_roofline, device, impl):
     workload = problem(device)
     benchmark.extra_info["peak_mib"] = _peak_mib(impl, device)
     run(benchmark, lambda: step(impl, *workload), device)
-    record_roofline(device, flop=FLOP)
+    record_roofline(device, flop=flop())
 
 
 @pytest.mark.parametrize("impl", ["segsort_ext", "dense"])
@@ -91,4 +95,4 @@ def test_bfloat16_stability(benchmark, record_roofline, device, impl):
     loss = IMPLS[impl](e, ids, p, labels, concentration=16.0, memory=memory)
     benchmark.extra_info["finite"] = bool(torch.isfinite(loss))
     run(benchmark, lambda: step(impl, e, ids, p, labels, memory), device)
-    record_roofline(device, flop=FLOP)  # against the float32 peak
+    record_roofline(device, flop=flop())  # against the float32 peak

@@ -126,7 +126,7 @@ def rows(sizes: dict, rounds: int) -> list[Row]:
     table.append(Row(f"vMF-NCA fwd+bwd, N={n}, S={s}, M={m}, D={bench_vmf_loss.D}",
                      lambda: bench_vmf_loss.step("segsort_ext", *workload),
                      {"dense logits + masks (TF/SPML)": lambda: bench_vmf_loss.step("dense", *workload)},
-                     {"flop": 2 * n * bench_vmf_loss.D * (2 * (s + m) + s)}, max(3, rounds // 2)))
+                     {"flop": bench_vmf_loss.flop(n, s, m)}, max(3, rounds // 2)))
 
     if sdpa_mean_shift is not None:
         T, D = 10, 64
