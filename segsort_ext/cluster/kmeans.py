@@ -53,7 +53,7 @@ def _nearest(unit: torch.Tensor, centroids: torch.Tensor,
     The rows go in tiles whose (K, tile) cosines take 512 KiB (on CPU; all rows in one
     tile on a GPU), four tiles per batched GEMM, so that a GEMM's rows and cosines (5 MB
     at K=100, D=128) stay in the caches for the max and the M-step after it (on a loaded
-    2-core machine: 8-17% less CPU time per pass than 1 MiB tiles eight at a time; per
+    2-core machine: 4-17% less CPU time per pass than 1 MiB tiles eight at a time; per
     fit, within the noise). The max over K of every column is
     max_pool2d with a (K, 1) window over the channels-last view (tiles, tile, K, 1): it
     compares whole rows of columns in SIMD registers, tiles in parallel, 5-8x faster than
