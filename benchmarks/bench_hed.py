@@ -5,7 +5,10 @@ script, the boundary benchmark of HED + NMS on a BSDS500 split.
     pytest benchmarks/bench_hed.py --benchmark-group-by=group
     python benchmarks/bench_hed.py --split val       # ODS / OIS / AP, 15-25 s per image
 
-CPU runs use SEGSORT_BENCH_THREADS torch threads (default 2). The weights saw BSDS500 train
+CPU runs use SEGSORT_BENCH_THREADS torch threads (default 2). The forward rows record their
+GFLOP/s (the network's FLOP, counted by torch.utils.flop_counter) and fraction of the GEMM
+peak measured in the run; the NMS row its GB/s (read the map, write the thinned map)
+against the measured copy bandwidth. The weights saw BSDS500 train
 and val images in training: scores on those splits are optimistic.
 
 Measured on the 50 val images (full resolution, 99 thresholds, exact matcher):
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from segsort_ext.models import HED
 from segsort_ext.transforms import edge_nms
@@ -53,7 +57,7 @@ def threads():
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_forward(benchmark, device, model, layout):
+def test_forward(benchmark, record_roofline, device, model, layout):
     benchmark.group = f"HED forward {device} {HEIGHT}x{WIDTH}" + (f" {THREADS} threads" if device == "cpu" else "")
     memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     net = HED().to(device, memory_format=memory_format)
@@ -66,12 +70,16 @@ def test_forward(benchmark, device, model, layout):
             return net(images)
 
     run(benchmark, forward, device)
+    with FlopCounterMode(display=False) as flop_counter:
+        forward()
+    record_roofline(device, flop=flop_counter.get_total_flops())
 
 
-def test_edge_nms(benchmark, device):
+def test_edge_nms(benchmark, record_roofline, device):
     benchmark.group = f"edge NMS {device} {HEIGHT}x{WIDTH}"
     edges = torch.rand(HEIGHT, WIDTH, generator=torch.Generator().manual_seed(0)).to(device)
     run(benchmark, lambda: edge_nms(edges), device)
+    record_roofline(device, nbytes=2 * edges.numel() * 4)
 
 
 def main(argv=None):

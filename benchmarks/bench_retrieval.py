@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from segsort_ext.retrieval import SegmentIndex
 
 from conftest import run
-from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
+from machine_peak import seconds, torch_threads
 
 M = int(os.environ.get("SEGSORT_BENCH_BANK", "1500000"))
 THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
@@ -39,16 +39,16 @@ D, Q, K, NUM_CLASSES = 64, 200, 21, 21
 _banks = {}
 
 
-def _bank(device):
-    """(vectors (M, D) unit float32, labels (M,) int64, queries (Q, D) unit float32) on
-    device, generated once per device (1.5M x 64 random vectors take seconds)."""
-    if device not in _banks:
+def bank(device, m=M):
+    """(vectors (m, D) unit float32, labels (m,) int64, queries (Q, D) unit float32) on
+    device, generated once per device and size (1.5M x 64 random vectors take seconds)."""
+    if (device, m) not in _banks:
         g = torch.Generator().manual_seed(0)
-        vectors = F.normalize(torch.randn(M, D, generator=g), dim=1)
-        labels = torch.randint(0, NUM_CLASSES, (M,), generator=g)
+        vectors = F.normalize(torch.randn(m, D, generator=g), dim=1)
+        labels = torch.randint(0, NUM_CLASSES, (m,), generator=g)
         queries = F.normalize(torch.randn(Q, D, generator=g), dim=1)
-        _banks[device] = (vectors.to(device), labels.to(device), queries.to(device))
-    return _banks[device]
+        _banks[device, m] = (vectors.to(device), labels.to(device), queries.to(device))
+    return _banks[device, m]
 
 
 def _index(impl, device):
@@ -59,7 +59,7 @@ def _index(impl, device):
     return SegmentIndex(D, backend="torch", device=device)
 
 
-def _full_argsort_vote(vectors, labels, queries):
+def full_argsort_vote(vectors, labels, queries):
     """SPML's way: all M scores per query, a full argsort, the first k, a one-hot vote.
     Query chunks keep (chunk, M) float32 scores + int64 argsort output under ~0.8 GB."""
     chunk = max(1, (1 << 26) // vectors.shape[0])
@@ -73,11 +73,11 @@ def _full_argsort_vote(vectors, labels, queries):
 
 
 @pytest.mark.parametrize("impl", ["faiss", "torch_blocked", "full_argsort"])
-def test_vote(benchmark, device, impl):
+def test_vote(benchmark, record_roofline, device, impl):
     benchmark.group = f"vote k={K} {device} M={M} D={D} Q={Q} {THREADS} threads"
-    vectors, labels, queries = _bank(device)
+    vectors, labels, queries = bank(device)
     if impl == "full_argsort":
-        vote = lambda: _full_argsort_vote(vectors, labels, queries)  # noqa: E731
+        vote = lambda: full_argsort_vote(vectors, labels, queries)  # noqa: E731
     else:
         index = _index("faiss" if impl == "faiss" else "torch", device)
         index.add(vectors, labels)
@@ -87,26 +87,26 @@ def test_vote(benchmark, device, impl):
     bare_gemm = lambda: torch.mm(queries, vectors.T, out=scores)  # noqa: E731
     rounds = 1 if impl == "full_argsort" and device == "cpu" else ROUNDS
     with torch_threads(THREADS):
-        peak = gemm_peak_gflops(device)
         vote(), bare_gemm()  # warm-up
         vote_s, gemm_s = [], []
         # The bare GEMM before each vote (pedantic's untimed setup), so the two alternate.
         benchmark.pedantic(lambda: vote_s.append(seconds(vote, device)),
                            setup=lambda: gemm_s.append(seconds(bare_gemm, device)), rounds=rounds, warmup_rounds=0)
-    ours, gemm, flop = statistics.median(vote_s), statistics.median(gemm_s), 2 * Q * M * D
+        ours, gemm, flop = statistics.median(vote_s), statistics.median(gemm_s), 2 * Q * M * D
+        record_roofline(device, flop=flop, time_s=ours)  # the vote's own GFLOP/s: it does the GEMM's work
     benchmark.extra_info.update({
         "threads": THREADS, "vote_s": ours, "bare_gemm_s": gemm, "vote_over_gemm": ours / gemm,
         "vote_rounds_s": vote_s, "bare_gemm_rounds_s": gemm_s, "bare_gemm_gflops": flop / gemm / 1e9,
-        **roofline(flop, ours, peak),  # the vote's own GFLOP/s: it does the GEMM's work
     })
 
 
 @pytest.mark.parametrize("impl", ["faiss", "torch_blocked"])
-def test_add(benchmark, device, impl):
+def test_add(benchmark, record_roofline, device, impl):
     """Index build: create an index and add the whole bank (faiss copies it into its own
-    storage, on the GPU for a GPU index; the torch backend copies it once)."""
+    storage, on the GPU for a GPU index; the torch backend copies it once): memory-bound,
+    at least one copy of the vectors and labels (GB/s against the copy bandwidth)."""
     benchmark.group = f"add {device} M={M} D={D}"
-    vectors, labels, _ = _bank(device)
+    vectors, labels, _ = bank(device)
     kind = "faiss" if impl == "faiss" else "torch"
     _index(kind, device)  # skips here when faiss is missing
 
@@ -117,3 +117,4 @@ def test_add(benchmark, device, impl):
         return index
 
     run(benchmark, build, device)
+    record_roofline(device, nbytes=2 * (vectors.numel() * 4 + labels.numel() * 8))

@@ -1,6 +1,9 @@
 """segment_mean at SegSort training size (B=8, 129x129 pixels, D=32/64, K=144 k-means
 clusters, 21 classes): the fused op vs what research code does today (index_add_ /
 scatter_reduce pooling over a permuted (N, D) copy), forward and forward + backward.
+Memory-bound: every row records its rate against the machine's copy bandwidth, for the
+bytes the op must move at least (forward: read the features and int64 ids, write the
+prototypes; backward: read the ids again, write the features' gradient).
 
     pytest benchmarks/bench_segment_mean.py --benchmark-group-by=group
 """
@@ -15,7 +18,7 @@ from conftest import B, H, W, run, segsort_segments
 
 @pytest.mark.parametrize("D", [32, 64])
 @pytest.mark.parametrize("impl", ["segsort_ext", "segsort_ext_nd", "index_add", "scatter_reduce"])
-def test_segment_mean_forward(benchmark, device, D, impl):
+def test_segment_mean_forward(benchmark, record_roofline, device, D, impl):
     benchmark.group = f"segment_mean fwd {device} D={D} K=144"
     clusters, labels = segsort_segments(device, 144)
     s = segsort_ext.segment_partition(clusters, labels)
@@ -44,10 +47,11 @@ def test_segment_mean_forward(benchmark, device, D, impl):
         "scatter_reduce": scatter_reduce,
     }[impl]
     run(benchmark, fn, device)
+    record_roofline(device, nbytes=x.numel() * 4 + ids_flat.numel() * 8 + S * D * 4)
 
 
 @pytest.mark.parametrize("impl", ["segsort_ext", "index_add"])
-def test_segment_mean_forward_backward(benchmark, device, impl):
+def test_segment_mean_forward_backward(benchmark, record_roofline, device, impl):
     D = 64
     benchmark.group = f"segment_mean fwd+bwd {device} D={D} K=144"
     clusters, labels = segsort_segments(device, 144)
@@ -60,3 +64,4 @@ def test_segment_mean_forward_backward(benchmark, device, impl):
         x.grad = None
 
     run(benchmark, step, device)
+    record_roofline(device, nbytes=2 * (x.numel() * 4 + s.ids.numel() * 8 + s.num_segments * D * 4))

@@ -1,19 +1,28 @@
-"""The machine's floor for the benchmarks that compare with it: the float32 GEMM peak,
-measured in the same run (a large ``torch.mm``), so every row reads as a fraction of what
-this machine, under its load at that moment, can do.
+"""The machine's floors, measured in the same run as the rows that compare with them: the
+float32 GEMM peak (a large ``torch.mm``) for compute-bound rows, the copy bandwidth (a
+large tensor copy) for memory-bound ones, so every row reads as a fraction of what this
+machine, under its load at that moment, can do.
 
-    from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
+    from machine_peak import measure_floor, roofline, seconds, torch_threads
 
-A shared or throttled machine makes absolute times noisy; ratios measured side by side
-in one run, and the fraction of a peak measured in that run, are what a row means.
+The benchmarks get the floor through conftest's ``roofline`` fixture (measured once per
+session for each device and thread count). A shared or throttled machine makes absolute
+times noisy; ratios measured side by side in one run, and the fraction of a floor
+measured in that run, are what a row means.
 """
 from __future__ import annotations
 
 import contextlib
 import statistics
 import time
+from typing import NamedTuple, Optional
 
 import torch
+
+
+class Floor(NamedTuple):
+    gemm_gflops: float  # float32 (2048 x 2048) @ (2048 x 2048) torch.mm
+    copy_gbps: float  # bytes read + bytes written per second by a 256 MiB float32 copy
 
 
 def seconds(fn, device: str = "cpu") -> float:
@@ -27,22 +36,45 @@ def seconds(fn, device: str = "cpu") -> float:
     return time.perf_counter() - start
 
 
+def _median_seconds(fn, device: str, repeats: int) -> float:
+    fn()  # warm-up: allocator, BLAS dispatch, thread pool
+    return statistics.median(seconds(fn, device) for _ in range(repeats))
+
+
 def gemm_peak_gflops(device: str = "cpu", size: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of a float32 (size x size) @ (size x size) torch.mm into a preallocated
     output, the median of `repeats` calls after a warm-up (current torch threads)."""
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator).to(device) for _ in range(2))
     out = torch.empty(size, size, device=device)
-    torch.mm(a, b, out=out)  # warm-up: allocator, BLAS dispatch, thread pool
-    median = statistics.median(seconds(lambda: torch.mm(a, b, out=out), device) for _ in range(repeats))
-    return 2 * size ** 3 / median / 1e9
+    return 2 * size ** 3 / _median_seconds(lambda: torch.mm(a, b, out=out), device, repeats) / 1e9
 
 
-def roofline(flop: float, time_s: float, peak_gflops: float) -> dict:
-    """extra_info fields of a row: its GFLOP, achieved GFLOP/s and fraction of the peak."""
-    achieved = flop / time_s / 1e9
-    return {"gflop": flop / 1e9, "achieved_gflops": achieved, "peak_gflops": peak_gflops,
-            "fraction_of_peak": achieved / peak_gflops}
+def copy_peak_gbps(device: str = "cpu", mib: int = 256, repeats: int = 5) -> float:
+    """GB/s (bytes read + bytes written, as STREAM counts a copy) of copying `mib` MiB of
+    float32 into a preallocated tensor: far larger than any cache, so it measures memory."""
+    source = torch.ones(mib << 18, device=device)
+    target = torch.empty_like(source)
+    return 2 * source.numel() * 4 / _median_seconds(lambda: target.copy_(source), device, repeats) / 1e9
+
+
+def measure_floor(device: str = "cpu") -> Floor:
+    return Floor(gemm_peak_gflops(device), copy_peak_gbps(device))
+
+
+def roofline(time_s: float, floor: Floor, *, flop: Optional[float] = None, nbytes: Optional[float] = None) -> dict:
+    """extra_info fields of a row that took time_s: a compute-bound row gives its `flop`
+    (GFLOP, achieved GFLOP/s, fraction of the GEMM peak), a memory-bound one the `nbytes`
+    it must move at least (GB, achieved GB/s, fraction of the copy bandwidth)."""
+    if (flop is None) == (nbytes is None):
+        raise ValueError("roofline: give exactly one of flop (compute-bound) or nbytes (memory-bound)")
+    if flop is not None:
+        achieved = flop / time_s / 1e9
+        return {"gflop": flop / 1e9, "achieved_gflops": achieved, "peak_gflops": floor.gemm_gflops,
+                "fraction_of_peak": achieved / floor.gemm_gflops}
+    achieved = nbytes / time_s / 1e9
+    return {"gbytes": nbytes / 1e9, "achieved_gbps": achieved, "peak_gbps": floor.copy_gbps,
+            "fraction_of_peak": achieved / floor.copy_gbps}
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
-"""SphericalKMeans's constructor checks and its points without a direction (its fitting
-is tested with the spherical_kmeans op in tests/ops/test_spherical_kmeans.py)."""
+"""SphericalKMeans (dataset-level spherical k-means): fitting, streaming, the online update,
+checkpoints, argument checks and points without a direction."""
 import pytest
 import torch
 
@@ -57,7 +57,8 @@ def test_points_without_a_direction_take_no_part(init):
 
 
 def test_predict_ties_go_to_the_lowest_index_in_every_block():
-    # K = 3000 makes a CPU block 699 rows, so 2000 points span three blocks.
+    # K = 3000 makes a CPU tile 43 rows: 2000 points span 46 whole tiles (12 GEMMs of up to
+    # four tiles) and a partial one.
     generator = torch.Generator().manual_seed(3)
     centroids = torch.nn.functional.normalize(torch.randn(3000, 8, generator=generator), dim=1)
     centroids[2000:] = centroids[:1000]  # exact duplicates: each tie must go to the first copy
@@ -91,3 +92,122 @@ def test_streamed_chunks_fit_like_one_chunk():
     torch.testing.assert_close(streamed.centroids, whole.centroids)
     assert torch.equal(streamed.counts, whole.counts)
     assert streamed.inertia_ == pytest.approx(whole.inertia_, rel=1e-5)
+
+
+def _blobs(n=3000, k=6, d=16, noise=0.1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.nn.functional.normalize(torch.randn(k, d, generator=g, dtype=torch.float64), dim=1)
+    truth = torch.randint(0, k, (n,), generator=g)
+    points = centers[truth] + noise * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return points, truth
+
+
+def _agreement(a, b, k):
+    # fraction of points whose cluster maps to the same truth cluster under the best matching
+    from scipy.optimize import linear_sum_assignment
+
+    table = torch.zeros(k, k)
+    table.index_put_((a, b), torch.ones(len(a)), accumulate=True)
+    rows, cols = linear_sum_assignment(-table.numpy())
+    return float(table[rows, cols].sum()) / len(a)
+
+
+def test_fit_recovers_blobs(device):
+    points, truth = _blobs()
+    km = SphericalKMeans(6, chunk_size=700, seed=1, device=device).fit(points)
+    assert _agreement(km.predict(points).cpu(), truth, 6) > 0.99
+    assert km.centroids.shape == (6, 16)
+    torch.testing.assert_close(km.centroids.norm(dim=1).cpu(), torch.ones(6, dtype=torch.float64))
+    assert abs(km.inertia_ - km.objective(points)) < 1e-6
+
+
+def test_random_init_improves_objective():
+    points, _ = _blobs()
+    km = SphericalKMeans(6, init="random", seed=1)
+    start = SphericalKMeans(6, init="random", seed=1)
+    start.centroids = start._initial_centroids(points, torch.device("cpu"))
+    km.fit(points)
+    assert km.n_iter_ > 1 and km.objective(points) < start.objective(points)
+
+
+# 500 points in chunks of 64; 5000 points, K = 300 in one chunk: CPU tiles of 436 rows, so
+# two GEMMs of four tiles, one of three and a partial tile, each adding to the sums.
+@pytest.mark.parametrize("n, K, chunk_size", [(500, 4, 64), (5000, 300, 1 << 20)])
+def test_fit_matches_full_batch_reference(n, K, chunk_size):
+    points, _ = _blobs(n=n, k=4)
+    km = SphericalKMeans(K, chunk_size=chunk_size, max_iter=3, tol=-1.0, seed=3).fit(points)
+    # The same EM done densely from the same initial centroids.
+    centroids = SphericalKMeans(K, seed=3)._initial_centroids(points, torch.device("cpu"))
+    unit = torch.nn.functional.normalize(points, dim=1)
+    for _ in range(3):
+        labels = (unit @ centroids.t()).argmax(1)
+        sums = torch.zeros_like(centroids).index_add_(0, labels, unit)
+        centroids = torch.where(torch.bincount(labels, minlength=K)[:, None] > 0,
+                                torch.nn.functional.normalize(sums, dim=1), centroids)
+    torch.testing.assert_close(km.centroids, centroids, rtol=0, atol=1e-12)
+
+
+def test_deterministic_and_partial_fit():
+    points, truth = _blobs(seed=2)
+    a = SphericalKMeans(6, seed=5).fit(points)
+    b = SphericalKMeans(6, seed=5).fit(points)
+    assert torch.equal(a.centroids, b.centroids)
+    online = SphericalKMeans(6, seed=5)
+    for batch in points.split(500):
+        online.partial_fit(batch)
+    assert int(online.counts.sum()) == len(points)
+    start = SphericalKMeans(6, seed=5)
+    start.centroids = start._initial_centroids(points[:500], torch.device("cpu"))
+    assert online.objective(points) < start.objective(points)
+    # The online update is count-weighted: one batch moves each centroid to that batch's mean.
+    single = SphericalKMeans(6, seed=5).partial_fit(points[:500])
+    labels = single.predict(points[:500])
+    unit = torch.nn.functional.normalize(points[:500], dim=1)
+    cluster = int(labels[0])
+    # compare against the assignment made before the update
+    start = SphericalKMeans(6, seed=5)._initial_centroids(points[:500], torch.device("cpu"))
+    pre = (unit @ start.t()).argmax(1)
+    expected = torch.nn.functional.normalize(unit[pre == cluster].mean(0), dim=0)
+    torch.testing.assert_close(single.centroids[cluster], expected)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="num_clusters"):
+        SphericalKMeans(0)
+    with pytest.raises(ValueError, match="init"):
+        SphericalKMeans(3, init="kmeans")
+    with pytest.raises(ValueError, match="fewer than num_clusters"):
+        SphericalKMeans(10).fit(torch.randn(5, 3))
+    with pytest.raises(ValueError, match="data"):
+        SphericalKMeans(2).fit(torch.randn(5))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SphericalKMeans(2).predict(torch.randn(5, 3))
+    km = SphericalKMeans(2).fit(torch.randn(20, 3))
+    with pytest.raises(ValueError, match="D = 4"):
+        km.predict(torch.randn(5, 4))
+
+
+def test_state_dict_round_trip(tmp_path):
+    points, _ = _blobs(seed=3)
+    online = SphericalKMeans(6, seed=1)
+    for batch in points[:1000].split(250):
+        online.partial_fit(batch)
+    torch.save(online.state_dict(), tmp_path / "kmeans.pt")
+    restored = SphericalKMeans(6, seed=1).load_state_dict(torch.load(tmp_path / "kmeans.pt"))
+    assert torch.equal(restored.centroids, online.centroids) and torch.equal(restored.counts, online.counts)
+    assert restored.n_iter_ == online.n_iter_ and restored.inertia_ == online.inertia_
+    # Continuing from the checkpoint is the uninterrupted run.
+    for batch in points[1000:].split(250):
+        online.partial_fit(batch)
+        restored.partial_fit(batch)
+    assert torch.equal(restored.centroids, online.centroids)
+    fitted = SphericalKMeans(6, seed=1).fit(points)
+    again = SphericalKMeans(6).load_state_dict(fitted.state_dict())
+    assert torch.equal(again.predict(points), fitted.predict(points)) and again.inertia_ == fitted.inertia_
+    assert SphericalKMeans(6).load_state_dict(SphericalKMeans(6).state_dict()).centroids is None
+    with pytest.raises(ValueError, match="keys"):
+        SphericalKMeans(6).load_state_dict({"centroids": fitted.centroids})
+    with pytest.raises(ValueError, match="K = 5"):
+        SphericalKMeans(5).load_state_dict(fitted.state_dict())
+    with pytest.raises(TypeError, match="counts"):
+        SphericalKMeans(6).load_state_dict({**fitted.state_dict(), "counts": fitted.counts.float()})
