@@ -41,7 +41,9 @@ def mean_shift(features: torch.Tensor, margins: Sequence[float], iters: int, min
         shifted = segsort_ext.blurring_mean_shift(x, bandwidth=bandwidth_from_margin(alpha), iters=iters)
         found = extract_instances(shifted, cosine_threshold_from_margin(alpha), min_size=min_size)
         ids = found.ids[0]
-        if found.size.numel() and bool((ids < 0).any()):
+        if not found.size.numel():  # every group below min_size: one region
+            ids = torch.zeros_like(ids)
+        elif bool((ids < 0).any()):
             # Points of instances below min_size join the instance of closest mean embedding.
             nearest = (shifted[0] @ found.embeddings.t()).argmax(1)
             ids = torch.where(ids >= 0, ids, nearest)
@@ -62,19 +64,33 @@ def embed(image: np.ndarray, module, device) -> torch.Tensor:
     return F.normalize(emb, dim=1)
 
 
+def with_position(emb: torch.Tensor, coord_weight: float) -> torch.Tensor:
+    """(h, w, D + 2) unit vectors: (1, D, h, w) embeddings and ``coord_weight`` times the pixel
+    position (y, x) in [-0.5, 0.5]."""
+    h, w = emb.shape[2:]
+    ys = torch.linspace(-0.5, 0.5, h) if h > 1 else torch.zeros(1)
+    xs = torch.linspace(-0.5, 0.5, w) if w > 1 else torch.zeros(1)
+    position = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).to(emb)
+    return F.normalize(torch.cat([emb[0].permute(1, 2, 0), coord_weight * position], -1), dim=-1)
+
+
 def embedding_mean_shift(emb: torch.Tensor, margins: Sequence[float], max_side: int, coord_weight: float,
                          iters: int, min_size: int) -> List[np.ndarray]:
-    """Mean shift of (1, D, h, w) unit embeddings (plus ``coord_weight`` times the pixel
-    position in [-0.5, 0.5]) area-averaged to at most ``max_side`` (O(N^2) per iteration),
-    the levels upsampled back to h x w by the caller."""
+    """Mean shift of (1, D, h, w) unit embeddings plus ``coord_weight`` times the position,
+    area-averaged to at most ``max_side`` (mean shift is O(N^2) per iteration); then every
+    pixel at h x w joins the group whose mean feature is closest (sharper boundaries than
+    upsampling the small label map)."""
     h, w = emb.shape[2:]
     scale = min(1.0, max_side / max(h, w))
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    small = F.normalize(F.adaptive_avg_pool2d(emb, size), dim=1)[0].permute(1, 2, 0)
-    ys = torch.linspace(-0.5, 0.5, size[0]) if size[0] > 1 else torch.zeros(1)
-    xs = torch.linspace(-0.5, 0.5, size[1]) if size[1] > 1 else torch.zeros(1)
-    position = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).to(small)
-    return mean_shift(torch.cat([small, coord_weight * position], -1), margins, iters, min_size)
+    small = with_position(F.normalize(F.adaptive_avg_pool2d(emb, size), dim=1), coord_weight).flatten(0, 1)
+    full = with_position(emb, coord_weight).flatten(0, 1)
+    out = []
+    for labels in mean_shift(small.view(*size, -1), margins, iters, min_size):
+        ids = torch.from_numpy(labels).reshape(-1).to(small.device)
+        means = segsort_ext.segment_mean(small, ids, int(ids.max()) + 1)
+        out.append((full @ means.t()).argmax(1).view(h, w).cpu().numpy())
+    return out
 
 
 def embedding_boundaries(emb: torch.Tensor) -> np.ndarray:

@@ -375,10 +375,9 @@ def main(argv=None) -> List[Dict]:
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def embedding_mean_shift(index, small):
-        levels = bsds_grouping.embedding_mean_shift(embeddings[index], args.embedding_margins,
-                                                    args.embedding_ms_max_side, args.embedding_ms_coord_weight,
-                                                    args.ms_iters, args.ms_min_size)
-        return [upsample_labels(labels, small.shape[:2]) for labels in levels]
+        return bsds_grouping.embedding_mean_shift(embeddings[index], args.embedding_margins,
+                                                  args.embedding_ms_max_side, args.embedding_ms_coord_weight,
+                                                  args.ms_iters, args.ms_min_size)
 
     def hed_nms(index, small):
         probability = upsample_map(hed_maps[index], images[index].shape[:2])

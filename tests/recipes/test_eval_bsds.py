@@ -201,6 +201,6 @@ def test_embedding_mean_shift_separates_two_regions():
     emb[0, 0, :, :6] = 1.0
     emb[0, 1, :, 6:] = 1.0
     levels = bsds_grouping.embedding_mean_shift(emb, [0.5, 0.9], max_side=6, coord_weight=0.0, iters=5, min_size=1)
-    for labels in levels:
-        assert labels.shape == (5, 6)  # area-averaged to max side 6
-        assert len(np.unique(labels)) == 2 and len(np.unique(labels[:, :3])) == 1
+    for labels in levels:  # grouped at 5 x 6 (max side 6), every pixel assigned at 10 x 12
+        assert labels.shape == (10, 12)
+        assert len(np.unique(labels)) == 2 and len(np.unique(labels[:, :6])) == 1
