@@ -93,11 +93,14 @@ def embedding_mean_shift(emb: torch.Tensor, margins: Sequence[float], max_side: 
     return out
 
 
-def embedding_boundaries(emb: torch.Tensor) -> np.ndarray:
-    """hxw float64 in [0, 1]: how far apart the embeddings on either side of a pixel are,
-    ``(1 - cos) / 2`` of its left/right and of its upper/lower neighbours (edge pixels
-    replicated), the larger of the two."""
-    padded = F.pad(emb, (1, 1, 1, 1), mode="replicate")[0]
-    across_x = (padded[:, 1:-1, 2:] * padded[:, 1:-1, :-2]).sum(0)
-    across_y = (padded[:, 2:, 1:-1] * padded[:, :-2, 1:-1]).sum(0)
+def embedding_boundaries(emb: torch.Tensor, radius: int = 2) -> np.ndarray:
+    """hxw float64 in [0, 1]: how far apart the (1, D, h, w) unit embeddings ``radius``
+    pixels either side of a pixel are, ``(1 - cos) / 2``, the larger of the horizontal and
+    the vertical pair (edges replicated). The default spans one cell of a half-resolution
+    embedding (as HEDEmbedding's) either side: adjacent pixels of its bilinear upsampling
+    differ too little to tell its edges from its noise."""
+    r = radius
+    padded = F.pad(emb, (r, r, r, r), mode="replicate")[0]
+    across_x = (padded[:, r:-r, 2 * r:] * padded[:, r:-r, :-2 * r]).sum(0)
+    across_y = (padded[:, 2 * r:, r:-r] * padded[:, :-2 * r, r:-r]).sum(0)
     return ((1.0 - torch.minimum(across_x, across_y)) / 2.0).clamp(0.0, 1.0).double().cpu().numpy()

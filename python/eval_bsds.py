@@ -84,6 +84,9 @@ REGION_COLUMNS = ("cov_ods", "cov_ois", "pri_ods", "voi_ods")
 # watershed of the map smoothed by sigma 1, arcs scored by the thinned map, levels in
 # probability units.
 HED_UCM = {"sigma": 1.0, "thin": True, "normalize": False}
+# The embedding's boundaries are on another scale than HED's probabilities: levels
+# normalised per image, so the ucm thresholds sweep the whole hierarchy.
+EMBEDDING_UCM = dict(HED_UCM, normalize=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +374,7 @@ def main(argv=None) -> List[Dict]:
     def embedding_ucm(index, small):
         contours = (args.embedding_hed_weight * hed_maps[index]
                     + (1.0 - args.embedding_hed_weight) * bsds_grouping.embedding_boundaries(embeddings[index]))
-        ucm2 = contour_ucm(contours, **HED_UCM).numpy()
+        ucm2 = contour_ucm(contours, **EMBEDDING_UCM).numpy()
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def embedding_mean_shift(index, small):

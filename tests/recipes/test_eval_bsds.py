@@ -186,14 +186,17 @@ def test_embedding_boundaries_mark_where_the_embedding_turns():
     emb = torch.zeros(1, 2, 6, 8)
     emb[0, 0, :, :4] = 1.0  # left half (1, 0), right half (0, 1): orthogonal
     emb[0, 1, :, 4:] = 1.0
-    strength = bsds_grouping.embedding_boundaries(emb)
+    strength = bsds_grouping.embedding_boundaries(emb, radius=1)
     assert strength.shape == (6, 8) and strength.dtype == np.float64
     np.testing.assert_allclose(strength[:, 3:5], 0.5)  # (1 - cos 90 deg) / 2 either side of the step
     np.testing.assert_allclose(strength[:, :3], 0.0)
     np.testing.assert_allclose(strength[:, 5:], 0.0)
+    wide = bsds_grouping.embedding_boundaries(emb)  # radius 2: two pixels either side
+    np.testing.assert_allclose(wide[:, 2:6], 0.5)
+    np.testing.assert_allclose(wide[:, [0, 1, 6, 7]], 0.0)
     emb[0, 0, :, 4:] = -1.0  # opposite: the largest value
     emb[0, 1, :, 4:] = 0.0
-    assert bsds_grouping.embedding_boundaries(emb)[:, 3:5].min() == 1.0
+    assert bsds_grouping.embedding_boundaries(emb)[:, 2:6].min() == 1.0
 
 
 def test_embedding_mean_shift_separates_two_regions():
