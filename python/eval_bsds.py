@@ -268,7 +268,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--embedding-checkpoint", type=Path, default=None,
                    help="TorchScript module (1,3,H,W) RGB in [0,1] -> (1,D,h,w)")
     p.add_argument("--embedding-coord-weight", type=float, default=0.5)
-    p.add_argument("--embedding-margins", type=_floats, default=[0.5, 0.7, 0.8, 0.9],
+    p.add_argument("--embedding-margins", type=_floats, default=[0.3, 0.5, 0.7, 0.8, 0.9, 0.95],
                    help="embedding-mean-shift: alpha per level")
     p.add_argument("--embedding-ms-max-side", type=int, default=64)
     p.add_argument("--embedding-ms-coord-weight", type=float, default=0.5)
