@@ -9,7 +9,12 @@ sweeps as thresholds):
   colour + position features at one bandwidth per level, then
   ``segsort_ext.cluster.extract_instances`` (bandwidth and threshold both derived from a
   margin alpha: ``bandwidth_from_margin`` / ``cosine_threshold_from_margin``);
-* ``embedding``: with ``--embedding-checkpoint``, pixel sorting of a learned embedding;
+* with ``--embedding-checkpoint`` (e.g. ``python/train_bsds.py``'s export), a learned
+  embedding grouped three ways: ``embedding``, pixel sorting of it plus position (one
+  level per grid); ``embedding-mean-shift``, mean shift of it (one level per
+  ``--embedding-margins`` alpha, at ``--embedding-ms-max-side``); ``embedding-ucm``, a UCM
+  (``contour_ucm``) of ``--embedding-hed-weight`` x HED + the rest x the embedding's own
+  boundaries (``bsds_grouping.embedding_boundaries``), cut at the ucm levels;
 * scikit-image's ``felzenszwalb``, ``slic`` and ``quickshift`` at several scales;
 * ``gPb-owt-ucm``: the dataset's own ucm2 results (``--ucm-dir``, or ``<data-root>/ucm2``),
   when every evaluated image has one;
@@ -55,6 +60,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+import bsds_grouping
 import bsds_pictures
 import numpy as np
 import scipy.io
@@ -62,19 +68,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import segsort_ext
-from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
 from segsort_ext.datasets import load_bsds_ground_truth
 from segsort_ext.metrics import bsds_benchmark, regions_from_ucm2
-from segsort_ext.ops import bandwidth_from_margin
 from segsort_ext.transforms import contour_ucm, edge_nms
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "bsds500"
 COLUMNS = ("method", "levels", "cov_ods", "cov_ois", "pri_ods", "voi_ods", "bdry_ods_f", "bdry_ois_f", "seconds")
 HEADERS = ("method", "levels", "Cov ODS", "Cov OIS", "PRI ODS", "VOI ODS", "Bdry ODS F", "Bdry OIS F", "seconds")
-ALL_METHODS = ("pixel-sorting", "mean-shift", "embedding", "felzenszwalb", "slic", "quickshift", "gPb-owt-ucm",
-               "hed", "hed-owt-ucm")
+EMBEDDING_METHODS = ("embedding", "embedding-mean-shift", "embedding-ucm")
+ALL_METHODS = ("pixel-sorting", "mean-shift", *EMBEDDING_METHODS, "felzenszwalb", "slic", "quickshift",
+               "gPb-owt-ucm", "hed", "hed-owt-ucm")
 REGION_COLUMNS = ("cov_ods", "cov_ois", "pri_ods", "voi_ods")
 # contour_ucm for HED probabilities, chosen on 20 BSDS500 train images (see contour_ucm):
 # watershed of the map smoothed by sigma 1, arcs scored by the thinned map, levels in
@@ -154,56 +158,19 @@ def positions(h: int, w: int) -> np.ndarray:
     return np.stack(np.meshgrid(ys, xs, indexing="ij"), -1).astype(np.float32)
 
 
-def grid_for(level: int, h: int, w: int):
-    """A k-means grid with about ``level`` cells along the longer side, square cells."""
-    longer = max(h, w)
-    return max(1, round(level * h / longer)), max(1, round(level * w / longer))
-
-
 # ---------------------------------------------------------------------------------------------
 # Methods: image (hxwx3 float in [0, 1]) -> list of hxw label maps
 # ---------------------------------------------------------------------------------------------
 
-def pixel_sorting(features: torch.Tensor, grids: Sequence[int], coord_weight: float, iters: int) -> List[np.ndarray]:
-    """spherical_kmeans of (1, D, h, w) features, one segmentation per grid."""
-    h, w = features.shape[2:]
-    out = []
-    for level in grids:
-        result = segsort_ext.spherical_kmeans(features, grid_for(level, h, w), iters=iters, coord_weight=coord_weight)
-        out.append(result.labels[0].cpu().numpy())
-    return out
-
-
 def mean_shift_grouping(image: np.ndarray, args, device) -> List[np.ndarray]:
-    """blurring_mean_shift + extract_instances at one bandwidth per margin."""
+    """Mean shift of colour + position features at ``--ms-max-side``, one level per margin."""
     small = downscale((image * 255).round().astype(np.uint8), args.ms_max_side)
     h, w = small.shape[:2]
     feats = np.concatenate([colour_features(small, args.colour_space, args.colour_scale),
                             args.ms_coord_weight * positions(h, w)], -1)
-    x = torch.from_numpy(feats.reshape(1, h * w, -1)).to(device)
-    out = []
-    for alpha in args.margins:
-        shifted = segsort_ext.blurring_mean_shift(x, bandwidth=bandwidth_from_margin(alpha), iters=args.ms_iters)
-        found = extract_instances(shifted, cosine_threshold_from_margin(alpha), min_size=args.ms_min_size)
-        ids = found.ids[0]
-        if found.size.numel() and bool((ids < 0).any()):
-            # Points of instances below min_size join the instance of closest mean embedding.
-            nearest = (shifted[0] @ found.embeddings.t()).argmax(1)
-            ids = torch.where(ids >= 0, ids, nearest)
-        labels = ids.view(h, w).cpu().numpy()
-        out.append(upsample_labels(labels, image.shape[:2]))
-    return out
-
-
-def learned_embedding(image: np.ndarray, module, args, device) -> List[np.ndarray]:
-    rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
-    with torch.no_grad():
-        emb = module(rgb)
-    if not isinstance(emb, torch.Tensor) or emb.dim() != 4 or emb.shape[0] != 1:
-        raise ValueError(f"the embedding module must return a (1, D, h, w) tensor, got "
-                         f"{type(emb).__name__} {tuple(getattr(emb, 'shape', ()))}")
-    emb = F.interpolate(emb.float(), size=image.shape[:2], mode="bilinear", align_corners=False)
-    return pixel_sorting(emb, args.grids, args.embedding_coord_weight, args.kmeans_iters)
+    levels = bsds_grouping.mean_shift(torch.from_numpy(feats).to(device), args.margins, args.ms_iters,
+                                      args.ms_min_size)
+    return [upsample_labels(labels, image.shape[:2]) for labels in levels]
 
 
 def hed_boundaries(image: np.ndarray, model, cache: Optional[Path], image_id: str, device) -> np.ndarray:
@@ -298,6 +265,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--embedding-checkpoint", type=Path, default=None,
                    help="TorchScript module (1,3,H,W) RGB in [0,1] -> (1,D,h,w)")
     p.add_argument("--embedding-coord-weight", type=float, default=0.5)
+    p.add_argument("--embedding-margins", type=_floats, default=[0.5, 0.7, 0.8, 0.9],
+                   help="embedding-mean-shift: alpha per level")
+    p.add_argument("--embedding-ms-max-side", type=int, default=64)
+    p.add_argument("--embedding-ms-coord-weight", type=float, default=0.5)
+    p.add_argument("--embedding-hed-weight", type=float, default=0.5, help="embedding-ucm: weight of HED's map")
     # baselines
     p.add_argument("--felzenszwalb-scales", type=_floats, default=[25, 50, 100, 200, 400, 800])
     p.add_argument("--slic-segments", type=_floats, default=[400, 200, 100, 50, 25, 12])
@@ -319,8 +291,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--methods: unknown {unknown}; choose from {list(ALL_METHODS)}")
     if args.limit < 0 or args.max_side < 0 or args.threads < 0 or args.ms_max_side < 1 or args.ucm_levels < 1:
         p.error("--limit, --max-side, --threads must be >= 0 and --ms-max-side, --ucm-levels >= 1")
-    if any(not 0 <= a < 1 for a in args.margins):
-        p.error("--margins must lie in [0, 1)")
+    if any(not 0 <= a < 1 for a in args.margins + args.embedding_margins):
+        p.error("--margins and --embedding-margins must lie in [0, 1)")
+    if not 0 <= args.embedding_hed_weight <= 1 or args.embedding_ms_max_side < 1:
+        p.error("--embedding-hed-weight must lie in [0, 1] and --embedding-ms-max-side be >= 1")
     if args.out is not None and args.out.suffix not in (".json", ".md"):
         p.error("--out must end in .json or .md")
     if args.embedding_checkpoint is not None and not args.embedding_checkpoint.is_file():
@@ -357,24 +331,24 @@ def main(argv=None) -> List[Dict]:
 
     ucm_dir = args.ucm_dir if args.ucm_dir is not None else Path(args.data_root) / "ucm2"
     methods = list(args.methods)
-    if "embedding" in methods and args.embedding_checkpoint is None:
-        methods.remove("embedding")
+    if args.embedding_checkpoint is None:
+        methods = [m for m in methods if m not in EMBEDDING_METHODS]
     if "gPb-owt-ucm" in methods:
         missing = [item["id"] for item in items if not (ucm_dir / f"{item['id']}.mat").is_file()]
         if missing:
             say(f"gPb-owt-ucm skipped: no ucm2 in {ucm_dir} for {len(missing)} of {len(items)} images")
             methods.remove("gPb-owt-ucm")
     hed = None
-    if {"hed", "hed-owt-ucm"} & set(methods):
+    if {"hed", "hed-owt-ucm", "embedding-ucm"} & set(methods):
         from segsort_ext.models import HED
 
         try:
             hed = HED.from_pretrained(args.hed_weights).to(device)
         except (FileNotFoundError, ImportError) as exc:
-            say(f"hed and hed-owt-ucm skipped: {exc}")
-            methods = [m for m in methods if m not in ("hed", "hed-owt-ucm")]
+            say(f"hed, hed-owt-ucm and embedding-ucm skipped: {exc}")
+            methods = [m for m in methods if m not in ("hed", "hed-owt-ucm", "embedding-ucm")]
     module = None
-    if "embedding" in methods:
+    if set(EMBEDDING_METHODS) & set(methods):
         with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.11 but still the format asked for
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(args.embedding_checkpoint), map_location=device).eval()
@@ -382,7 +356,7 @@ def main(argv=None) -> List[Dict]:
     def colour_sorting(image):
         feats = colour_features(image, args.colour_space, args.colour_scale)
         x = torch.from_numpy(np.ascontiguousarray(feats.transpose(2, 0, 1)))[None].to(device)
-        return pixel_sorting(x, args.grids, args.coord_weight, args.kmeans_iters)
+        return bsds_grouping.pixel_sorting(x, args.grids, args.coord_weight, args.kmeans_iters)
 
     thresholds = np.arange(1, args.ucm_levels + 1) / (args.ucm_levels + 1)
 
@@ -394,6 +368,18 @@ def main(argv=None) -> List[Dict]:
         ucm2 = contour_ucm(hed_maps[index], **HED_UCM).numpy()
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
+    def embedding_ucm(index, small):
+        contours = (args.embedding_hed_weight * hed_maps[index]
+                    + (1.0 - args.embedding_hed_weight) * bsds_grouping.embedding_boundaries(embeddings[index]))
+        ucm2 = contour_ucm(contours, **HED_UCM).numpy()
+        return [regions_from_ucm2(ucm2, t) for t in thresholds]
+
+    def embedding_mean_shift(index, small):
+        levels = bsds_grouping.embedding_mean_shift(embeddings[index], args.embedding_margins,
+                                                    args.embedding_ms_max_side, args.embedding_ms_coord_weight,
+                                                    args.ms_iters, args.ms_min_size)
+        return [upsample_labels(labels, small.shape[:2]) for labels in levels]
+
     def hed_nms(index, small):
         probability = upsample_map(hed_maps[index], images[index].shape[:2])
         return edge_nms(torch.from_numpy(probability)).numpy()
@@ -401,7 +387,10 @@ def main(argv=None) -> List[Dict]:
     runners: Dict[str, Callable[[int, np.ndarray], List[np.ndarray]]] = {
         "pixel-sorting": lambda i, small: colour_sorting(small),
         "mean-shift": lambda i, small: mean_shift_grouping(small, args, device),
-        "embedding": lambda i, small: learned_embedding(small, module, args, device),
+        "embedding": lambda i, small: bsds_grouping.pixel_sorting(embeddings[i], args.grids,
+                                                                  args.embedding_coord_weight, args.kmeans_iters),
+        "embedding-mean-shift": embedding_mean_shift,
+        "embedding-ucm": embedding_ucm,
         "felzenszwalb": lambda i, small: skimage_method("felzenszwalb", small, args.felzenszwalb_scales),
         "slic": lambda i, small: skimage_method("slic", small, args.slic_segments),
         "quickshift": lambda i, small: skimage_method("quickshift", small, args.quickshift_kernels),
@@ -418,6 +407,11 @@ def main(argv=None) -> List[Dict]:
         hed_maps = [hed_boundaries(small, hed, args.hed_cache, item["id"], device)
                     for small, item in zip(smalls, items)]
         hed_seconds = time.perf_counter() - start
+    embeddings, embedding_seconds = [], 0.0  # likewise one forward per image for the embedding methods
+    if module is not None:
+        start = time.perf_counter()
+        embeddings = [bsds_grouping.embed(small, module, device) for small in smalls]
+        embedding_seconds = time.perf_counter() - start
 
     rows = []
     panels = [[("image", image), ("humans", bsds_pictures.human_boundaries([gt["boundaries"] for gt in truth]))]
@@ -430,7 +424,8 @@ def main(argv=None) -> List[Dict]:
             if name != "hed":  # hierarchies: label maps at the working size, one per level
                 result = [relabel(upsample_labels(np.asarray(level), image.shape[:2])) for level in result]
             outputs.append(result)
-        seconds = time.perf_counter() - start + (hed_seconds if name.startswith("hed") else 0.0)
+        seconds = time.perf_counter() - start + (hed_seconds if name.startswith("hed") or name == "embedding-ucm"
+                                                 else 0.0) + (embedding_seconds if name in EMBEDDING_METHODS else 0.0)
         row = {"method": name, "levels": args.ucm_levels if name == "hed" else len(outputs[0])}
         if name == "hed":
             bench = bsds_benchmark(outputs, truths, kind="pb", nthresh=args.ucm_levels)

