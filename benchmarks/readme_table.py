@@ -18,10 +18,6 @@ import statistics
 import sys
 from typing import Callable, NamedTuple, Optional
 
-import bench_dataset_kmeans
-import bench_retrieval
-import bench_spherical_kmeans
-import bench_vmf_loss
 import torch
 
 import segsort_ext
@@ -29,6 +25,10 @@ from segsort_ext.cluster import SphericalKMeans
 from segsort_ext.ops import reference
 from segsort_ext.retrieval import SegmentIndex
 
+import bench_dataset_kmeans
+import bench_retrieval
+import bench_spherical_kmeans
+import bench_vmf_loss
 from conftest import segsort_segments
 from machine_peak import Floor, measure_floor, roofline, seconds, torch_threads
 

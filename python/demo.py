@@ -35,7 +35,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import demo_photos
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -48,6 +47,7 @@ from segsort_ext.datasets.scenes import TEXTURE_CLASSES, DigitScenes, TextureMos
 from segsort_ext.metrics import average_recall
 from segsort_ext.utils import viz
 
+import demo_photos
 from recipe_backbones import TinyNet
 from recipe_eval import semantic_scores
 

@@ -18,19 +18,20 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-import bsds_grouping
-import bsds_pictures
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from eval_bsds import HED_UCM
 from PIL import Image
 from tqdm.auto import tqdm
 
 import segsort_ext
 from segsort_ext.models import HED, HEDEmbedding
 from segsort_ext.transforms import contour_ucm, ucm_to_labels
+
+import bsds_grouping
+import bsds_pictures
+from eval_bsds import HED_UCM
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

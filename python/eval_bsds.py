@@ -60,8 +60,6 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-import bsds_grouping
-import bsds_pictures
 import numpy as np
 import scipy.io
 import torch
@@ -71,6 +69,9 @@ from PIL import Image
 from segsort_ext.datasets import load_bsds_ground_truth
 from segsort_ext.metrics import bsds_benchmark, regions_from_ucm2
 from segsort_ext.transforms import contour_ucm, edge_nms
+
+import bsds_grouping
+import bsds_pictures
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "bsds500"

@@ -44,12 +44,13 @@ from typing import Dict, List
 
 import numpy as np
 import torch
-from eval_bsds import DEFAULT_DATA_ROOT, downscale, find_images, load_rgb, upsample_labels
 
 from segsort_ext.datasets import load_bsds_ground_truth
 from segsort_ext.models import HED, HEDEmbedding
 from segsort_ext.nn import SegSortLoss, pairwise_margin_loss
 from segsort_ext.ops import bandwidth_from_margin, blurring_mean_shift
+
+from eval_bsds import DEFAULT_DATA_ROOT, downscale, find_images, load_rgb, upsample_labels
 
 CHECKPOINT = "checkpoint.pt"
 EXPORT = "embedding_torchscript.pt"

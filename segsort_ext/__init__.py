@@ -54,6 +54,7 @@ _LAZY_NAMES = {
     "ucm_to_labels": "segsort_ext.transforms",
     "edge_nms": "segsort_ext.transforms",
     "HED": "segsort_ext.models",
+    "HEDEmbedding": "segsort_ext.models",
 }
 _SUBPACKAGES = ("ops", "nn", "cluster", "retrieval", "transforms", "datasets", "metrics", "models", "utils", "testing",
                 "buildinfo")

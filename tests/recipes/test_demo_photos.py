@@ -9,9 +9,9 @@ import pytest
 PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 sys.path.insert(0, str(PYTHON_DIR))
 
-import demo_photos  # noqa: E402
-
 from segsort_ext.models import HED, hed_weights_path  # noqa: E402
+
+import demo_photos  # noqa: E402
 
 
 def tiny_args(*extra):

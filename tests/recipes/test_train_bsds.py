@@ -13,8 +13,9 @@ from PIL import Image
 PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 sys.path.insert(0, str(PYTHON_DIR))
 
-import eval_bsds  # noqa: E402
 import train_bsds  # noqa: E402
+
+import eval_bsds  # noqa: E402
 
 scipy_io = pytest.importorskip("scipy.io")
 # torch.jit is deprecated in torch 2.11; the export format is TorchScript.
