@@ -10,6 +10,7 @@
 #include <ATen/OpMathType.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "segsort/checks.h"
@@ -28,6 +29,13 @@ inline void check_blurring_mean_shift_step_inputs(const at::Tensor& x, const c10
   }
   SEGSORT_CHECK_ARG(std::isfinite(bandwidth) && bandwidth > 0, "bandwidth must be a finite number > 0, got ",
                     bandwidth);
+  // The logits bandwidth * x_i . x_j of unit rows lie in [-bandwidth, bandwidth] and their
+  // distances from the row max in [-2 bandwidth, 0]: finite in the compute type up to here.
+  const double max_bandwidth = x.scalar_type() == at::kDouble ? std::numeric_limits<double>::max() / 2
+                                                              : std::numeric_limits<float>::max() / 2;
+  SEGSORT_CHECK_ARG(bandwidth <= max_bandwidth, "bandwidth must be <= ", max_bandwidth, " (half the largest ",
+                    x.scalar_type() == at::kDouble ? "double" : "float", ", the compute type of ", x.scalar_type(),
+                    " x), got ", bandwidth);
   SEGSORT_CHECK_ARG(eta > 0 && eta <= 1, "eta must be in (0, 1], got ", eta);
   // Per point, in the compute type: the copy of x, out, the gradient, and on CPU a key and
   // value partial for each of up to 8 row groups of its image; the norm.
