@@ -84,7 +84,7 @@ inline void mean_shift_block_forward(const at::Tensor& xb, int64_t start, int64_
                                      double eta, at::Tensor out_rows, at::Tensor norm_rows) {
   const auto q = xb.slice(0, start, end);
   const auto p = at::softmax(at::mm(q * bandwidth, xb.t()), 1);
-  const auto y = at::mm(p, xb).mul_(eta).add_(q, 1 - eta);
+  const auto y = at::addmm(q, p, xb, 1 - eta, eta);
   const auto n = y.norm(2, 1, true);
   out_rows.copy_(y / n.clamp_min(kNormEps));
   norm_rows.copy_(n.squeeze(1));
@@ -100,7 +100,8 @@ inline at::Tensor mean_shift_grad_y(const at::Tensor& grad_out, const at::Tensor
 
 // c_j = g_j . m_j for the softmax backward, g = dL/dm, without recomputing m = P X: the
 // forward's y = (1 - eta) x + eta m is out * max(|y|, eps), so eta m = y - (1 - eta) x.
-// Shapes (..., D) with norms (...,); returns (..., 1).
+// Shapes (..., D) with norms (...,); returns (..., 1). Only for out saved in the compute
+// type: a float16/bfloat16 out would carry its rounding into every kernel gradient.
 inline at::Tensor mean_shift_grad_dot_mean(const at::Tensor& grad_m, const at::Tensor& x, const at::Tensor& out,
                                            const at::Tensor& norms, double eta) {
   const auto eta_m = out * norms.clamp_min(kNormEps).unsqueeze(-1) - x * (1 - eta);
@@ -108,9 +109,10 @@ inline at::Tensor mean_shift_grad_dot_mean(const at::Tensor& grad_m, const at::T
 }
 
 // Backward of one block of query rows [start, end) given grad_m (L, D), the gradient of
-// m_j = sum_i p_ji x_i, and c (L, 1) = rowsum(grad_m * m): the value and key roles reach
-// every point (added to all_rows, (L, D)), the query role only the block's own rows (added
-// to own_rows). Four GEMMs of the block's rows against all L points.
+// m_j = sum_i p_ji x_i, and c (L, 1) = rowsum(grad_m * m) (undefined: recomputed from
+// m = P X here): the value and key roles reach every point (added to all_rows, (L, D)), the
+// query role only the block's own rows (added to own_rows). Four GEMMs of the block's rows
+// against all L points (five without c).
 inline void mean_shift_block_backward(const at::Tensor& xb, const at::Tensor& grad_m, const at::Tensor& c,
                                       int64_t start, int64_t end, double bandwidth, at::Tensor all_rows,
                                       at::Tensor own_rows) {
@@ -118,10 +120,12 @@ inline void mean_shift_block_backward(const at::Tensor& xb, const at::Tensor& gr
   const auto gm = grad_m.slice(0, start, end);
   const auto p = at::softmax(at::mm(q * bandwidth, xb.t()), 1);
   // dS = P * (G_m X^T - c), the softmax backward.
-  const auto ds = at::mm(gm, xb.t()).sub_(c.slice(0, start, end)).mul_(p);
-  all_rows.add_(at::mm(p.t(), gm));             // value role
-  all_rows.add_(at::mm(ds.t(), q), bandwidth);  // key role
-  own_rows.add_(at::mm(ds, xb), bandwidth);     // query role
+  const auto c_rows = c.defined() ? c.slice(0, start, end) : (gm * at::mm(p, xb)).sum(1, true);
+  const auto ds = at::mm(gm, xb.t()).sub_(c_rows).mul_(p);
+  // Accumulated by the GEMMs themselves (beta = 1): no (L, D) temporaries.
+  all_rows.addmm_(p.t(), gm);                // value role
+  all_rows.addmm_(ds.t(), q, 1, bandwidth);  // key role
+  own_rows.addmm_(ds, xb, 1, bandwidth);     // query role
 }
 
 // Forward: out (B, N, D) and |y| (B, N) for the backward. Points past an image's length
@@ -169,8 +173,9 @@ inline at::Tensor blurring_mean_shift_step_backward_blocked(
     auto gx = grad_x[b].slice(0, 0, L);
     gx.copy_(grad_y[b].slice(0, 0, L) * (1 - eta));
     const auto grad_m = grad_y[b].slice(0, 0, L) * eta;  // m_j = sum_i p_ji x_i
-    const auto c =
-        mean_shift_grad_dot_mean(grad_m, xb, out[b].slice(0, 0, L), norms[b].slice(0, 0, L).to(type), eta);
+    const auto c = out_in.scalar_type() == type ? mean_shift_grad_dot_mean(grad_m, xb, out[b].slice(0, 0, L),
+                                                                           norms[b].slice(0, 0, L).to(type), eta)
+                                                : at::Tensor();
     const int64_t block = std::max<int64_t>(1, std::min<int64_t>(L, budget_elements / L));
     for (int64_t start = 0; start < L; start += block) {
       const int64_t end = std::min(L, start + block);
