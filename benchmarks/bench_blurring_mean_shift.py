@@ -8,9 +8,17 @@ iteration (the flash-attention convention, backward = 2.5 x forward), and peak m
 CPU: N = 2048 (and a one-off N = 20000, D = 32, T = 2 peak-memory run); CUDA: N = 4096,
 16384, 65536 (dense skipped where its N x N kernels cannot fit).
 
+test_cpu_vs_sdpa is issue 17's row: ours against SDPA at N = 2048 and 8192, interleaved
+(SDPA, ours, SDPA, ours, ...) in one process with SEGSORT_BENCH_THREADS threads (default 2;
+set OMP_WAIT_POLICY=PASSIVE on a shared machine), recording both medians, our time as a
+fraction of SDPA's (target <= 0.9), our GFLOP/s and the float32 GEMM peak measured in the
+same test.
+
     pytest benchmarks/bench_blurring_mean_shift.py --benchmark-group-by=group
 """
 import json
+import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +30,11 @@ import torch.nn.functional as F
 from segsort_ext.ops import blurring_mean_shift, reference
 
 from conftest import run
+from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
 
 D, T, BANDWIDTH = 64, 10, 6.0
+THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
+ROUNDS = int(os.environ.get("SEGSORT_BENCH_ROUNDS", 5))
 
 
 def _sdpa_mean_shift(x, bandwidth, iters):
@@ -66,8 +77,37 @@ def test_blurring_mean_shift_forward_backward(benchmark, device, size, impl):
     del result
     if device == "cuda":
         benchmark.extra_info["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    seconds = benchmark.stats.stats.median
-    benchmark.extra_info["tflops"] = 14 * N * N * D * T / seconds / 1e12
+    benchmark.extra_info["tflops"] = _flop(N) / benchmark.stats.stats.median / 1e12
+
+
+def _flop(N):
+    return 14 * N * N * D * T
+
+
+@pytest.mark.parametrize("N", [2048, 8192])
+def test_cpu_vs_sdpa(benchmark, device, N):
+    if device != "cpu":
+        pytest.skip("CPU target")
+    benchmark.group = f"blurring_mean_shift vs SDPA fwd+bwd T={T} cpu N={N} D={D} {THREADS} threads"
+    x = torch.randn(1, N, D, generator=torch.Generator().manual_seed(0)).requires_grad_()
+
+    def step(impl):
+        IMPLS[impl](x).square().sum().backward()
+        x.grad = None
+
+    with torch_threads(THREADS):
+        peak = gemm_peak_gflops()
+        step("segsort_ext"), step("sdpa")  # warm-up
+        ours_s, sdpa_s = [], []
+        benchmark.pedantic(lambda: ours_s.append(seconds(lambda: step("segsort_ext"))),
+                           setup=lambda: sdpa_s.append(seconds(lambda: step("sdpa"))), rounds=ROUNDS,
+                           warmup_rounds=0)
+    ours, sdpa = statistics.median(ours_s), statistics.median(sdpa_s)
+    benchmark.extra_info.update({
+        "threads": THREADS, "ours_s": ours, "sdpa_s": sdpa, "time_vs_sdpa": ours / sdpa,
+        "time_vs_sdpa_rounds": [a / b for a, b in zip(ours_s, sdpa_s)], "ours_rounds_s": ours_s,
+        "sdpa_rounds_s": sdpa_s, **roofline(_flop(N), ours, peak),
+    })
 
 
 _CPU_PEAK = """

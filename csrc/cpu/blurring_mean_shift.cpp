@@ -21,7 +21,7 @@
 namespace segsort {
 namespace {
 
-constexpr int64_t kBlockElements = 1 << 20;  // 8 MiB of double kernel values per block
+constexpr int64_t kBlockElements = 1 << 20;  // kernel values per block: 4 MiB in float, 8 MiB in double
 constexpr int64_t kMaxGroups = 8;            // row groups (tasks) per image
 constexpr int64_t kMinGroupRows = 128;       // keeps each GEMM large enough to be efficient
 
@@ -93,14 +93,16 @@ at::Tensor blurring_mean_shift_step_backward_cpu(
     grad_x[b].slice(0, 0, valid[b]).copy_(grad_y[b].slice(0, 0, valid[b]) * (1 - eta));
   }
   const auto grad_m = (grad_y * eta).contiguous();  // m_j = sum_i p_ji x_i
+  const auto c =
+      out_in.scalar_type() == type ? mean_shift_grad_dot_mean(grad_m, x, out, norms, eta) : at::Tensor();
   const auto groups = row_groups(valid);
   std::vector<at::Tensor> partial(groups.size());
   for_each_block(groups, valid, [&](const RowGroup& g, int64_t t, int64_t start, int64_t end) {
     const int64_t L = valid[g.image];
     const auto xb = x[g.image].slice(0, 0, L);
     if (!partial[t].defined()) partial[t] = at::zeros_like(xb);
-    mean_shift_block_backward(xb, grad_m[g.image].slice(0, 0, L), start, end, bandwidth, partial[t],
-                              grad_x[g.image].slice(0, start, end));
+    mean_shift_block_backward(xb, grad_m[g.image].slice(0, 0, L), c.defined() ? c[g.image].slice(0, 0, L) : c,
+                              start, end, bandwidth, partial[t], grad_x[g.image].slice(0, start, end));
   });
   for (size_t t = 0; t < groups.size(); ++t) {
     grad_x[groups[t].image].slice(0, 0, valid[groups[t].image]).add_(partial[t]);

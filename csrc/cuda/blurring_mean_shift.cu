@@ -32,12 +32,15 @@ struct MeanShiftTilings {
   static constexpr Tiling rows = choose_tiling<T, kD>(2, 1, 1, 0);     // xq, gq, xk, ds
   static constexpr Tiling cols = choose_tiling<T, kD>(1, 2, 2, 2);     // xi, xj, gj, p, ds; lse, dot
   static constexpr bool fused = forward.rm > 0 && rows.rm > 0 && cols.rm > 0;
-  // Blocks per SM the kernels are compiled for (__launch_bounds__; 0: ptxas's own register
-  // target, which spills on sm_90 in the instantiations given a number here, see
-  // benchmarks/cuda_resources.py).
-  static constexpr int forward_blocks = std::is_same_v<T, double> && kD == 32 ? 2 : 0;
-  static constexpr int rows_blocks = std::is_same_v<T, double> && kD == 16 ? 2 : 0;
 };
+// Blocks per SM the kernels are compiled for (__launch_bounds__; 0: ptxas's own register
+// target, which spills on sm_90 in the instantiations given a number here, see
+// benchmarks/cuda_resources.py). Variable templates, not members: a member is instantiated
+// with the tilings even where the kernels are not (unfused double D = 128), and unused.
+template <typename T, int kD>
+constexpr int kForwardMinBlocks = std::is_same_v<T, double> && kD == 32 ? 2 : 0;
+template <typename T, int kD>
+constexpr int kRowsMinBlocks = std::is_same_v<T, double> && kD == 16 ? 2 : 0;
 // The online softmax of a block's query rows xq over all L points of the image: row max m,
 // this thread's part of the row sum l, and acc = sum_i exp(bandwidth x_j . x_i - m) x_i over
 // this thread's feature columns. Every thread of the block must call it (barriers).
@@ -86,7 +89,7 @@ __device__ void attend_rows(const T (*xq)[kD + 1], T (*xk)[kD + 1], T (*p)[16 * 
 }
 
 template <typename T, int kD>
-__global__ void __launch_bounds__(kTileThreads, MeanShiftTilings<T, kD>::forward_blocks)
+__global__ void __launch_bounds__(kTileThreads, kForwardMinBlocks<T, kD>)
     mean_shift_forward_kernel(const T* __restrict__ x, const int64_t* __restrict__ lengths, int64_t N, int D,
                               int64_t row_tiles, T bandwidth, T eta, T* __restrict__ out, T* __restrict__ norms) {
   constexpr Tiling t = MeanShiftTilings<T, kD>::forward;
@@ -130,10 +133,9 @@ __global__ void __launch_bounds__(kTileThreads, MeanShiftTilings<T, kD>::forward
 // Rows pass of the backward: g = dL/dm (B, N, D). Writes lse_j and c_j = g_j . m_j for the
 // columns pass and adds the query-role gradient to grad_x.
 template <typename T, int kD>
-__global__ void __launch_bounds__(kTileThreads, MeanShiftTilings<T, kD>::rows_blocks)
-    mean_shift_backward_rows_kernel(
-        const T* __restrict__ x, const T* __restrict__ g, const int64_t* __restrict__ lengths, int64_t N, int D,
-        int64_t row_tiles, T bandwidth, T* __restrict__ lse, T* __restrict__ gm_dot, T* __restrict__ grad_x) {
+__global__ void __launch_bounds__(kTileThreads, kRowsMinBlocks<T, kD>) mean_shift_backward_rows_kernel(
+    const T* __restrict__ x, const T* __restrict__ g, const int64_t* __restrict__ lengths, int64_t N, int D,
+    int64_t row_tiles, T bandwidth, T* __restrict__ lse, T* __restrict__ gm_dot, T* __restrict__ grad_x) {
   constexpr Tiling t = MeanShiftTilings<T, kD>::rows;
   constexpr int kRM = t.rm, kRN = t.rn, kBM = 16 * kRM, kBN = 16 * kRN, kC = kColsPerThread<kD>;
   const int64_t b = blockIdx.x / row_tiles, row0 = (blockIdx.x % row_tiles) * kBM;

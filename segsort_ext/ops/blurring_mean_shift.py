@@ -23,7 +23,12 @@ from segsort_ext.ops._extension import HAS_EXTENSION, ops
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.constants import NORM_EPS
 
-__all__ = ["blurring_mean_shift", "bandwidth_from_margin"]
+__all__ = ["blurring_mean_shift", "bandwidth_from_margin", "MAX_ITERS"]
+
+# Kong & Fowlkes unroll about 10 iterations and blurring mean shift converges in tens; the
+# autograd graph keeps two copies of x per iteration. A count beyond this is a mistake (a
+# pixel count, a time budget), refused instead of running for hours.
+MAX_ITERS = 1000
 
 
 def bandwidth_from_margin(alpha: float) -> float:
@@ -57,7 +62,10 @@ def blurring_mean_shift(
     Differentiable in x. Memory per iteration is O(N * D) (plus, on CPU and for D > 128,
     one bounded block of kernel rows); the backward recomputes the kernel instead of
     storing N x N.
-    float16/bfloat16 compute in float32.
+    float16/bfloat16 compute in float32. ``bandwidth`` may be at most half the largest
+    number of the compute type (the logits of unit rows stay finite); the gradient grows
+    like ``bandwidth`` per iteration, so a huge bandwidth over many iterations can still
+    overflow it. ``iters`` is at most :data:`MAX_ITERS`.
 
     NaN policy (CPU and CUDA alike, as the reference): a NaN point makes every valid point
     of its own image NaN from the first iteration on (the softmax mixes them all), and
@@ -66,8 +74,17 @@ def blurring_mean_shift(
     """
     bandwidth = check.number(bandwidth, "bandwidth", finite=False)
     iters = check.nonnegative_int(iters, "iters")
+    if iters > MAX_ITERS:
+        raise ValueError(f"iters must be <= MAX_ITERS = {MAX_ITERS}, got {iters}")
     eta = check.number(eta, "eta", finite=False)
     check.tensor(x, "x")
+    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    # The logits bandwidth * x_i . x_j of unit rows and their distances from the row max
+    # (up to 2 * bandwidth) must be finite in the compute type; the op checks the same.
+    max_bandwidth = torch.finfo(compute_dtype).max / 2
+    if bandwidth > max_bandwidth:
+        raise ValueError(f"bandwidth must be <= {max_bandwidth:g} (half the largest {compute_dtype}, the compute "
+                         f"type of {x.dtype} x), got {bandwidth}")
     if lengths is not None:
         check.tensor(lengths, "lengths")
     # This function's own buffers (the normalised input, and with return_all every
@@ -75,8 +92,9 @@ def blurring_mean_shift(
     check.fits_in_memory(x.device, x.numel() * x.element_size() * (iters + 2 if return_all else 2), "x")
     if not HAS_EXTENSION:
         _check_fallback(x, lengths, bandwidth, eta)
-        return reference.blurring_mean_shift(x, bandwidth=bandwidth, iters=iters, eta=eta, lengths=lengths,
-                                             return_all=return_all)
+        result = reference.blurring_mean_shift(x.to(compute_dtype), bandwidth=bandwidth, iters=iters, eta=eta,
+                                               lengths=lengths, return_all=return_all)
+        return [current.to(x.dtype) for current in result] if return_all else result.to(x.dtype)
     current = F.normalize(x, dim=-1, eps=NORM_EPS)
     iterates = [current]
     for _ in range(iters):

@@ -23,10 +23,12 @@ import torch.nn.functional as F
 
 import segsort_ext as se
 from segsort_ext.ops import HAS_EXTENSION, reference
+from segsort_ext.ops.blurring_mean_shift import MAX_ITERS
 from segsort_ext.testing import devices
 
 MAX, MIN = torch.iinfo(torch.int64).max, torch.iinfo(torch.int64).min
 NAN, INF = float("nan"), float("inf")
+FLOAT_MAX = torch.finfo(torch.float32).max
 HUGE = 2**40  # elements of an expanded view; as memory, more than any machine has
 
 
@@ -369,6 +371,12 @@ RAW = {
     "step/bandwidth -1": (step(bandwidth=-1.0), Refused(ValueError, "bandwidth")),
     "step/bandwidth NaN": (step(bandwidth=NAN), Refused(ValueError, "bandwidth")),
     "step/bandwidth inf": (step(bandwidth=INF), Refused(ValueError, "bandwidth")),
+    "step/bandwidth 1e308": (step(bandwidth=1e308), Refused(ValueError, "bandwidth")),
+    "step/bandwidth 2e38, float32": (step(x=PTS.float(), bandwidth=2e38), Refused(ValueError, "bandwidth")),
+    "step/bandwidth 2e38, bfloat16": (step(x=PTS.bfloat16(), bandwidth=2e38), Refused(ValueError, "bandwidth")),
+    "step/bandwidth float32 max / 2": (step(x=PTS.float(), bandwidth=FLOAT_MAX / 2),
+                                       step_ref(x=PTS.float(), bandwidth=FLOAT_MAX / 2)),
+    "step/bandwidth 1e38, float64": (step(bandwidth=1e38), step_ref(bandwidth=1e38)),
     "step/eta 0": (step(eta=0.0), Refused(ValueError, "eta")),
     "step/eta 1.5": (step(eta=1.5), Refused(ValueError, "eta")),
     "step/eta NaN": (step(eta=NAN), Refused(ValueError, "eta")),
@@ -387,6 +395,8 @@ RAW = {
     "step backward/out int": (step_backward(out=LENGTHS), Refused(TypeError, "out")),
     "step backward/bandwidth inf": (lambda ops: ops._blurring_mean_shift_step_backward(
         PTS, PTS, PTS, torch.ones(2, 5, dtype=torch.float64), LENGTHS, INF, 0.7), Refused(ValueError, "bandwidth")),
+    "step backward/bandwidth 2e38, float32": (step_backward(x=PTS.float(), bandwidth=2e38),
+                                              Refused(ValueError, "bandwidth")),
 }
 
 
@@ -583,6 +593,20 @@ PUBLIC = {
                                      Refused(ValueError, "iters")),
     "blurring_mean_shift/iters 1.5": (lambda: se.blurring_mean_shift(PTS, bandwidth=4.0, iters=1.5),
                                       Refused(TypeError, "iters")),
+    "blurring_mean_shift/iters 2**62": (lambda: se.blurring_mean_shift(PTS, bandwidth=4.0, iters=2**62),
+                                        Refused(ValueError, "iters")),
+    "blurring_mean_shift/iters MAX_ITERS + 1": (lambda: se.blurring_mean_shift(PTS, bandwidth=4.0,
+                                                                               iters=MAX_ITERS + 1),
+                                                Refused(ValueError, "iters")),
+    "blurring_mean_shift/bandwidth 1e308": (lambda: se.blurring_mean_shift(PTS, bandwidth=1e308),
+                                            Refused(ValueError, "bandwidth")),
+    "blurring_mean_shift/bandwidth 2e38, float32": (lambda: se.blurring_mean_shift(PTS.float(), bandwidth=2e38),
+                                                    Refused(ValueError, "bandwidth")),
+    "blurring_mean_shift/bandwidth 2e38, float16": (lambda: se.blurring_mean_shift(PTS.half(), bandwidth=2e38),
+                                                    Refused(ValueError, "bandwidth")),
+    "blurring_mean_shift/bandwidth float32 max / 2": (
+        lambda: se.blurring_mean_shift(PTS.float(), bandwidth=FLOAT_MAX / 2, iters=2, lengths=LENGTHS),
+        Same(lambda: reference.blurring_mean_shift(PTS.float(), bandwidth=FLOAT_MAX / 2, iters=2, lengths=LENGTHS))),
     "blurring_mean_shift/lengths float": (lambda: se.blurring_mean_shift(PTS, bandwidth=4.0, lengths=LENGTHS.float()),
                                           Refused(TypeError, "lengths")),
     "blurring_mean_shift/lengths shape": (lambda: se.blurring_mean_shift(PTS, bandwidth=4.0, lengths=LENGTHS[:1]),

@@ -87,6 +87,20 @@ def test_low_precision(device, dtype):
     torch.testing.assert_close(actual.double(), expected, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_largest_bandwidth_keeps_every_point(device, dtype):
+    # The largest bandwidth allowed (half the compute type's largest number): each point's
+    # kernel is one-hot on itself, so the points stay put, finite.
+    x = _points(device, dtype=dtype)
+    largest = torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).max / 2
+    out = blurring_mean_shift(x, bandwidth=largest, iters=3)
+    torch.testing.assert_close(out, torch.nn.functional.normalize(x, dim=2))
+    with pytest.raises(ValueError, match="bandwidth"):
+        blurring_mean_shift(x, bandwidth=largest * 1.01, iters=3)
+    with pytest.raises(ValueError, match="bandwidth"):
+        step(x, None, largest * 1.01, 1.0)
+
+
 def test_bandwidth_from_margin():
     assert bandwidth_from_margin(0.5) == 6.0
 

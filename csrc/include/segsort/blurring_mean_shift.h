@@ -3,13 +3,15 @@
 //   y_j = (1 - eta) x_j + eta * sum_i softmax_i(bandwidth * x_i . x_j) x_i,  out_j = y_j / |y_j|,
 // i.e. attention with Q = K = V = X. Query points run in blocks: a block's kernel rows
 // come from one GEMM, are softmaxed and used, and dropped, so memory is O(block * N) on
-// top of O(N * D), never N x N; the backward recomputes them (flash-attention style).
+// top of O(N * D), never N x N; the backward recomputes them (flash-attention style),
+// but not m = P X: the saved output gives it.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "segsort/checks.h"
@@ -28,6 +30,13 @@ inline void check_blurring_mean_shift_step_inputs(const at::Tensor& x, const c10
   }
   SEGSORT_CHECK_ARG(std::isfinite(bandwidth) && bandwidth > 0, "bandwidth must be a finite number > 0, got ",
                     bandwidth);
+  // The logits bandwidth * x_i . x_j of unit rows lie in [-bandwidth, bandwidth] and their
+  // distances from the row max in [-2 bandwidth, 0]: finite in the compute type up to here.
+  const double max_bandwidth = x.scalar_type() == at::kDouble ? std::numeric_limits<double>::max() / 2
+                                                              : std::numeric_limits<float>::max() / 2;
+  SEGSORT_CHECK_ARG(bandwidth <= max_bandwidth, "bandwidth must be <= ", max_bandwidth, " (half the largest ",
+                    x.scalar_type() == at::kDouble ? "double" : "float", ", the compute type of ", x.scalar_type(),
+                    " x), got ", bandwidth);
   SEGSORT_CHECK_ARG(eta > 0 && eta <= 1, "eta must be in (0, 1], got ", eta);
   // Per point, in the compute type: the copy of x, out, the gradient, and on CPU a key and
   // value partial for each of up to 8 row groups of its image; the norm.
@@ -74,8 +83,8 @@ inline std::vector<int64_t> mean_shift_lengths(const c10::optional<at::Tensor>& 
 inline void mean_shift_block_forward(const at::Tensor& xb, int64_t start, int64_t end, double bandwidth,
                                      double eta, at::Tensor out_rows, at::Tensor norm_rows) {
   const auto q = xb.slice(0, start, end);
-  const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
-  const auto y = at::mm(p, xb).mul_(eta).add_(q, 1 - eta);
+  const auto p = at::softmax(at::mm(q * bandwidth, xb.t()), 1);
+  const auto y = at::addmm(q, p, xb, 1 - eta, eta);
   const auto n = y.norm(2, 1, true);
   out_rows.copy_(y / n.clamp_min(kNormEps));
   norm_rows.copy_(n.squeeze(1));
@@ -89,20 +98,34 @@ inline at::Tensor mean_shift_grad_y(const at::Tensor& grad_out, const at::Tensor
   return at::where(n >= kNormEps, projected / n, grad_out / kNormEps);
 }
 
+// c_j = g_j . m_j for the softmax backward, g = dL/dm, without recomputing m = P X: the
+// forward's y = (1 - eta) x + eta m is out * max(|y|, eps), so eta m = y - (1 - eta) x.
+// Shapes (..., D) with norms (...,); returns (..., 1). Only for out saved in the compute
+// type: a float16/bfloat16 out would carry its rounding into every kernel gradient.
+inline at::Tensor mean_shift_grad_dot_mean(const at::Tensor& grad_m, const at::Tensor& x, const at::Tensor& out,
+                                           const at::Tensor& norms, double eta) {
+  const auto eta_m = out * norms.clamp_min(kNormEps).unsqueeze(-1) - x * (1 - eta);
+  return (grad_m * eta_m).sum(-1, true).div_(eta);
+}
+
 // Backward of one block of query rows [start, end) given grad_m (L, D), the gradient of
-// m_j = sum_i p_ji x_i: the value and key roles reach every point (added to all_rows,
-// (L, D)), the query role only the block's own rows (added to own_rows).
-inline void mean_shift_block_backward(const at::Tensor& xb, const at::Tensor& grad_m, int64_t start, int64_t end,
-                                      double bandwidth, at::Tensor all_rows, at::Tensor own_rows) {
+// m_j = sum_i p_ji x_i, and c (L, 1) = rowsum(grad_m * m) (undefined: recomputed from
+// m = P X here): the value and key roles reach every point (added to all_rows, (L, D)), the
+// query role only the block's own rows (added to own_rows). Four GEMMs of the block's rows
+// against all L points (five without c).
+inline void mean_shift_block_backward(const at::Tensor& xb, const at::Tensor& grad_m, const at::Tensor& c,
+                                      int64_t start, int64_t end, double bandwidth, at::Tensor all_rows,
+                                      at::Tensor own_rows) {
   const auto q = xb.slice(0, start, end);
   const auto gm = grad_m.slice(0, start, end);
-  const auto p = at::softmax(at::mm(q, xb.t()).mul_(bandwidth), 1);
-  const auto m = at::mm(p, xb);
-  // dS = P * (G_m X^T - rowsum(G_m * M)), the softmax backward.
-  const auto ds = at::mm(gm, xb.t()).sub_((gm * m).sum(1, true)).mul_(p);
-  all_rows.add_(at::mm(p.t(), gm));             // value role
-  all_rows.add_(at::mm(ds.t(), q), bandwidth);  // key role
-  own_rows.add_(at::mm(ds, xb), bandwidth);     // query role
+  const auto p = at::softmax(at::mm(q * bandwidth, xb.t()), 1);
+  // dS = P * (G_m X^T - c), the softmax backward.
+  const auto c_rows = c.defined() ? c.slice(0, start, end) : (gm * at::mm(p, xb)).sum(1, true);
+  const auto ds = at::mm(gm, xb.t()).sub_(c_rows).mul_(p);
+  // Accumulated by the GEMMs themselves (beta = 1): no (L, D) temporaries.
+  all_rows.addmm_(p.t(), gm);                // value role
+  all_rows.addmm_(ds.t(), q, 1, bandwidth);  // key role
+  own_rows.addmm_(ds, xb, 1, bandwidth);     // query role
 }
 
 // Forward: out (B, N, D) and |y| (B, N) for the backward. Points past an image's length
@@ -139,7 +162,8 @@ inline at::Tensor blurring_mean_shift_step_backward_blocked(
   const auto type = at::toOpMathType(x_in.scalar_type());
   const auto x = x_in.to(type).contiguous();
   const auto grad_out = grad_out_in.to(type).contiguous();
-  const auto grad_y = mean_shift_grad_y(grad_out, out_in.to(type), norms.to(type));
+  const auto out = out_in.to(type);
+  const auto grad_y = mean_shift_grad_y(grad_out, out, norms.to(type));
   auto grad_x = grad_out.clone();  // points past the length: identity
   const auto valid = mean_shift_lengths(lengths, B, N);
   for (int64_t b = 0; b < B; ++b) {
@@ -149,10 +173,13 @@ inline at::Tensor blurring_mean_shift_step_backward_blocked(
     auto gx = grad_x[b].slice(0, 0, L);
     gx.copy_(grad_y[b].slice(0, 0, L) * (1 - eta));
     const auto grad_m = grad_y[b].slice(0, 0, L) * eta;  // m_j = sum_i p_ji x_i
+    const auto c = out_in.scalar_type() == type ? mean_shift_grad_dot_mean(grad_m, xb, out[b].slice(0, 0, L),
+                                                                           norms[b].slice(0, 0, L).to(type), eta)
+                                                : at::Tensor();
     const int64_t block = std::max<int64_t>(1, std::min<int64_t>(L, budget_elements / L));
     for (int64_t start = 0; start < L; start += block) {
       const int64_t end = std::min(L, start + block);
-      mean_shift_block_backward(xb, grad_m, start, end, bandwidth, gx, gx.slice(0, start, end));
+      mean_shift_block_backward(xb, grad_m, c, start, end, bandwidth, gx, gx.slice(0, start, end));
     }
   }
   return grad_x.to(x_in.scalar_type());
