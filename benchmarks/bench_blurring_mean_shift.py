@@ -2,8 +2,9 @@
 (segsort_ext.blurring_mean_shift) vs the dense PyTorch loop (reference.py: the N x N kernel every
 iteration) vs torch.nn.functional.scaled_dot_product_attention doing the same math
 (eta = 1: softmax(bandwidth X X^T) X, then normalize). extra_info holds the achieved
-TFLOP/s for the attention work, counted as 4 N^2 D forward + 10 N^2 D backward per
-iteration (the flash-attention convention, backward = 2.5 x forward), and peak memory.
+GFLOP/s for the attention work and its fraction of the GEMM peak measured in the same
+session, counting 4 N^2 D forward + 10 N^2 D backward per iteration (the flash-attention
+convention, backward = 2.5 x forward), and peak memory.
 
 CPU: N = 2048 (and a one-off N = 20000, D = 32, T = 2 peak-memory run); CUDA: N = 4096,
 16384, 65536 (dense skipped where its N x N kernels cannot fit).
@@ -11,8 +12,8 @@ CPU: N = 2048 (and a one-off N = 20000, D = 32, T = 2 peak-memory run); CUDA: N 
 test_cpu_vs_sdpa is issue 17's row: ours against SDPA at N = 2048 and 8192, interleaved
 (SDPA, ours, SDPA, ours, ...) in one process with SEGSORT_BENCH_THREADS threads (default 2;
 set OMP_WAIT_POLICY=PASSIVE on a shared machine), recording both medians, our time as a
-fraction of SDPA's (target <= 0.9), our GFLOP/s and the float32 GEMM peak measured in the
-same test.
+fraction of SDPA's (target <= 0.9), our GFLOP/s and the fraction of the float32 GEMM peak
+measured at the same thread count.
 
     pytest benchmarks/bench_blurring_mean_shift.py --benchmark-group-by=group
 """
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from segsort_ext.ops import blurring_mean_shift, reference
 
 from conftest import run
-from machine_peak import gemm_peak_gflops, roofline, seconds, torch_threads
+from machine_peak import seconds, torch_threads
 
 D, T, BANDWIDTH = 64, 10, 6.0
 THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
@@ -57,7 +58,7 @@ def _sizes():
 
 @pytest.mark.parametrize("impl", list(IMPLS))
 @pytest.mark.parametrize("size", _sizes(), ids=lambda s: f"{s[0]}-N{s[1]}")
-def test_blurring_mean_shift_forward_backward(benchmark, device, size, impl):
+def test_blurring_mean_shift_forward_backward(benchmark, record_roofline, device, size, impl):
     size_device, N = size
     if size_device != device:
         pytest.skip("size for the other device")
@@ -77,7 +78,7 @@ def test_blurring_mean_shift_forward_backward(benchmark, device, size, impl):
     del result
     if device == "cuda":
         benchmark.extra_info["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    benchmark.extra_info["tflops"] = _flop(N) / benchmark.stats.stats.median / 1e12
+    record_roofline(device, flop=_flop(N))
 
 
 def _flop(N):
@@ -85,7 +86,7 @@ def _flop(N):
 
 
 @pytest.mark.parametrize("N", [2048, 8192])
-def test_cpu_vs_sdpa(benchmark, device, N):
+def test_cpu_vs_sdpa(benchmark, record_roofline, device, N):
     if device != "cpu":
         pytest.skip("CPU target")
     benchmark.group = f"blurring_mean_shift vs SDPA fwd+bwd T={T} cpu N={N} D={D} {THREADS} threads"
@@ -96,7 +97,6 @@ def test_cpu_vs_sdpa(benchmark, device, N):
         x.grad = None
 
     with torch_threads(THREADS):
-        peak = gemm_peak_gflops()
         step("segsort_ext"), step("sdpa")  # warm-up
         ours_s, sdpa_s = [], []
         benchmark.pedantic(lambda: ours_s.append(seconds(lambda: step("segsort_ext"))),
@@ -106,8 +106,10 @@ def test_cpu_vs_sdpa(benchmark, device, N):
     benchmark.extra_info.update({
         "threads": THREADS, "ours_s": ours, "sdpa_s": sdpa, "time_vs_sdpa": ours / sdpa,
         "time_vs_sdpa_rounds": [a / b for a, b in zip(ours_s, sdpa_s)], "ours_rounds_s": ours_s,
-        "sdpa_rounds_s": sdpa_s, **roofline(_flop(N), ours, peak),
+        "sdpa_rounds_s": sdpa_s,
     })
+    with torch_threads(THREADS):
+        record_roofline(device, flop=_flop(N), time_s=ours)
 
 
 _CPU_PEAK = """
