@@ -77,7 +77,7 @@ def blurring_mean_shift(
     if iters > MAX_ITERS:
         raise ValueError(f"iters must be <= MAX_ITERS = {MAX_ITERS}, got {iters}")
     eta = check.number(eta, "eta", finite=False)
-    check.tensor(x, "x")
+    check.float_tensor(x, "x")
     compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     # The logits bandwidth * x_i . x_j of unit rows and their distances from the row max
     # (up to 2 * bandwidth) must be finite in the compute type; the op checks the same.
