@@ -93,12 +93,13 @@ def embedding_mean_shift(emb: torch.Tensor, margins: Sequence[float], max_side: 
     return out
 
 
-def embedding_boundaries(emb: torch.Tensor, radius: int = 2) -> np.ndarray:
+def embedding_boundaries(emb: torch.Tensor, radius: int = 3) -> np.ndarray:
     """hxw float64 in [0, 1]: how far apart the (1, D, h, w) unit embeddings ``radius``
     pixels either side of a pixel are, ``(1 - cos) / 2``, the larger of the horizontal and
-    the vertical pair (edges replicated). The default spans one cell of a half-resolution
-    embedding (as HEDEmbedding's) either side: adjacent pixels of its bilinear upsampling
-    differ too little to tell its edges from its noise."""
+    the vertical pair (edges replicated). Adjacent pixels of a bilinearly upsampled
+    half-resolution embedding (as HEDEmbedding's) differ too little to tell its edges from
+    its noise; the default 3 scored best in a UCM with HED (eval_bsds: covering ODS 0.651
+    against 0.646 with 2 and 0.643 with 1 on 40 train images, 29 levels)."""
     r = radius
     padded = F.pad(emb, (r, r, r, r), mode="replicate")[0]
     across_x = (padded[:, r:-r, 2 * r:] * padded[:, r:-r, :-2 * r]).sum(0)

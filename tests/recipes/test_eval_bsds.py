@@ -68,7 +68,8 @@ def test_end_to_end_on_two_tiny_images(tmp_path, capsys):
     rows = eval_bsds.main(["--limit", "2", "--max-side", "40", "--ms-max-side", "20", "--grids", "2,4",
                            "--margins", "0.9,0.98", "--felzenszwalb-scales", "50,200", "--slic-segments", "50,10",
                            "--quickshift-kernels", "2,4", "--embedding-checkpoint", str(checkpoint),
-                           "--embedding-margins", "0.5,0.8,0.9", "--embedding-ms-max-side", "16", "--out", str(out)])
+                           "--embedding-margins", "0.5,0.8,0.9", "--embedding-ms-max-side", "16", "--ucm-levels", "4",
+                           "--out", str(out)])
     methods = ["pixel-sorting", "mean-shift", "embedding", "embedding-mean-shift", "felzenszwalb", "slic",
                "quickshift"]
     levels = {m: 2 for m in methods}
@@ -76,7 +77,7 @@ def test_end_to_end_on_two_tiny_images(tmp_path, capsys):
     if _hed_available():
         methods.insert(4, "embedding-ucm")
         methods += ["hed", "hed-owt-ucm"]
-        levels.update({"embedding-ucm": 9, "hed": 9, "hed-owt-ucm": 9})  # --ucm-levels' default
+        levels.update({"embedding-ucm": 4, "hed": 4, "hed-owt-ucm": 4})
     _check_rows(rows, methods, levels)
     printed = capsys.readouterr().out
     assert "gPb-owt-ucm skipped" in printed  # the val split ships no ucm2
@@ -191,9 +192,9 @@ def test_embedding_boundaries_mark_where_the_embedding_turns():
     np.testing.assert_allclose(strength[:, 3:5], 0.5)  # (1 - cos 90 deg) / 2 either side of the step
     np.testing.assert_allclose(strength[:, :3], 0.0)
     np.testing.assert_allclose(strength[:, 5:], 0.0)
-    wide = bsds_grouping.embedding_boundaries(emb)  # radius 2: two pixels either side
-    np.testing.assert_allclose(wide[:, 2:6], 0.5)
-    np.testing.assert_allclose(wide[:, [0, 1, 6, 7]], 0.0)
+    wide = bsds_grouping.embedding_boundaries(emb)  # default radius 3: three pixels either side
+    np.testing.assert_allclose(wide[:, 1:7], 0.5)
+    np.testing.assert_allclose(wide[:, [0, 7]], 0.0)
     emb[0, 0, :, 4:] = -1.0  # opposite: the largest value
     emb[0, 1, :, 4:] = 0.0
     assert bsds_grouping.embedding_boundaries(emb)[:, 2:6].min() == 1.0
