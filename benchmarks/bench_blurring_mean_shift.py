@@ -38,7 +38,7 @@ THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
 ROUNDS = int(os.environ.get("SEGSORT_BENCH_ROUNDS", 5))
 
 
-def _sdpa_mean_shift(x, bandwidth, iters):
+def sdpa_mean_shift(x, bandwidth, iters):
     x = F.normalize(x, dim=2)
     for _ in range(iters):
         x = F.normalize(F.scaled_dot_product_attention(x, x, x, scale=bandwidth), dim=2)
@@ -48,7 +48,7 @@ def _sdpa_mean_shift(x, bandwidth, iters):
 IMPLS = {
     "segsort_ext": lambda x: blurring_mean_shift(x, bandwidth=BANDWIDTH, iters=T),
     "dense": lambda x: reference.blurring_mean_shift(x, bandwidth=BANDWIDTH, iters=T),
-    "sdpa": lambda x: _sdpa_mean_shift(x, BANDWIDTH, T),
+    "sdpa": lambda x: sdpa_mean_shift(x, BANDWIDTH, T),
 }
 
 

@@ -25,18 +25,13 @@ from segsort_ext.cluster import SphericalKMeans
 from segsort_ext.ops import reference
 from segsort_ext.retrieval import SegmentIndex
 
+import bench_blurring_mean_shift
 import bench_dataset_kmeans
 import bench_retrieval
 import bench_spherical_kmeans
 import bench_vmf_loss
 from conftest import segsort_segments
 from machine_peak import Floor, measure_floor, roofline, seconds, torch_threads
-
-try:  # the mean-shift benchmark's SDPA twin, when that benchmark has one
-    from bench_blurring_mean_shift import BANDWIDTH as MEAN_SHIFT_BANDWIDTH
-    from bench_blurring_mean_shift import _sdpa_mean_shift as sdpa_mean_shift
-except ImportError:
-    sdpa_mean_shift = None
 
 try:
     import faiss
@@ -128,15 +123,14 @@ def rows(sizes: dict, rounds: int) -> list[Row]:
                      {"dense logits + masks (TF/SPML)": lambda: bench_vmf_loss.step("dense", *workload)},
                      {"flop": bench_vmf_loss.flop(n, s, m)}, max(3, rounds // 2)))
 
-    if sdpa_mean_shift is not None:
-        T, D = 10, 64
-        for N in sizes["mean_shift"]:
-            x = torch.randn(1, N, D, generator=torch.Generator().manual_seed(0)).requires_grad_()
-            table.append(Row(
-                f"mean shift fwd+bwd, T={T}, N={N}, D={D}",
-                _backward(lambda v: segsort_ext.blurring_mean_shift(v, bandwidth=MEAN_SHIFT_BANDWIDTH, iters=T), x),
-                {"SDPA, same math": _backward(lambda v: sdpa_mean_shift(v, MEAN_SHIFT_BANDWIDTH, T), x)},
-                {"flop": 14 * N * N * D * T}, rounds))
+    T, D, bandwidth = bench_blurring_mean_shift.T, bench_blurring_mean_shift.D, bench_blurring_mean_shift.BANDWIDTH
+    for N in sizes["mean_shift"]:
+        x = torch.randn(1, N, D, generator=torch.Generator().manual_seed(0)).requires_grad_()
+        table.append(Row(
+            f"mean shift fwd+bwd, T={T}, N={N}, D={D}",
+            _backward(lambda v: segsort_ext.blurring_mean_shift(v, bandwidth=bandwidth, iters=T), x),
+            {"SDPA, same math": _backward(lambda v: bench_blurring_mean_shift.sdpa_mean_shift(v, bandwidth, T), x)},
+            {"flop": 14 * N * N * D * T}, rounds))
 
     vectors, bank_labels, queries = bench_retrieval.bank("cpu", sizes["bank"])
     M, D = vectors.shape
