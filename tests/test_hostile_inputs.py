@@ -19,8 +19,6 @@ def _raw(case):
 
 
 def _marks(case):
-    if case.known:
-        return pytest.mark.skip(reason=case.known)
     if _raw(case) and not HAS_EXTENSION:
         return pytest.mark.skip(reason="no compiled extension")
     return ()
@@ -36,7 +34,7 @@ def test_case(case):
 def test_no_case_crashes_its_process():
     # The same cases in child processes (faulthandler on): a crash or a hang shows as such
     # there instead of taking pytest down with it.
-    results = run_in_children([c.name for c in CASES if not c.known])
+    results = run_in_children([c.name for c in CASES])
     bad = {name: result for name, result in results.items() if result[0] not in GOOD}
     assert not bad, bad
 
@@ -45,7 +43,7 @@ def test_no_case_crashes_its_process():
 def test_catalogue_on_the_fallback():
     program = ("import sys, warnings; sys.modules['segsort_ext._C'] = None; warnings.simplefilter('ignore'); "
                "from tests.hostile.catalogue import GOOD, all_cases, run_case; "
-               "bad = [(c.name, *run_case(c)) for c in all_cases() if not c.known and not c.name.startswith('raw ')]; "
+               "bad = [(c.name, *run_case(c)) for c in all_cases() if not c.name.startswith('raw ')]; "
                "bad = [b for b in bad if b[1] not in GOOD]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
