@@ -138,14 +138,7 @@ def draw_predictions(path, test_set, softmax_pred, segsort_pred, embeddings, arg
         panels = [viz.to_uint8(test_set.images[r]), viz.colorize(target, n), viz.colorize(softmax_pred[r], n),
                   viz.colorize(segsort_pred[r], n), viz.outline(rgb[r], segments)]
         notes = ["", "", f"{acc[0]:.0%} of pixels right", f"{acc[1]:.0%} of pixels right", ""]
-        for c, (panel, note) in enumerate(zip(panels, notes)):
-            ax = axes[r, c]
-            ax.imshow(panel, interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(columns[c], fontsize=9)
-            if note:
-                ax.set_xlabel(note, fontsize=8)
+        viz.draw_panels(axes[r], panels, titles=columns if r == 0 else None, notes=notes)
     handles = [plt.Rectangle((0, 0), 1, 1, color=viz.class_palette(n)[k] / 255) for k in range(n)]
     fig.legend(handles, TEXTURE_CLASSES, loc="lower center", ncol=n, fontsize=9, frameon=False)
     fig.suptitle("Held-out texture mosaics: softmax classifier vs SegSort (same network, same steps)", fontsize=11)
@@ -261,12 +254,7 @@ def draw_grouping(path, test_set, embeddings, shifted, maps, args, rows: int = 6
         gt = test_set.instances[r]
         panels = [viz.to_uint8(test_set.images[r]), viz.instance_colors(gt), rgb[r], shifted_rgb[r],
                   viz.instance_colors(maps[r])]
-        for c, panel in enumerate(panels):
-            ax = axes[r, c]
-            ax.imshow(panel, interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(columns[c], fontsize=9)
+        viz.draw_panels(axes[r], panels, titles=columns if r == 0 else None)
         axes[r, 4].set_xlabel(f"{int(maps[r].max())} found / {int(gt.max())} digits", fontsize=8)
     fig.suptitle("Held-out digit scenes: instance grouping by recurrent mean shift\n(colours of found instances "
                  "are arbitrary; dark = background)", fontsize=10)

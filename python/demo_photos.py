@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 import segsort_ext
 from segsort_ext.models import HED, HEDEmbedding
 from segsort_ext.transforms import contour_ucm, ucm_to_labels
+from segsort_ext.utils import viz
 
 import bsds_grouping
 import bsds_pictures
@@ -158,18 +159,11 @@ def draw(path: Path, names, photos, boundaries, ucm_labels, grouped, args) -> No
     rows = len(photos)
     fig, axes = plt.subplots(rows, len(columns), figsize=(3.4 * len(columns), 2.6 * rows + 0.4), squeeze=False)
     for r, (name, photo) in enumerate(zip(names, photos)):
-        panels = [(np.clip(photo * 255 + 0.5, 0, 255).astype(np.uint8), name),
-                  (bsds_pictures.boundary_strength(boundaries[r].numpy()), ""),
-                  (bsds_pictures.region_means(photo, ucm_labels[r]), f"{int(ucm_labels[r].max()) + 1} regions"),
-                  (bsds_pictures.region_means(photo, grouped[r]), f"{int(grouped[r].max()) + 1} clusters")]
-        for c, (panel, note) in enumerate(panels):
-            ax = axes[r, c]
-            ax.imshow(panel, interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(columns[c], fontsize=9)
-            if note:
-                ax.set_xlabel(note, fontsize=8)
+        panels = [np.clip(photo * 255 + 0.5, 0, 255).astype(np.uint8),
+                  bsds_pictures.boundary_strength(boundaries[r].numpy()),
+                  bsds_pictures.region_means(photo, ucm_labels[r]), bsds_pictures.region_means(photo, grouped[r])]
+        notes = [name, "", f"{int(ucm_labels[r].max()) + 1} regions", f"{int(grouped[r].max()) + 1} clusters"]
+        viz.draw_panels(axes[r], panels, titles=columns if r == 0 else None, notes=notes)
     fig.suptitle("scikit-image photographs: pretrained HED, its OWT-UCM hierarchy, and a grouping learned from it",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))

