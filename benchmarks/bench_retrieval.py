@@ -11,7 +11,9 @@ chunks so the (chunk, M) score and index matrices fit.
 Every vote row is measured against the bare GEMM it contains, queries x bank^T into a
 preallocated (Q, M) output, run alternately with it in the same test (extra_info:
 ``vote_s``, ``bare_gemm_s``, ``vote_over_gemm``), and the vote's GFLOP/s (2 Q M D) against
-the float32 GEMM peak measured in the same test (``fraction_of_peak``).
+the float32 GEMM peak measured in the same test (``fraction_of_peak``). The vote's pruning
+scan alone (``group_max_scores``, the max score of every 64 bank rows) has a row of its
+own against the bare GEMM (``scan_over_gemm``).
 
     SEGSORT_BENCH_BANK=1500000 pytest benchmarks/bench_retrieval.py --benchmark-group-by=group
 
@@ -26,6 +28,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from segsort_ext.ops.group_max_scores import group_max_scores
 from segsort_ext.retrieval import SegmentIndex
 
 from conftest import run
@@ -98,6 +101,25 @@ def test_vote(benchmark, record_roofline, device, impl):
         "threads": THREADS, "vote_s": ours, "bare_gemm_s": gemm, "vote_over_gemm": ours / gemm,
         "vote_rounds_s": vote_s, "bare_gemm_rounds_s": gemm_s, "bare_gemm_gflops": flop / gemm / 1e9,
     })
+
+
+def test_group_max_scores(benchmark, record_roofline, device):
+    """The vote's pruning scan alone (segsort_ext.ops.group_max_scores: the max score of
+    every 64 bank rows, no score stored), against the bare GEMM in the same test."""
+    benchmark.group = f"group maxima {device} M={M} D={D} Q={Q} {THREADS} threads"
+    vectors, _, queries = bank(device)
+    scores = torch.empty(Q, M, device=device)
+    scan = lambda: group_max_scores(queries, vectors, 64)  # noqa: E731
+    bare_gemm = lambda: torch.mm(queries, vectors.T, out=scores)  # noqa: E731
+    with torch_threads(THREADS):
+        scan(), bare_gemm()  # warm-up
+        scan_s, gemm_s = [], []
+        benchmark.pedantic(lambda: scan_s.append(seconds(scan, device)),
+                           setup=lambda: gemm_s.append(seconds(bare_gemm, device)), rounds=ROUNDS, warmup_rounds=0)
+        ours, gemm, flop = statistics.median(scan_s), statistics.median(gemm_s), 2 * Q * M * D
+        record_roofline(device, flop=flop, time_s=ours)
+    benchmark.extra_info.update({"threads": THREADS, "scan_s": ours, "bare_gemm_s": gemm,
+                                 "scan_over_gemm": ours / gemm})
 
 
 @pytest.mark.parametrize("impl", ["faiss", "torch_blocked"])

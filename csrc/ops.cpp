@@ -51,6 +51,9 @@ TORCH_LIBRARY(segsort_ext, m) {
   m.def(
       "_blurring_mean_shift_step_backward(Tensor grad_out, Tensor x, Tensor out, Tensor norms, "
       "Tensor? lengths, float bandwidth, float eta) -> Tensor");
+  // The largest inner product of each query (Q, D) with each group of `group` consecutive
+  // bank rows (M, D): (Q, ceil(M / group)), the last group possibly short; NaN wins (amax).
+  m.def("group_max_scores(Tensor queries, Tensor bank, int group) -> Tensor");
 }
 
 namespace {

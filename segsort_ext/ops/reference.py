@@ -87,6 +87,13 @@ def segment_label_histogram(ids, labels, num_segments, num_classes, *, ignore_in
         0, ids[keep], one_hot)
 
 
+def group_max_scores(queries: torch.Tensor, bank: torch.Tensor, group: int) -> torch.Tensor:
+    """The (Q, M) scores, padded with -inf to whole groups, then amax over each group."""
+    scores = queries @ bank.T
+    scores = F.pad(scores, (0, -bank.shape[0] % group), value=float("-inf"))
+    return scores.view(queries.shape[0], -(-bank.shape[0] // group), group).amax(2)
+
+
 def pixel_coordinates(n: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """Linear over [-0.5, 0.5] (as torch.linspace; -0.5 for n == 1), computed as the
     kernels do: i / (n - 1) - 0.5."""

@@ -1,10 +1,11 @@
-"""Exact kNN in plain PyTorch: blocked GEMM scans of the bank that never form the (Q, M)
-score matrix, so memory stays bounded by one block of scores for banks of millions of
-rows. Exact ties at the k-th place keep the lowest row ids, so results are exactly the
-canonical order (score descending, then id ascending).
+"""Exact kNN by scans of the bank that never form the (Q, M) score matrix, so memory
+stays bounded by one block of scores for banks of millions of rows. Exact ties at the
+k-th place keep the lowest row ids, so results are exactly the canonical order (score
+descending, then id ascending).
 
-The scan keeps only the max of every group of ``_GROUP`` consecutive scores (one GEMM
-and one SIMD reduction per block, no other work in the loop). A query's top-k lies in
+The scan keeps only the max of every group of ``_GROUP`` consecutive scores: on CPU one
+fused op (segsort_ext.ops.group_max_scores) whose scores never leave the registers, on
+other devices one GEMM and one SIMD reduction per block. A query's top-k lies in
 the groups whose max reaches (almost) its k-th largest group max: about k groups, whose
 scores are then computed again, exactly ranked and returned. Queries where that does not
 hold cheaply (many tied group maxima, inner products that may overflow, reduced-precision
@@ -14,6 +15,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+
+from segsort_ext.ops import HAS_EXTENSION
+from segsort_ext.ops.group_max_scores import group_max_scores
 
 __all__ = ["TorchBackend"]
 
@@ -38,8 +42,11 @@ def _default_blocks(num_queries: int, device: torch.device) -> tuple[int, int]:
 
 
 def _group_maxima(queries: torch.Tensor, bank: torch.Tensor, bank_rows: int) -> torch.Tensor:
-    """(q, ceil(M / _GROUP)) largest score of every group of _GROUP consecutive bank rows,
-    in blocks of bank_rows rows (rounded up to whole groups)."""
+    """(q, ceil(M / _GROUP)) largest score of every group of _GROUP consecutive bank rows:
+    on CPU the fused op (no score reaches memory), elsewhere in blocks of bank_rows rows
+    (rounded up to whole groups)."""
+    if bank.device.type == "cpu" and HAS_EXTENSION:
+        return group_max_scores(queries, bank, _GROUP)
     num_queries, num_rows = queries.shape[0], bank.shape[0]
     groups, block_groups = -(-num_rows // _GROUP), -(-bank_rows // _GROUP)
     scores = queries.new_empty(num_queries, min(groups, block_groups) * _GROUP)  # reused by every block
@@ -77,9 +84,11 @@ def _search_chunk(queries: torch.Tensor, bank: torch.Tensor, k: int, bank_rows: 
 
     Let bar be a query's k-th largest group max: k distinct rows score at least bar, and
     every other row of its top-k scores at least as much, so it lies in a group whose max
-    reaches bar. Computed again (a gather and a batched product instead of the block
-    GEMM), a score may differ by the rounding bound r of an inner product (twice
-    gamma_D |q| |x|, Higham, Accuracy and Stability of Numerical Algorithms, 3.1). Groups
+    reaches bar. Computed again (a gather and a batched product instead of the fused op
+    or the block GEMM, each summing in its own order), a score may differ by the rounding
+    bound r of an inner product (twice gamma_D |q| |x|: each order, FMAs included, is
+    within gamma_D |q| |x| of the exact value, Higham, Accuracy and Stability of
+    Numerical Algorithms, 3.1). Groups
     whose max is at least bar - 2r are the candidates: a row outside them rescores below
     bar - r, below the k rows above, so the top-k of the rescored candidates, ties
     included, is the exact top-k of the rescored bank."""
