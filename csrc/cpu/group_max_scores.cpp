@@ -74,8 +74,9 @@ __attribute__((always_inline)) inline void tile_max(const T* q, int64_t q_stride
       for (int64_t p = 0; p < kP; ++p) acc[p][r] += qd[p] * x;
     }
   }
-  // One vmaxps and one vaddps per accumulator: GCC turns a NaN-aware select into scalar
-  // code here, so that check waits for the (rare) exact pass.
+  // One max and one add per accumulator: GCC lowers a NaN-aware select (a != a, or the
+  // exponent bits) to scalar code here (3x slower), so that check waits for the rare
+  // exact pass.
   for (int64_t r = 0; r < kRows; ++r)
     for (int64_t p = 0; p < kP; ++p) {
       best[p] = acc[p][r] > best[p] ? acc[p][r] : best[p];  // a NaN best stays

@@ -68,6 +68,13 @@ def test_group_of_one_row_keeps_negative_infinity():
     assert out.tolist() == [[-INF, 3.0]]
 
 
+def test_plus_and_minus_infinity_in_one_group():
+    """Their sum is NaN, as a NaN score's is: the group is checked again and reports +inf."""
+    bank = torch.zeros(70, 3)
+    bank[5, 0], bank[40, 0] = INF, -INF
+    assert group_max_scores(torch.tensor([[1.0, 0.0, 0.0]]), bank, 64).tolist() == [[INF, 0.0]]
+
+
 def test_independent_of_thread_count(generator):
     queries, bank = torch.randn(50, 64, generator=generator), torch.randn(20000, 64, generator=generator)
     threads = torch.get_num_threads()
