@@ -3,6 +3,7 @@ and its autograd registration; ``reference`` holds the plain-PyTorch twins. Impo
 torch (and :mod:`segsort_ext.utils`)."""
 from segsort_ext.ops._extension import HAS_EXTENSION, extension_info, has_cuda_kernels
 from segsort_ext.ops.blurring_mean_shift import bandwidth_from_margin, blurring_mean_shift
+from segsort_ext.ops.group_max_scores import group_max_scores
 from segsort_ext.ops.segment_mean import segment_label_histogram, segment_majority_mean, segment_mean
 from segsort_ext.ops.segment_partition import Segments, segment_partition
 from segsort_ext.ops.spherical_kmeans import KMeansResult, spherical_kmeans
@@ -23,4 +24,5 @@ __all__ = [
     "vmf_nca_loss",
     "blurring_mean_shift",
     "bandwidth_from_margin",
+    "group_max_scores",
 ]

@@ -10,6 +10,10 @@ from segsort_ext.utils import checks as check
 
 __all__ = ["group_max_scores"]
 
+# Off the fused kernel, the bank goes in blocks of whole groups whose (Q, rows) scores hold
+# at most this many elements: memory stays bounded for banks of any size.
+_BLOCK_SCORES = 1 << 26
+
 
 def group_max_scores(queries: torch.Tensor, bank: torch.Tensor, group: int) -> torch.Tensor:
     """The largest inner product of each query with each group of ``group`` consecutive
@@ -29,7 +33,7 @@ def group_max_scores(queries: torch.Tensor, bank: torch.Tensor, group: int) -> t
     (memory O(Q M / group)); each score is accumulated over D in order with FMAs, so it
     may differ from ``queries @ bank.T`` in the last bits (both stay within the usual
     rounding bound of a length-D inner product). Other devices, and builds without the
-    extension, run the plain-PyTorch reference, which forms the (Q, M) scores.
+    extension, run the plain-PyTorch reference on blocks of at most 2**26 scores.
     """
     check.tensor(queries, "queries")
     check.tensor(bank, "bank")
@@ -37,8 +41,11 @@ def group_max_scores(queries: torch.Tensor, bank: torch.Tensor, group: int) -> t
     if HAS_EXTENSION and queries.device.type in ("cpu", "meta"):
         return ops.group_max_scores(queries, bank, group)
     _check(queries, bank)
-    check.fits_in_memory(queries.device, queries.shape[0] * bank.shape[0] * queries.element_size(), "bank")
-    return reference.group_max_scores(queries, bank, group)
+    rows = max(1, _BLOCK_SCORES // max(1, queries.shape[0] * group)) * group
+    if bank.shape[0] <= rows:
+        return reference.group_max_scores(queries, bank, group)
+    return torch.cat([reference.group_max_scores(queries, bank[start:start + rows], group)
+                      for start in range(0, bank.shape[0], rows)], 1)
 
 
 def _check(queries: torch.Tensor, bank: torch.Tensor) -> None:

@@ -133,3 +133,15 @@ def test_group_must_be_an_int(group):
 def test_meta_shapes():
     out = group_max_scores(torch.empty(7, 3, device="meta"), torch.empty(130, 3, device="meta"), 64)
     assert out.shape == (7, 3) and out.device.type == "meta"
+
+
+def test_blocked_fallback_matches_one_block(monkeypatch, generator):
+    """Off the fused kernel, banks larger than one block of scores run block by block."""
+    import segsort_ext.ops.group_max_scores as module
+    queries = torch.randn(3, 5, generator=generator, dtype=torch.float64)
+    bank = torch.randn(70, 5, generator=generator, dtype=torch.float64)
+    monkeypatch.setattr(module, "HAS_EXTENSION", False)
+    whole = module.group_max_scores(queries, bank, 4)
+    monkeypatch.setattr(module, "_BLOCK_SCORES", 3 * 8)  # two groups of 4 per block: 9 blocks
+    assert torch.equal(module.group_max_scores(queries, bank, 4), whole)
+    assert torch.equal(whole, reference.group_max_scores(queries, bank, 4))
