@@ -51,6 +51,10 @@ TORCH_LIBRARY(segsort_ext, m) {
   m.def(
       "_blurring_mean_shift_step_backward(Tensor grad_out, Tensor x, Tensor out, Tensor norms, "
       "Tensor? lengths, float bandwidth, float eta) -> Tensor");
+  // Dataset k-means E-step on unit rows: the largest cosine of each point (N, D) to the
+  // centroids (K, D) and its index (ties to the lowest; NaN as torch.max), and with_sums
+  // the per-cluster sums of the points (K, D), else (0, D). CPU only; not differentiable.
+  m.def("nearest_centroid(Tensor points, Tensor centroids, bool with_sums) -> (Tensor, Tensor, Tensor)");
 }
 
 namespace {
