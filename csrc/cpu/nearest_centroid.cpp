@@ -52,6 +52,7 @@ struct SliceArgs {
   const at::Tensor& centroids;  // (K, D), contiguous
   at::TensorOptions options;
   int64_t D, K, row0, row1, tile;
+  bool finite_centroids;
   scalar_t* scores;  // (K, tile) buffer of this slice's thread
   scalar_t* best;    // (N,)
   int64_t* labels;   // (N,)
@@ -105,8 +106,9 @@ __attribute__((always_inline)) inline void slice_pass(const SliceArgs<scalar_t>&
         const int64_t row = r0 + t0 + i;
         const scalar_t b = best[i / kLanes][i % kLanes];
         // Finite rows and centroids give finite scores; a NaN one never passes >, so a
-        // row with a non-finite best is redone with torch.max's NaN rule.
-        if (std::isfinite(b)) {
+        // row with a non-finite best (or any row, given a non-finite centroid) is redone
+        // with torch.max's NaN rule.
+        if (a.finite_centroids && std::isfinite(b)) {
           a.best[row] = b;
           a.labels[row] = label[i / kLanes][i % kLanes];
         } else {
@@ -176,6 +178,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> nearest_centroid_cpu(const at::Te
   if (N == 0) return {best, labels, sums};
   const auto points_c = points.contiguous(), centroids_c = centroids.contiguous();
   auto slice_sums = with_sums ? at::zeros({slices, K, D}, points.options()) : at::Tensor();
+  const bool finite_centroids = at::isfinite(centroids_c).all().item<bool>();
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "nearest_centroid_cpu", [&] {
     const SlicePass<scalar_t> pass = pick_slice_pass<scalar_t>();
     const int64_t fit = kScoreBytes / (K * int64_t(sizeof(scalar_t))) / kTileQuantum * kTileQuantum;
@@ -188,7 +191,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> nearest_centroid_cpu(const at::Te
       std::vector<scalar_t> scores(K * tile, scalar_t(0));
       for (int64_t s = s0; s < s1; ++s)
         pass({points_p, centroids_c, points.options(), D, K, N * s / slices, N * (s + 1) / slices, tile,
-              scores.data(), best_p, labels_p, slice_sums_p ? slice_sums_p + s * K * D : nullptr});
+              finite_centroids, scores.data(), best_p, labels_p,
+              slice_sums_p ? slice_sums_p + s * K * D : nullptr});
     });
   });
   if (with_sums) {

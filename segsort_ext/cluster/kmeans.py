@@ -52,7 +52,10 @@ class SphericalKMeans:
     may live on the CPU (or be a NumPy memmap) and exceed device memory: every pass
     streams it to ``device`` in chunks of ``chunk_size`` rows, with memory
     O(chunk_size * (D + K)); :meth:`fit` moves and normalises data of at most
-    ``chunk_size`` rows once, not once per pass.
+    ``chunk_size`` rows once, not once per pass. Each pass over a chunk (assignment and
+    cluster sums) is one :func:`~segsort_ext.ops.nearest_centroid.nearest_centroid` call,
+    a fused kernel on the CPU that reads the features once, with results independent of
+    the thread count.
 
     Points without a direction (a NaN or infinite coordinate, or all zeros) take no part,
     as in :func:`~segsort_ext.spherical_kmeans`: initialisation never picks them, they move

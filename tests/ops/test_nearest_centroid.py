@@ -55,6 +55,16 @@ def test_ties_zero_rows_and_nan(device):
         assert torch.equal(actual.sums[2:].cpu(), torch.zeros(3, 3, dtype=dtype))
 
 
+def test_nan_centroid_reaches_every_point(device, generator):
+    points, centroids = unit(300, 6, generator), unit(4, 6, generator)
+    centroids[2, 1] = NAN
+    actual = nearest_centroid(points.to(device), centroids.to(device), with_sums=True)
+    expected = reference.nearest_centroid(points, centroids, with_sums=True)
+    assert torch.isnan(actual.best).all() and bool((actual.labels == 2).all())
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a.cpu(), e, equal_nan=True)
+
+
 @needs_extension
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_independent_of_thread_count(generator, dtype):
