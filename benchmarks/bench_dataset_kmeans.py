@@ -9,6 +9,10 @@ better; each computed the same way, by SphericalKMeans.objective), and our achie
 GFLOP/s on the E-step GEMMs (2 N D K per iteration; the final assignment pass not
 counted) against the float32 GEMM peak measured in the same test.
 
+test_nearest_centroid_pass times one E+M pass alone (the nearest_centroid op with the
+cluster sums, what each iteration of the fit runs) against the same pass in plain PyTorch
+(reference.nearest_centroid: one GEMM, max, index_add_), interleaved, with its GFLOP/s.
+
     pytest benchmarks/bench_dataset_kmeans.py --benchmark-group-by=group
 
 Environment: SEGSORT_BENCH_POINTS (N, default 300000), SEGSORT_BENCH_THREADS (default 2),
@@ -22,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from segsort_ext.cluster import SphericalKMeans
+from segsort_ext.ops import reference
+from segsort_ext.ops.nearest_centroid import nearest_centroid
 
 from machine_peak import seconds, torch_threads
 
@@ -85,3 +91,24 @@ def test_dataset_kmeans_vs_faiss(benchmark, record_roofline, points, K):
         "mean_cosine_ours": mean_cosine(points, fitted["ours"]),
         "mean_cosine_faiss": mean_cosine(points, fitted["faiss"]),
     })
+
+
+@pytest.mark.parametrize("K", [27, 100])
+def test_nearest_centroid_pass(benchmark, record_roofline, points, K):
+    benchmark.group = f"nearest_centroid pass cpu N={POINTS} D={D} K={K} {THREADS} threads"
+    centroids = F.normalize(initial_centroids(points, K), dim=1)
+
+    def ours_pass():
+        nearest_centroid(points, centroids, with_sums=True)
+
+    def torch_pass():
+        reference.nearest_centroid(points, centroids, with_sums=True)
+
+    with torch_threads(THREADS):
+        ours_s, torch_s = [], []
+        benchmark.pedantic(lambda: ours_s.append(seconds(ours_pass)), setup=lambda: torch_s.append(seconds(torch_pass)),
+                           rounds=5 * ROUNDS, warmup_rounds=1)
+        ours, theirs = statistics.median(ours_s), statistics.median(torch_s)
+        record_roofline("cpu", flop=2 * POINTS * D * K, time_s=ours)
+    benchmark.extra_info.update({"threads": THREADS, "ours_s": ours, "torch_s": theirs,
+                                 "speedup_vs_torch": theirs / ours})

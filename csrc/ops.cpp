@@ -54,6 +54,10 @@ TORCH_LIBRARY(segsort_ext, m) {
   // The largest inner product of each query (Q, D) with each group of `group` consecutive
   // bank rows (M, D): (Q, ceil(M / group)), the last group possibly short; NaN wins (amax).
   m.def("group_max_scores(Tensor queries, Tensor bank, int group) -> Tensor");
+  // Dataset k-means E-step on unit rows: the largest cosine of each point (N, D) to the
+  // centroids (K, D) and its index (ties to the lowest; NaN as torch.max), and with_sums
+  // the per-cluster sums of the points (K, D), else (0, D). CPU only; not differentiable.
+  m.def("nearest_centroid(Tensor points, Tensor centroids, bool with_sums) -> (Tensor, Tensor, Tensor)");
 }
 
 namespace {

@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from segsort_ext.ops.nearest_centroid import nearest_centroid
 from segsort_ext.utils import checks as check
 from segsort_ext.utils import distributed as dist_utils
 from segsort_ext.utils.constants import NORM_EPS
@@ -44,36 +45,6 @@ def _unit_rows(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return unit, has_direction
 
 
-def _nearest(unit: torch.Tensor, centroids: torch.Tensor,
-             sums: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(largest cosine, its centroid) of every unit row, ties to the lowest index; a
-    zeroed row scores 0 everywhere. With `sums` (K, D), also adds every row to its
-    centroid's sum (the M-step), while the rows are still in cache.
-
-    The rows go in tiles whose (K, tile) cosines take 1 MiB (on CPU; all rows in one tile
-    on a GPU), eight tiles per batched GEMM. The max over K of every column is
-    max_pool2d with a (K, 1) window over the channels-last view (tiles, tile, K, 1): it
-    compares whole rows of columns in SIMD registers, tiles in parallel, 5-8x faster than
-    torch.max(dim=0 or 1), which scans each point's K cosines one by one, and it keeps
-    the first maximum, as torch.max does."""
-    rows, K = unit.shape[0], centroids.shape[0]
-    tile = max(1, (1 << 18) // K) if unit.device.type == "cpu" else max(1, rows)
-    whole = rows - rows % tile
-    tiled = [unit[:whole].view(-1, tile, unit.shape[1]), unit[whole:].unsqueeze(0)]
-    best, labels = [unit.new_empty(0)], [torch.empty(0, dtype=torch.int64, device=unit.device)]  # rows may be 0
-    for tiles in tiled:
-        for start in range(0, tiles.shape[0] if tiles.shape[1] else 0, 8):
-            group = tiles[start:start + 8]
-            scores = torch.matmul(centroids, group.transpose(1, 2))  # (tiles, K, tile)
-            group_best, group_labels = torch.nn.functional.max_pool2d(
-                scores.unsqueeze(2).permute(0, 3, 1, 2), (K, 1), return_indices=True)
-            best.append(group_best.view(-1))
-            labels.append(group_labels.view(-1))
-            if sums is not None:  # (a row without a direction is zero: it adds nothing)
-                sums.index_add_(0, labels[-1], group.reshape(-1, unit.shape[1]))
-    return torch.cat(best), torch.cat(labels)
-
-
 class SphericalKMeans:
     """Dataset-level spherical k-means (PiCIE-style clustering of pixel features).
 
@@ -81,7 +52,10 @@ class SphericalKMeans:
     may live on the CPU (or be a NumPy memmap) and exceed device memory: every pass
     streams it to ``device`` in chunks of ``chunk_size`` rows, with memory
     O(chunk_size * (D + K)); :meth:`fit` moves and normalises data of at most
-    ``chunk_size`` rows once, not once per pass.
+    ``chunk_size`` rows once, not once per pass. Each pass over a chunk (assignment and
+    cluster sums) is one :func:`~segsort_ext.ops.nearest_centroid.nearest_centroid` call,
+    a fused kernel on the CPU that reads the features once, with results independent of
+    the thread count.
 
     Points without a direction (a NaN or infinite coordinate, or all zeros) take no part,
     as in :func:`~segsort_ext.spherical_kmeans`: initialisation never picks them, they move
@@ -185,7 +159,9 @@ class SphericalKMeans:
         counts = torch.zeros(K, dtype=torch.int64, device=centroids.device)
         total_cos = centroids.new_zeros(())
         for unit, has_direction in chunks:
-            best, labels = _nearest(unit, centroids, sums if with_sums else None)
+            best, labels, chunk_sums = nearest_centroid(unit, centroids, with_sums=with_sums)
+            if with_sums:  # (a row without a direction is zero: it adds nothing)
+                sums += chunk_sums
             # Rows without a direction (best cosine 0) are counted in an extra bin K.
             counts += torch.bincount(labels.masked_fill_(~has_direction, K), minlength=K + 1)[:K]
             total_cos += best.sum()
@@ -328,7 +304,7 @@ class SphericalKMeans:
         data = _as_points(data, "data")
         self._check_fitted()
         self._check_dim(data)
-        labels = [_nearest(unit, self.centroids)[1].masked_fill_(~has_direction, -1)
+        labels = [nearest_centroid(unit, self.centroids).labels.masked_fill_(~has_direction, -1)
                   for unit, has_direction in self._chunks(data, *self._where())]
         return torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64, device=self.centroids.device)
 

@@ -146,6 +146,15 @@ def spherical_kmeans(x, grid=(5, 5), *, iters=10, coord_weight=1.0, mask=None, i
     return torch.stack(all_labels), torch.stack(all_centroids)
 
 
+def nearest_centroid(points, centroids, *, with_sums=False):
+    """(best, labels, sums): the largest cosine of each unit row of points (N, D) to the
+    centroids (K, D) and its index (torch.max: the first maximum, or the first NaN), and
+    the (K, D) sums of the rows of each centroid (None unless with_sums)."""
+    best, labels = (points @ centroids.T).max(1)
+    sums = points.new_zeros(centroids.shape).index_add_(0, labels, points) if with_sums else None
+    return best, labels, sums
+
+
 def _vmf_logits(embeddings, prototypes, concentration, memory):
     """Dense (N, S + M) logits, as the official TF code and SPML compute them."""
     logits = concentration * embeddings @ prototypes.t()

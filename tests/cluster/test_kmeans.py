@@ -57,8 +57,8 @@ def test_points_without_a_direction_take_no_part(init):
 
 
 def test_predict_ties_go_to_the_lowest_index_in_every_block():
-    # K = 3000 makes a CPU tile 43 rows: 2000 points span 46 whole tiles (12 GEMMs of up to
-    # four tiles) and a partial one.
+    # K = 3000 makes a CPU tile (nearest_centroid) 64 rows: 2000 points span 31 whole tiles
+    # and a partial one.
     generator = torch.Generator().manual_seed(3)
     centroids = torch.nn.functional.normalize(torch.randn(3000, 8, generator=generator), dim=1)
     centroids[2000:] = centroids[:1000]  # exact duplicates: each tie must go to the first copy
@@ -130,8 +130,8 @@ def test_random_init_improves_objective():
     assert km.n_iter_ > 1 and km.objective(points) < start.objective(points)
 
 
-# 500 points in chunks of 64; 5000 points, K = 300 in one chunk: CPU tiles of 436 rows, so
-# two GEMMs of four tiles, one of three and a partial tile, each adding to the sums.
+# 500 points in chunks of 64; 5000 points, K = 300 in one chunk: on the CPU two slices of
+# 2500 rows, each 39 float64 tiles of 64 rows and a partial one, each slice with its sums.
 @pytest.mark.parametrize("n, K, chunk_size", [(500, 4, 64), (5000, 300, 1 << 20)])
 def test_fit_matches_full_batch_reference(n, K, chunk_size):
     points, _ = _blobs(n=n, k=4)
