@@ -27,22 +27,10 @@
 #include <vector>
 
 #include "segsort/checks.h"
+#include "segsort/simd.h"
 
 namespace segsort {
 namespace {
-
-template <typename T, int kBytes>
-struct Simd {
-  typedef T type __attribute__((vector_size(kBytes)));
-  // For loads and stores at any element-aligned address of T data.
-  typedef T unaligned __attribute__((vector_size(kBytes), aligned(sizeof(T)), may_alias));
-};
-
-template <int kBytes, typename T>
-__attribute__((always_inline)) inline typename Simd<std::remove_const_t<T>, kBytes>::unaligned& vec_at(T* p) {
-  return *reinterpret_cast<typename Simd<std::remove_const_t<T>, kBytes>::unaligned*>(
-      const_cast<std::remove_const_t<T>*>(p));
-}
 
 // The packed queries, the bank, and the groups [group0, group1) whose maxima go to
 // out[(g - group0) * q_stride + q] (a query-contiguous buffer of the caller's).
@@ -138,12 +126,11 @@ __attribute__((always_inline)) inline void group_maxima(const Groups<T>& a) {
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=fast")  // FMAs: -std=c++17 turns contraction off
 template <typename T>
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) void group_maxima_avx512(
-    const Groups<T>& a) {
+SEGSORT_TARGET_AVX512 void group_maxima_avx512(const Groups<T>& a) {
   group_maxima<T, 64>(a);
 }
 template <typename T>
-__attribute__((target("avx2,fma"))) void group_maxima_avx2(const Groups<T>& a) {
+SEGSORT_TARGET_AVX2 void group_maxima_avx2(const Groups<T>& a) {
   group_maxima<T, 32>(a);
 }
 template <typename T>
@@ -155,12 +142,7 @@ void group_maxima_baseline(const Groups<T>& a) {
 // The widest kernel this CPU runs, and its SIMD width in bytes.
 template <typename T>
 std::pair<void (*)(const Groups<T>&), int64_t> pick_group_maxima() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-    return {&group_maxima_avx512<T>, 64};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {&group_maxima_avx2<T>, 32};
-  return {&group_maxima_baseline<T>, 16};
+  return {widest(&group_maxima_avx512<T>, &group_maxima_avx2<T>, &group_maxima_baseline<T>), simd_bytes()};
 }
 
 // Groups per unit of work: a (groups, q_stride) buffer of maxima, transposed into the

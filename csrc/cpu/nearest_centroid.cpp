@@ -17,26 +17,10 @@
 #include <vector>
 
 #include "segsort/checks.h"
+#include "segsort/simd.h"
 
 namespace segsort {
 namespace {
-
-template <typename T, int kBytes>
-struct Simd {
-  typedef T type __attribute__((vector_size(kBytes)));
-  // For loads at any element-aligned address of T data.
-  typedef T unaligned __attribute__((vector_size(kBytes), aligned(sizeof(T)), may_alias));
-};
-
-template <int kBytes, typename T>
-__attribute__((always_inline)) inline const typename Simd<T, kBytes>::unaligned& load(const T* p) {
-  return *reinterpret_cast<const typename Simd<T, kBytes>::unaligned*>(p);
-}
-
-// Labels inside the argmax: integers as wide as scalar_t, so compare masks and label
-// vectors have the same lanes.
-template <typename scalar_t>
-using label_t = std::conditional_t<sizeof(scalar_t) == 8, int64_t, int32_t>;
 
 // SIMD vectors of rows whose running maxima stay in registers during the argmax.
 constexpr int64_t kArgmaxVectors = 4;
@@ -95,7 +79,7 @@ __attribute__((always_inline)) inline void slice_pass(const SliceArgs<scalar_t>&
       for (int64_t k = 0; k < K; ++k) {
         const scalar_t* s = a.scores + k * ld + t0;
         for (int64_t p = 0; p < kArgmaxVectors; ++p) {
-          const V v = load<kBytes>(s + p * kLanes);
+          const V v = vec_at<kBytes>(s + p * kLanes);
           const auto take = v > best[p];
           best[p] = take ? v : best[p];
           label[p] = take ? L{} + label_t<scalar_t>(k) : label[p];
@@ -126,12 +110,11 @@ __attribute__((always_inline)) inline void slice_pass(const SliceArgs<scalar_t>&
 }
 
 template <typename scalar_t>
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) void slice_pass_avx512(
-    const SliceArgs<scalar_t>& a) {
+SEGSORT_TARGET_AVX512 void slice_pass_avx512(const SliceArgs<scalar_t>& a) {
   slice_pass<scalar_t, 64>(a);
 }
 template <typename scalar_t>
-__attribute__((target("avx2,fma"))) void slice_pass_avx2(const SliceArgs<scalar_t>& a) {
+SEGSORT_TARGET_AVX2 void slice_pass_avx2(const SliceArgs<scalar_t>& a) {
   slice_pass<scalar_t, 32>(a);
 }
 template <typename scalar_t>
@@ -145,12 +128,7 @@ using SlicePass = void (*)(const SliceArgs<scalar_t>&);
 // The widest kernel this CPU runs.
 template <typename scalar_t>
 SlicePass<scalar_t> pick_slice_pass() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-    return &slice_pass_avx512<scalar_t>;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &slice_pass_avx2<scalar_t>;
-  return &slice_pass_baseline<scalar_t>;
+  return widest(&slice_pass_avx512<scalar_t>, &slice_pass_avx2<scalar_t>, &slice_pass_baseline<scalar_t>);
 }
 
 void check_nearest_centroid_inputs(const at::Tensor& points, const at::Tensor& centroids) {

@@ -21,29 +21,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "segsort/simd.h"
 #include "segsort/spherical_kmeans.h"
 
 namespace segsort {
 namespace {
-
-template <typename T, int kBytes>
-struct Simd {
-  typedef T type __attribute__((vector_size(kBytes)));
-  // For loads and stores at any element-aligned address of T data.
-  typedef T unaligned __attribute__((vector_size(kBytes), aligned(sizeof(T)), may_alias));
-};
-
-// The SIMD vector of kBytes at p (T data, element-aligned).
-template <int kBytes, typename T>
-__attribute__((always_inline)) inline typename Simd<std::remove_const_t<T>, kBytes>::unaligned& vec_at(T* p) {
-  return *reinterpret_cast<typename Simd<std::remove_const_t<T>, kBytes>::unaligned*>(
-      const_cast<std::remove_const_t<T>*>(p));
-}
-
-// Labels inside the kernel: an integer as wide as acc_t, so compare masks and label
-// vectors have the same lanes.
-template <typename acc_t>
-using label_t = std::conditional_t<sizeof(acc_t) == 8, int64_t, int32_t>;
 
 // Pixels per register tile: 2 SIMD vectors.
 constexpr int64_t kTilePixelVectors = 2;
@@ -175,12 +157,11 @@ __attribute__((always_inline)) inline int64_t slice_pass(const SlicePass<acc_t>&
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=fast")  // FMAs: -std=c++17 turns contraction off
 template <typename acc_t>
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))) int64_t slice_pass_avx512(
-    const SlicePass<acc_t>& a) {
+SEGSORT_TARGET_AVX512 int64_t slice_pass_avx512(const SlicePass<acc_t>& a) {
   return slice_pass<acc_t, 64>(a);
 }
 template <typename acc_t>
-__attribute__((target("avx2,fma"))) int64_t slice_pass_avx2(const SlicePass<acc_t>& a) {
+SEGSORT_TARGET_AVX2 int64_t slice_pass_avx2(const SlicePass<acc_t>& a) {
   return slice_pass<acc_t, 32>(a);
 }
 template <typename acc_t>
@@ -192,12 +173,7 @@ int64_t slice_pass_baseline(const SlicePass<acc_t>& a) {
 // The widest kernel this CPU runs, and its SIMD width in bytes.
 template <typename acc_t>
 std::pair<int64_t (*)(const SlicePass<acc_t>&), int64_t> pick_slice_pass() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-    return {&slice_pass_avx512<acc_t>, 64};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {&slice_pass_avx2<acc_t>, 32};
-  return {&slice_pass_baseline<acc_t>, 16};
+  return {widest(&slice_pass_avx512<acc_t>, &slice_pass_avx2<acc_t>, &slice_pass_baseline<acc_t>), simd_bytes()};
 }
 
 // Pixels per slice of an image's E-step: enough that a slice amortises its per-lane sums,
