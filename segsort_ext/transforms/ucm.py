@@ -23,6 +23,7 @@ The ``ucm2`` layout (as ``BSR/bench`` ``ucm2/*.mat``): an array ``(2H+1, 2W+1)``
 from __future__ import annotations
 
 import heapq
+from types import MappingProxyType
 from typing import Optional, Union
 
 import numpy as np
@@ -35,9 +36,14 @@ from segsort_ext.transforms.edges import edge_nms, edge_orientation
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.optional import require
 
-__all__ = ["edge_strength", "contour_ucm", "image_ucm", "ucm_to_labels", "ucm_components"]
+__all__ = ["HED_UCM_OPTIONS", "edge_strength", "contour_ucm", "image_ucm", "ucm_to_labels", "ucm_components"]
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
+
+#: :func:`contour_ucm` settings for HED's boundary probabilities (HED-owt-ucm):
+#: ``contour_ucm(probability, **HED_UCM_OPTIONS)``.  Chosen on BSDS500 train images; see
+#: :func:`contour_ucm` for what each scored.
+HED_UCM_OPTIONS = MappingProxyType({"sigma": 1.0, "thin": True, "normalize": False})
 
 
 def edge_strength(image: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
@@ -197,7 +203,8 @@ def contour_ucm(contours: ArrayLike, *, markers: Optional[ArrayLike] = None, sig
        weakest mean strength, recording the level of every merge; every boundary between two
        adjacent pixels gets the level at which their regions merged (0 inside a basin).
 
-    For HED's boundary probabilities use ``sigma=1, thin=True, normalize=False``.  On 20
+    For HED's boundary probabilities use :data:`HED_UCM_OPTIONS` (``sigma=1, thin=True,
+    normalize=False``).  On 20
     BSDS500 train images (every 10th; 19 thresholds) that scored covering ODS 0.623, PRI 0.831,
     VOI 1.52, boundary ODS F 0.740, against 0.607, 0.833, 1.60, 0.707 with the defaults;
     ``oriented=True`` added nothing there (0.613, 0.833, 1.56, 0.734 with ``thin``; HED's
