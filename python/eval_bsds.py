@@ -470,7 +470,7 @@ def main(argv=None) -> List[Dict]:
         rows.append(row)
         for image_panels, panel in zip(panels, shown):
             image_panels.append(panel)
-        say(f"  {name}: done ({seconds:.1f} s)")
+        say(f"  {name}: done ({seconds:.1f} s); " + format_table([row]).splitlines()[-1])  # in case a long run dies
     if args.pictures is not None:
         for item, image_panels in zip(items, panels):
             bsds_pictures.save_picture(args.pictures / f"{item['id']}.png", image_panels)
