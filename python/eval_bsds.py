@@ -40,6 +40,10 @@ train images (every 5th id, full size, 39 levels; covering ODS / PRI ODS / VOI O
     scales 0.5, 1, 1.5, 2     0.639 / 0.846 / 1.457
     0.5, 1, 1.5 with sigma 1.5 instead of 1: 0.641 / 0.850 / 1.433 (kept sigma 1)
 
+On the 50 val images at full size (39 levels; + boundary ODS F): hed-owt-ucm 0.584 / 0.811
+/ 1.691 / F 0.706 (scales 1: 0.585 / 0.807 / 1.712 / 0.696); embedding-ucm 0.587 / 0.809 /
+1.669 / 0.710; gPb-owt-ucm's published BSDS500 test figures: 0.59 / 0.83 / 1.69 / 0.73.
+
 ``embedding-ucm``'s settings were chosen on 40 BSDS500 train images (every 5th id, 240 px,
 HED at scale 1; the python/train_bsds.py model, trained on these very images) by covering
 ODS at 19 / 29 / 39 levels: levels in probability units (normalised per image: ~0.01
