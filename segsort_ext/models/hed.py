@@ -122,7 +122,8 @@ class HED(nn.Module):
         Averaging scales, as the HED paper and COB do, keeps the fine scale's contours and
         the coarse one's confidence about which contours matter.  The default
         :data:`MULTISCALE` = (0.5, 1, 1.5) was chosen for HED-owt-ucm on BSDS500 train images
-        (``python/eval_bsds.py``'s docstring has the numbers).
+        (``python/eval_bsds.py``'s docstring has the numbers); it costs about 3.3 forwards
+        (2.1 s vs 0.6 s per 321x481 image on two CPU threads).
         """
         checks.float_tensor(images, "images")
         if images.dim() != 4 or images.shape[1] != 3:
