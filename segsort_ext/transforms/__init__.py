@@ -15,7 +15,7 @@ _MODULES = {
     "photometric": ["color_jitter", "Photometric", "sample_photometric", "apply_photometric"],
     "augment": ["RandomCropFlip", "TrainAugmentation", "picie_views"],
     "superpixels": ["slic_segments", "felzenszwalb_segments", "pseudo_segments"],
-    "ucm": ["edge_strength", "contour_ucm", "image_ucm", "ucm_to_labels", "ucm_components"],
+    "ucm": ["HED_UCM_OPTIONS", "edge_strength", "contour_ucm", "image_ucm", "ucm_to_labels", "ucm_components"],
     "guided_filtering": ["box_filter", "guided_filter", "pca_project", "rescale_to_unit"],
     "edges": ["triangle_blur", "edge_orientation", "edge_nms"],
 }

@@ -91,7 +91,8 @@ def pseudo_segments(images: torch.Tensor, method: str = "slic", *, valid: Option
             ``'contour-ucm'``: one level of the :func:`~segsort_ext.transforms.contour_ucm`
             hierarchy of ``contours``, chosen by ``threshold=`` or ``num_segments=`` (see
             :func:`~segsort_ext.transforms.ucm_to_labels`), the other ``options`` going to
-            ``contour_ucm`` (for HED: ``sigma=1, thin=True, normalize=False``).
+            ``contour_ucm`` (for HED probabilities:
+            ``**``:data:`~segsort_ext.transforms.HED_UCM_OPTIONS`, HED-owt-ucm).
         valid: optional bool ``(B, H, W)``; pixels where it is False (e.g. the padding added by
             :func:`segsort_ext.datasets.collate`) get id -1 and the others are renumbered.
         contours: ``(B, 1, H, W)`` non-negative boundary strengths (e.g.

@@ -23,6 +23,7 @@ The ``ucm2`` layout (as ``BSR/bench`` ``ucm2/*.mat``): an array ``(2H+1, 2W+1)``
 from __future__ import annotations
 
 import heapq
+from types import MappingProxyType
 from typing import Optional, Union
 
 import numpy as np
@@ -35,9 +36,14 @@ from segsort_ext.transforms.edges import edge_nms, edge_orientation
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.optional import require
 
-__all__ = ["edge_strength", "contour_ucm", "image_ucm", "ucm_to_labels", "ucm_components"]
+__all__ = ["HED_UCM_OPTIONS", "edge_strength", "contour_ucm", "image_ucm", "ucm_to_labels", "ucm_components"]
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
+
+#: :func:`contour_ucm` settings for HED's boundary probabilities (HED-owt-ucm):
+#: ``contour_ucm(probability, **HED_UCM_OPTIONS)``.  Chosen on BSDS500 train images; see
+#: :func:`contour_ucm` for what each scored.
+HED_UCM_OPTIONS = MappingProxyType({"sigma": 1.0, "thin": True, "normalize": False})
 
 
 def edge_strength(image: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
@@ -197,16 +203,19 @@ def contour_ucm(contours: ArrayLike, *, markers: Optional[ArrayLike] = None, sig
        weakest mean strength, recording the level of every merge; every boundary between two
        adjacent pixels gets the level at which their regions merged (0 inside a basin).
 
-    For HED's boundary probabilities use ``sigma=1, thin=True, normalize=False``.  On 20
-    BSDS500 train images (every 10th; 19 thresholds) that scored covering ODS 0.623, PRI 0.831,
-    VOI 1.52, boundary ODS F 0.740, against 0.607, 0.833, 1.60, 0.707 with the defaults;
-    ``oriented=True`` added nothing there (0.613, 0.833, 1.56, 0.734 with ``thin``; HED's
-    maps are already sharp), nor did ``sigma=1.5`` (0.619, 0.830, 1.51, 0.737) or
-    ``normalize=True`` (0.621, 0.834, 1.53, 0.736).  Without ``normalize`` the levels stay
-    probabilities, comparable across images, which the benchmark's dataset-wide threshold
-    assumes.  On the blurrier Sobel map (:func:`edge_strength`, sigma 2) of the same images
-    ``oriented=True`` raised boundary F from 0.518 to 0.544 and lowered covering from 0.540
-    to 0.525.
+    For HED's boundary probabilities use :data:`HED_UCM_OPTIONS` (``sigma=1, thin=True,
+    normalize=False``).  On 20 BSDS500 train images at full size (every 10th; 19
+    thresholds) that scored covering ODS 0.623, PRI 0.831, VOI 1.52, boundary ODS F 0.740,
+    against 0.607, 0.833, 1.60, 0.707 with the defaults; ``oriented=True`` added nothing
+    there (0.613, 0.833, 1.56, 0.734 with ``thin``; HED's maps are already sharp), nor did
+    ``sigma=1.5`` (0.619, 0.830, 1.51, 0.737) or ``normalize=True`` (0.621, 0.834, 1.53,
+    0.736).  Without ``normalize`` the levels stay probabilities, comparable across images,
+    which the benchmark's dataset-wide threshold assumes.  On the blurrier Sobel map
+    (:func:`edge_strength`, sigma 2) of the same images ``oriented=True`` raised boundary F
+    from 0.518 to 0.544 and lowered covering from 0.540 to 0.525.  On 40 train images (every
+    5th, full size, 39 thresholds) with HED averaged over scales 0.5, 1, 1.5
+    (``HED.multiscale``), ``sigma=1.5`` instead of 1 scored covering 0.641 vs 0.642, PRI
+    0.850 vs 0.847, VOI 1.433 vs 1.437: no reason to change.
 
     Args:
         contours: ``(H, W)`` non-negative boundary strengths (torch or numpy), e.g.

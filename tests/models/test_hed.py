@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from segsort_ext.models import HED, hed_weights_path
 
@@ -191,6 +192,37 @@ def test_backward_reaches_the_first_layer():
     model = HED()
     model.logits(torch.rand(1, 3, 16, 16)).sum().backward()
     assert model.stages[0][0].weight.grad is not None and model.stages[0][0].weight.grad.abs().sum() > 0
+
+
+def test_multiscale_averages_the_maps_of_resized_images(random_h5):
+    model = HED().load_h5(random_h5[0]).eval()
+    images = torch.from_numpy(_test_image(37, 53)).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        single = model(images)
+        torch.testing.assert_close(model.multiscale(images, (1.0,)), single, rtol=0, atol=0)
+        # Scale 2: the map of the 74x106 image, resized back to 37x53.
+        up = F.interpolate(images, size=(74, 106), mode="bilinear", align_corners=False)
+        expected = F.interpolate(model(up), size=(37, 53), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(model.multiscale(images, [2]), expected)
+        # Scale 0.5 shrinks with antialiasing to round(37 / 2) x round(53 / 2) = 18 x 26.
+        down = F.interpolate(images, size=(18, 26), mode="bilinear", align_corners=False, antialias=True)
+        coarse = F.interpolate(model(down), size=(37, 53), mode="bilinear", align_corners=False)
+        mixed = model.multiscale(images, (0.5, 1.0, 2.0))
+    torch.testing.assert_close(mixed, (coarse + single + expected) / 3)
+    assert not torch.allclose(mixed, single, atol=1e-3)  # the scales do differ
+    assert mixed.shape == (1, 1, 37, 53) and ((mixed >= 0) & (mixed <= 1)).all()
+
+
+def test_multiscale_rejects_bad_scales():
+    model, images = HED(), torch.rand(1, 3, 8, 8)
+    for scales in ((), "1", 1.0):
+        with pytest.raises(TypeError, match="scales"):
+            model.multiscale(images, scales)
+    for scales in ((1.0, 0.0), (float("nan"),), (-1.0,)):
+        with pytest.raises(ValueError, match=r"scales\[\d\]"):
+            model.multiscale(images, scales)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model.multiscale(torch.rand(3, 8, 8))
 
 
 def test_rejects_bad_images():

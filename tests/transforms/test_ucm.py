@@ -10,7 +10,7 @@ import scipy.io
 import torch
 
 from segsort_ext.metrics import region_benchmark
-from segsort_ext.transforms import contour_ucm, edge_strength, image_ucm, ucm_components, ucm_to_labels
+from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, edge_strength, image_ucm, ucm_components, ucm_to_labels
 
 from .transforms_testing import assert_compact, is_refinement, purity, scene
 
@@ -103,6 +103,18 @@ def test_a_straight_contour_keeps_its_strength_at_every_angle(degrees, options):
     # the arc orientation comes from the smoothed arc, not from each pair's axis
     assert ucm.max() == pytest.approx(0.8, abs=0.015)
     assert int(ucm_to_labels(ucm, 0.0).max()) + 1 == 2
+
+
+def test_hed_options_keep_levels_in_probability_units():
+    contours, _ = _blurred_line(30)  # HED-like: a thick ridge of peak probability 0.8
+    ucm = contour_ucm(contours, **HED_UCM_OPTIONS).numpy()
+    assert_ucm2_layout(ucm)
+    # the ridge is the last merge, at its peak (not normalised to 1): one threshold means
+    # the same probability in every image
+    assert ucm.max() == pytest.approx(0.8, abs=0.015)
+    assert int(ucm_to_labels(ucm, 0.75).max()) + 1 == 2
+    with pytest.raises(TypeError):
+        HED_UCM_OPTIONS["sigma"] = 2.0  # one set of settings, read-only
 
 
 def test_oriented_weakens_arcs_that_cross_a_contour():
