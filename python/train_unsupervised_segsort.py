@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import segsort_ext
 from segsort_ext.models import HED
-from segsort_ext.transforms import pseudo_segments
+from segsort_ext.transforms import HED_UCM_OPTIONS, pseudo_segments
 from segsort_ext.utils import viz
 
 from recipe_args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
@@ -84,7 +84,7 @@ def pseudo_segmenter(args, device):
             with torch.inference_mode():
                 contours = hed(images.to(device)).double().cpu()
             return pseudo_segments(images, "contour-ucm", valid=valid, contours=contours, threshold=args.ucm_level,
-                                   sigma=1.0, thin=True, normalize=False)
+                                   **HED_UCM_OPTIONS)
         return segment
     options = ({"n_segments": args.superpixels, "compactness": args.compactness} if args.pseudo == "slic"
                else {"scale": args.fz_scale, "min_size": args.fz_min_size})

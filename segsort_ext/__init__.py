@@ -46,6 +46,7 @@ _LAZY_NAMES = {
     "SegSortPredictor": "segsort_ext.retrieval",
     "add_training_segments": "segsort_ext.retrieval",
     "contour_ucm": "segsort_ext.transforms",
+    "HED_UCM_OPTIONS": "segsort_ext.transforms",
     "edge_strength": "segsort_ext.transforms",
     "felzenszwalb_segments": "segsort_ext.transforms",
     "image_ucm": "segsort_ext.transforms",
