@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from segsort_ext.ops import blurring_mean_shift, reference
 
 from conftest import run
-from machine_peak import seconds, torch_threads
+from machine_peak import interleaved, torch_threads
 
 D, T, BANDWIDTH = 64, 10, 6.0
 THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
@@ -98,10 +98,7 @@ def test_cpu_vs_sdpa(benchmark, record_roofline, device, N):
 
     with torch_threads(THREADS):
         step("segsort_ext"), step("sdpa")  # warm-up
-        ours_s, sdpa_s = [], []
-        benchmark.pedantic(lambda: ours_s.append(seconds(lambda: step("segsort_ext"))),
-                           setup=lambda: sdpa_s.append(seconds(lambda: step("sdpa"))), rounds=ROUNDS,
-                           warmup_rounds=0)
+        ours_s, sdpa_s = interleaved(benchmark, lambda: step("segsort_ext"), lambda: step("sdpa"), ROUNDS)
     ours, sdpa = statistics.median(ours_s), statistics.median(sdpa_s)
     benchmark.extra_info.update({
         "threads": THREADS, "ours_s": ours, "sdpa_s": sdpa, "time_vs_sdpa": ours / sdpa,

@@ -29,7 +29,7 @@ from segsort_ext.cluster import SphericalKMeans
 from segsort_ext.ops import reference
 from segsort_ext.ops.nearest_centroid import nearest_centroid
 
-from machine_peak import seconds, torch_threads
+from machine_peak import interleaved, torch_threads
 
 POINTS = int(os.environ.get("SEGSORT_BENCH_POINTS", 300_000))
 THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
@@ -79,10 +79,7 @@ def test_dataset_kmeans_vs_faiss(benchmark, record_roofline, points, K):
         fitted["faiss"] = torch.from_numpy(model.centroids)
 
     with torch_threads(THREADS):
-        ours_s, faiss_s = [], []
-        # faiss before each of our rounds (pedantic's untimed setup), so the two alternate.
-        benchmark.pedantic(lambda: ours_s.append(seconds(fit_ours)), setup=lambda: faiss_s.append(seconds(fit_faiss)),
-                           rounds=ROUNDS, warmup_rounds=0)
+        ours_s, faiss_s = interleaved(benchmark, fit_ours, fit_faiss, ROUNDS)
         ours, theirs = statistics.median(ours_s), statistics.median(faiss_s)
         record_roofline("cpu", flop=2 * POINTS * D * K * ITERATIONS, time_s=ours)
     benchmark.extra_info.update({
@@ -105,9 +102,8 @@ def test_nearest_centroid_pass(benchmark, record_roofline, points, K):
         reference.nearest_centroid(points, centroids, with_sums=True)
 
     with torch_threads(THREADS):
-        ours_s, torch_s = [], []
-        benchmark.pedantic(lambda: ours_s.append(seconds(ours_pass)), setup=lambda: torch_s.append(seconds(torch_pass)),
-                           rounds=5 * ROUNDS, warmup_rounds=1)
+        ours_pass(), torch_pass()  # warm-up
+        ours_s, torch_s = interleaved(benchmark, ours_pass, torch_pass, 5 * ROUNDS)
         ours, theirs = statistics.median(ours_s), statistics.median(torch_s)
         record_roofline("cpu", flop=2 * POINTS * D * K, time_s=ours)
     benchmark.extra_info.update({"threads": THREADS, "ours_s": ours, "torch_s": theirs,

@@ -32,7 +32,7 @@ from segsort_ext.ops.group_max_scores import group_max_scores
 from segsort_ext.retrieval import SegmentIndex
 
 from conftest import run
-from machine_peak import seconds, torch_threads
+from machine_peak import interleaved, torch_threads
 
 M = int(os.environ.get("SEGSORT_BENCH_BANK", "1500000"))
 THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
@@ -91,10 +91,7 @@ def test_vote(benchmark, record_roofline, device, impl):
     rounds = 1 if impl == "full_argsort" and device == "cpu" else ROUNDS
     with torch_threads(THREADS):
         vote(), bare_gemm()  # warm-up
-        vote_s, gemm_s = [], []
-        # The bare GEMM before each vote (pedantic's untimed setup), so the two alternate.
-        benchmark.pedantic(lambda: vote_s.append(seconds(vote, device)),
-                           setup=lambda: gemm_s.append(seconds(bare_gemm, device)), rounds=rounds, warmup_rounds=0)
+        vote_s, gemm_s = interleaved(benchmark, vote, bare_gemm, rounds, device)
         ours, gemm, flop = statistics.median(vote_s), statistics.median(gemm_s), 2 * Q * M * D
         record_roofline(device, flop=flop, time_s=ours)  # the vote's own GFLOP/s: it does the GEMM's work
     benchmark.extra_info.update({
@@ -113,9 +110,7 @@ def test_group_max_scores(benchmark, record_roofline, device):
     bare_gemm = lambda: torch.mm(queries, vectors.T, out=scores)  # noqa: E731
     with torch_threads(THREADS):
         scan(), bare_gemm()  # warm-up
-        scan_s, gemm_s = [], []
-        benchmark.pedantic(lambda: scan_s.append(seconds(scan, device)),
-                           setup=lambda: gemm_s.append(seconds(bare_gemm, device)), rounds=ROUNDS, warmup_rounds=0)
+        scan_s, gemm_s = interleaved(benchmark, scan, bare_gemm, ROUNDS, device)
         ours, gemm, flop = statistics.median(scan_s), statistics.median(gemm_s), 2 * Q * M * D
         record_roofline(device, flop=flop, time_s=ours)
     benchmark.extra_info.update({"threads": THREADS, "scan_s": ours, "bare_gemm_s": gemm,

@@ -36,6 +36,15 @@ def seconds(fn, device: str = "cpu") -> float:
     return time.perf_counter() - start
 
 
+def interleaved(benchmark, ours, theirs, rounds: int, device: str = "cpu") -> tuple[list, list]:
+    """(our seconds, their seconds) per round: `theirs` runs as pytest-benchmark's untimed
+    setup before each of our rounds, so the two alternate and share the machine's state."""
+    ours_s, theirs_s = [], []
+    benchmark.pedantic(lambda: ours_s.append(seconds(ours, device)),
+                       setup=lambda: theirs_s.append(seconds(theirs, device)), rounds=rounds, warmup_rounds=0)
+    return ours_s, theirs_s
+
+
 def _median_seconds(fn, device: str, repeats: int) -> float:
     fn()  # warm-up: allocator, BLAS dispatch, thread pool
     return statistics.median(seconds(fn, device) for _ in range(repeats))
