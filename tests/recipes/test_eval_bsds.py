@@ -116,8 +116,9 @@ def test_hed_methods_table_and_pictures(tmp_path):
     assert rows[0]["bdry_ods_f"] > 0.45 and rows[1]["cov_ods"] > 0.6 and rows[1]["bdry_ods_f"] > 0.4
     assert json.loads(out.read_text())["rows"][0]["cov_ods"] is None
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    # <id>_<w>x<h>_s<scales>: portrait, landscape, HED.multiscale's default scales
-    assert cached == ["2018_64x96_s0.5-1-1.5.npy", "3063_96x64_s0.5-1-1.5.npy"]
+    # <id>_<w>x<h>_s<scales>_w<side weights>: portrait, landscape, the default scales and weights
+    assert cached == ["2018_64x96_s0.5-1-1.5_w0-0-0.167-0.167-0.167-0.5.npy",
+                      "3063_96x64_s0.5-1-1.5_w0-0-0.167-0.167-0.167-0.5.npy"]
     again = eval_bsds.main(argv + ["--quiet"])  # HED maps read from the cache: the same scores
     assert again == [dict(row, seconds=later["seconds"]) for row, later in zip(rows, again)]
     written = sorted(pictures.glob("*.png"))
