@@ -15,7 +15,9 @@ sweeps as thresholds):
   ``--embedding-margins`` alpha, at ``--embedding-ms-max-side``); ``embedding-ucm``, a UCM
   (``contour_ucm``) of ``--embedding-hed-weight`` x HED + the rest x the embedding's own
   boundaries (``bsds_grouping.embedding_boundaries``), with HED-owt-ucm's ``contour_ucm``
-  settings, cut at the ucm levels;
+  settings, cut at the ucm levels. The embedding sees the image at most
+  ``--embedding-max-side`` (default 240, the size ``train_bsds.py`` trains at) large and its
+  results are resized to the working size;
 * scikit-image's ``felzenszwalb``, ``slic`` and ``quickshift`` at several scales;
 * ``gPb-owt-ucm``: the dataset's own ucm2 results (``--ucm-dir``, or ``<data-root>/ucm2``),
   when every evaluated image has one;
@@ -315,6 +317,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--embedding-coord-weight", type=float, default=0.5)
     p.add_argument("--embedding-margins", type=_floats, default=[0.3, 0.5, 0.7, 0.8, 0.9, 0.95],
                    help="embedding-mean-shift: alpha per level")
+    p.add_argument("--embedding-max-side", type=int, default=240,
+                   help="the embedding sees the image at most this large (train_bsds.py's --max-side; 0: working size)")
     p.add_argument("--embedding-ms-max-side", type=int, default=64)
     p.add_argument("--embedding-ms-coord-weight", type=float, default=0.5)
     p.add_argument("--embedding-hed-weight", type=float, default=0.5, help="embedding-ucm: weight of HED's map")
@@ -349,6 +353,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--hed-scales must be > 0")
     if len(args.hed_side_weights) != 6 or min(args.hed_side_weights) < 0 or sum(args.hed_side_weights) <= 0:
         p.error("--hed-side-weights takes 6 numbers >= 0, not all 0")
+    if args.embedding_max_side < 0:
+        p.error("--embedding-max-side must be >= 0")
     if not 0 <= args.embedding_hed_weight <= 1 or args.embedding_ms_max_side < 1:
         p.error("--embedding-hed-weight must lie in [0, 1] and --embedding-ms-max-side be >= 1")
     if args.out is not None and args.out.suffix not in (".json", ".md"):
@@ -424,7 +430,8 @@ def main(argv=None) -> List[Dict]:
 
     def embedding_ucm(index, small):
         contours = (args.embedding_hed_weight * hed_maps[index]
-                    + (1.0 - args.embedding_hed_weight) * bsds_grouping.embedding_boundaries(embeddings[index]))
+                    + (1.0 - args.embedding_hed_weight)
+                    * upsample_map(bsds_grouping.embedding_boundaries(embeddings[index]), small.shape[:2]))
         ucm2 = contour_ucm(contours, **HED_UCM_OPTIONS).numpy()
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
@@ -464,7 +471,9 @@ def main(argv=None) -> List[Dict]:
     embeddings, embedding_seconds = [], 0.0  # likewise one forward per image for the embedding methods
     if module is not None:
         start = time.perf_counter()
-        embeddings = [bsds_grouping.embed(small, module, device) for small in smalls]
+        embeddings = [bsds_grouping.embed(small if max(small.shape[:2]) <= (args.embedding_max_side or math.inf)
+                                          else downscale(image, args.embedding_max_side), module, device)
+                      for image, small in zip(images, smalls)]
         embedding_seconds = time.perf_counter() - start
 
     rows = []

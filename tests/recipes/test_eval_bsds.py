@@ -61,6 +61,7 @@ def test_end_to_end_on_two_tiny_images(tmp_path, capsys):
                            "--margins", "0.9,0.98", "--felzenszwalb-scales", "50,200", "--slic-segments", "50,10",
                            "--quickshift-kernels", "2,4", "--embedding-checkpoint", str(checkpoint),
                            "--embedding-margins", "0.5,0.8,0.9", "--embedding-ms-max-side", "16", "--ucm-levels", "4",
+                           "--embedding-max-side", "24",  # the embedding at 24 px, its results upsampled to 40
                            "--out", str(out)])
     methods = ["pixel-sorting", "mean-shift", "embedding", "embedding-mean-shift", "felzenszwalb", "slic",
                "quickshift"]
@@ -135,7 +136,8 @@ def test_hed_methods_table_and_pictures(tmp_path):
 def test_bad_arguments(tmp_path):
     for argv in (["--methods", "nope"], ["--out", str(tmp_path / "x.txt")], ["--margins", "1.5"],
                  ["--embedding-checkpoint", str(tmp_path / "missing.pt")], ["--grids", "0,2"],
-                 ["--embedding-margins", "1"], ["--embedding-hed-weight", "2"], ["--hed-scales", "1,0"]):
+                 ["--embedding-margins", "1"], ["--embedding-hed-weight", "2"], ["--hed-scales", "1,0"],
+                 ["--hed-side-weights", "1,1"], ["--hed-side-weights", "0,0,0,0,0,0"], ["--embedding-max-side", "-1"]):
         with pytest.raises(SystemExit):
             eval_bsds.main(argv)
     with pytest.raises(FileNotFoundError, match="groundTruth"):
