@@ -31,44 +31,10 @@ sweeps as thresholds):
 
 Every HED method uses one boundary map per image: ``HED.multiscale``, HED's probability
 averaged over the image scales ``--hed-scales`` (default ``segsort_ext.models.MULTISCALE``
-= 0.5, 1, 1.5; ``--hed-scales 1``: HED alone). Chosen for ``hed-owt-ucm`` on 40 BSDS500
-train images (every 5th id, full size, 39 levels; covering ODS / PRI ODS / VOI ODS):
-
-    scales 1                  0.632 / 0.843 / 1.509
-    scales 0.5, 1             0.640 / 0.850 / 1.474
-    scales 1, 2               0.630 / 0.844 / 1.518
-    scales 0.5, 1, 1.5        0.642 / 0.847 / 1.437   (chosen: best covering and VOI)
-    scales 0.5, 1, 2          0.637 / 0.849 / 1.473
-    scales 0.5, 1, 1.5, 2     0.639 / 0.846 / 1.457
-    0.5, 1, 1.5 with sigma 1.5 instead of 1: 0.641 / 0.850 / 1.433 (kept sigma 1)
-
-On the 50 val images at full size (39 levels; + boundary ODS F), HED's fused map alone:
-hed-owt-ucm 0.584 / 0.811 / 1.691 / F 0.706 (scales 1: 0.585 / 0.807 / 1.712 / 0.696);
-embedding-ucm 0.587 / 0.809 / 1.669 / 0.710; hed F 0.718 (scales 1: 0.710); gPb-owt-ucm's
-published BSDS500 test figures: 0.59 / 0.83 / 1.69 / 0.73. The three scales cost 3.3x HED's
-forward (2.1 s vs 0.6 s per 321x481 image, 2 threads, quiet machine).
-
-Every HED method then mixes HED's side outputs by ``--hed-side-weights`` (default
-``segsort_ext.models.UCM_SIDE_WEIGHTS``: sides 3, 4, 5 a sixth each, the fused map half).
-On the 40 train images (scales 0.5, 1, 1.5, 39 levels; fused alone 0.642 / 0.847 / 1.437)
-mixes of the coarse sides with the fused map tied on covering: sides 3-5 : fused 1:1:1:3
-0.647 / 0.848 / 1.458, 1:1:1:6 0.647 / 0.851 / 1.443, 1:1:1:2 0.645 / 0.853 / 1.459,
-sides 2-5 with 4x fused 0.645 / 0.854 / 1.454; all six alike 0.638 / 0.847 / 1.464 (19
-levels). The val images chose between the first two (the data's rule: train on train,
-choose settings on val): 1:1:1:3 0.590 / 0.811 / 1.665 / F 0.713, 1:1:1:6 0.584 / 0.808 /
-1.655 / 0.713, against 0.586 / 0.810 / 1.686 / 0.705 for the fused map through the same
-code (HED maps cached as float16, so a little off the rows above). Averaging each map with
-that of the mirrored image added nothing on train (0.640 / 0.847 / 1.446 at 19 levels), nor
-did 99 levels instead of 39 on val (0.585 / 0.811 / 1.691 / 0.706, fused map). Thinned
-(``hed``), the mix scores boundary F 0.781 on train (39 thresholds; the fused map 0.778 at
-19).
-
-``embedding-ucm``'s settings were chosen on 40 BSDS500 train images (every 5th id, 240 px,
-HED at scale 1; the python/train_bsds.py model, trained on these very images) by covering
-ODS at 19 / 29 / 39 levels: levels in probability units (normalised per image: ~0.01
-lower), ``embedding_boundaries`` radius 3 (0.648 / 0.651 / 0.652; radius 2: 0.642 / 0.646,
-radius 1: 0.647 / 0.643), HED weight w = 0.5 (w = 0.3-0.7 all within 0.012, their order
-changing with the level count; hed-owt-ucm alone: 0.642 at each count).
+= 0.5, 1, 1.5; ``--hed-scales 1``: HED alone), its side outputs mixed by
+``--hed-side-weights`` (default ``segsort_ext.models.UCM_SIDE_WEIGHTS``: sides 3, 4, 5 a
+sixth each, the fused map half; ``0,0,0,0,0,1``: HED's output). docs/BSDS500.md has how
+these and the embedding methods' settings were chosen, with every number measured.
 ``--ucm-levels`` is 39 (thresholds k/40, a superset of 19's k/20: ODS cannot drop).
 
 Images are downscaled to ``--max-side`` (``--full-resolution``: not at all; mean shift,
