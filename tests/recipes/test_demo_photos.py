@@ -1,18 +1,15 @@
-"""The demo's real-photo section (python/demo_photos.py) on tiny photos."""
+"""The demo's real-photo section (python/demo/photos.py) on tiny photos."""
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
-sys.path.insert(0, str(PYTHON_DIR))
+from segsort_ext.models import HED
+from segsort_ext.testing import has_hed_weights
 
-from segsort_ext.models import HED  # noqa: E402
-from segsort_ext.testing import has_hed_weights  # noqa: E402
+from .programs import load
 
-import demo_photos  # noqa: E402
+demo_photos = load("demo/demo.py").photos  # the module the demo runs
 
 
 def tiny_args(*extra):

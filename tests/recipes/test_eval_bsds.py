@@ -1,8 +1,7 @@
-"""python/eval_bsds.py end to end on tiny BSDS500 images (skipped without ../shared/data),
+"""python/bsds/evaluate.py end to end on tiny BSDS500 images (skipped without ../shared/data),
 and its helpers."""
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +10,15 @@ import torch
 
 from segsort_ext.testing import has_hed_weights
 
-PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
-sys.path.insert(0, str(PYTHON_DIR))
+from .programs import common, load
+
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "bsds500"
 BENCH = DATA / "bench"
 
-import bsds_grouping  # noqa: E402
-import bsds_pictures  # noqa: E402
-import eval_bsds  # noqa: E402
+eval_bsds = load("bsds/evaluate.py")
+bsds_data = common("bsds_data")
+bsds_grouping = common("bsds_grouping")
+bsds_pictures = common("bsds_pictures")
 
 # torch.jit is deprecated in torch 2.11; the embedding checkpoint format is TorchScript.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -152,7 +152,7 @@ def test_bad_arguments(tmp_path):
 
 def test_helpers():
     labels = np.array([[5, 7], [9, 5]])
-    up = eval_bsds.upsample_labels(labels, (4, 6))
+    up = bsds_data.upsample_labels(labels, (4, 6))
     assert up.shape == (4, 6)
     np.testing.assert_array_equal(up[:2, :3], 5)
     np.testing.assert_array_equal(up[2:, 3:], 5)

@@ -1,18 +1,15 @@
-"""The programs in python/ run end to end (tiny settings) and write their pictures."""
-import sys
+"""The programs in python/<task>/ run end to end (tiny settings) and write their pictures."""
 from pathlib import Path
 
 import pytest
 
-PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
-sys.path.insert(0, str(PYTHON_DIR))
+from .programs import load
 
 
 def test_demo(tmp_path, capsys):
     import json
 
-    import demo
-
+    demo = load("demo/demo.py")
     out = tmp_path / "demo"
     metrics = demo.main(["--out", str(out), "--steps", "3", "--group-steps", "2", "--train-images", "12",
                          "--test-images", "6", "--group-train-images", "6", "--size", "40", "--group-size", "40",
@@ -36,8 +33,7 @@ def test_demo(tmp_path, capsys):
 
 @pytest.mark.parametrize("use_data", [False, True])
 def test_train_segsort(tmp_path, capsys, use_data):
-    import train_segsort
-
+    train_segsort = load("segsort/train.py")
     data = Path(__file__).resolve().parents[3] / "shared" / "data" / "voc2012"
     if use_data and not data.is_dir():
         pytest.skip("../shared/data absent")

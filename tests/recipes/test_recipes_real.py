@@ -1,9 +1,8 @@
-"""The training recipes in python/ end to end with tiny settings: run folders, metrics in
+"""The training recipes in python/<task>/ end to end with tiny settings: run folders, metrics in
 range, exact resumption, clear errors. Variants on real data use the VOC sample in
 ../shared/data (relative to the project root) and skip without it."""
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +12,12 @@ from PIL import Image
 
 from segsort_ext.testing import has_hed_weights
 
-PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
-sys.path.insert(0, str(PYTHON_DIR))
+from .programs import common, load
 
-import train_grouping  # noqa: E402
-import train_picie  # noqa: E402
-import train_segsort  # noqa: E402
-import train_unsupervised_segsort  # noqa: E402
+train_grouping = load("grouping/train.py")
+train_picie = load("picie/train.py")
+train_segsort = load("segsort/train.py")
+train_unsupervised_segsort = load("segsort/train_unsupervised.py")
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 VOC = SHARED_DATA / "voc2012"
@@ -135,8 +133,7 @@ def test_resume_refuses_changed_run(tmp_path, capsys):
 @pytest.mark.parametrize("shared_present", [False, True])
 def test_default_data(shared_present, tmp_path, monkeypatch):
     """No --data: the VOC sample of ../shared/data when present, else the embedded mosaics."""
-    import recipe_data
-
+    recipe_data = common("data")
     if shared_present and not VOC.is_dir():
         pytest.skip("../shared/data/voc2012 absent")
     if not shared_present:

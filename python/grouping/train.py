@@ -7,14 +7,14 @@ shift runs over all pixels of an image, groups of converged embeddings
 image is its background and the rest are the proposals, scored by size. Scores: average
 recall over IoU 0.5:0.95 and AP at IoU 0.5 (segsort_ext.metrics.InstanceEvaluator).
 
-    python python/train_grouping.py                                    # embedded digit scenes
-    python python/train_grouping.py --data /data/VOCdevkit/VOC2012 --dataset voc-object --steps 5000
+    python python/grouping/train.py                                    # embedded digit scenes
+    python python/grouping/train.py --data /data/VOCdevkit/VOC2012 --dataset voc-object --steps 5000
 
 Data: the embedded DigitScenes by default (the VOC sample in ../shared/data has no
 SegmentationObject/ folder); --dataset voc-object (VOC SegmentationObject, 255 void) or
 sbd-object for real data, images at --scale 0.25 by default (mean shift over all pixels
 of a test image costs O(pixels^2)). Run folder, checkpoints and --resume as in
-python/recipe_run.py.
+python/common/run.py.
 """
 from __future__ import annotations
 
@@ -27,18 +27,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
 import segsort_ext
 from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
 from segsort_ext.datasets import IGNORE_INDEX
 from segsort_ext.metrics import InstanceEvaluator
 from segsort_ext.utils import viz
 
-from recipe_args import add_common_arguments, check_arguments, total_steps
-from recipe_backbones import build_backbone
-from recipe_data import INSTANCE_DATASETS, open_data, sample_crops
-from recipe_eval import embed, save_panels
-from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
+from common.args import add_common_arguments, check_arguments, total_steps
+from common.backbones import build_backbone
+from common.data import INSTANCE_DATASETS, open_data, sample_crops
+from common.evaluate import embed, save_panels
+from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "batch_size", "lr",
          "backbone", "seed", "dim", "alpha", "iters", "pixels", "aug_scale", "coords")

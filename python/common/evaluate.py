@@ -16,7 +16,7 @@ from segsort_ext.metrics import ConfusionMatrix, hungarian_match, semantic_bound
 from segsort_ext.retrieval import SegmentIndex, SegSortPredictor, add_training_segments
 from segsort_ext.utils import viz
 
-from recipe_data import SegmentationData
+from common.data import SegmentationData
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""One picture per BSDS500 image for ``eval_bsds.py``: the image, its human boundaries and
+"""One picture per BSDS500 image for ``bsds/evaluate.py``: the image, its human boundaries and
 every method's result side by side, each panel captioned."""
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 import torch
 
-from recipe_args import fail
+from common.args import fail
 
 CHECKPOINT_FORMAT = 1
 
@@ -98,12 +98,16 @@ class Run:
         out: the run folder.
         fixed: argument names that must not change on --resume (the rest, e.g.
             --steps, --device or evaluation settings, may).
+
+    ``args`` needs ``resume``, ``checkpoint_every`` and ``log_every``; ``device`` (default
+    CPU), ``stop_after`` (default none) and ``quiet`` (default off: print progress) are optional.
     """
 
     def __init__(self, args, recipe: str, out: Path, fixed: Sequence[str]):
         self.args, self.recipe, self.out = args, recipe, Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device = torch.device(args.device)
+        self.device = torch.device(getattr(args, "device", "cpu"))
+        self.say = (lambda *a, **k: None) if getattr(args, "quiet", False) else print
         self.fixed = tuple(fixed)
         self.log_path = self.out / "log.jsonl"
         self.checkpoint_path = self.out / "checkpoint.pt"
@@ -123,7 +127,7 @@ class Run:
         (self.out / "config.json").write_text(json.dumps(self.config(), indent=2) + "\n")
         if not self.args.resume:
             if self.checkpoint_path.exists():
-                print(f"note: {self.checkpoint_path} exists and is overwritten (pass --resume to continue it)")
+                self.say(f"note: {self.checkpoint_path} exists and is overwritten (pass --resume to continue it)")
             self.log_path.write_text("")
             return 0
         if not self.checkpoint_path.is_file():
@@ -152,7 +156,7 @@ class Run:
                 if line.strip() and json.loads(line).get("step", 0) <= step:
                     kept.append(line)
         self.log_path.write_text("".join(line + "\n" for line in kept))
-        print(f"resumed {self.checkpoint_path} at step {step}")
+        self.say(f"resumed {self.checkpoint_path} at step {step}")
         return step
 
     def save(self, step: int) -> None:
@@ -167,25 +171,31 @@ class Run:
         with self.log_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
-        print(f"step {step:5d}/{total}  {shown}  {record['seconds']:.1f} s", flush=True)
+        self.say(f"step {step:5d}/{total}  {shown}  {record['seconds']:.1f} s", flush=True)
+
+    def logs_step(self, step: int, total: int) -> bool:
+        """Whether :meth:`train` logs step ``step`` of ``total`` (the first, every
+        ``--log-every`` -- about 20 per run when 0 -- and the last)."""
+        every = self.args.log_every or max(1, total // 20)
+        return step == 1 or step % every == 0 or step == total
 
     def train(self, step_fn: Callable[[int], dict], start: int, total: int) -> bool:
         """Runs step_fn(step) for step = start+1 .. total with logging and checkpoints.
         Returns False when --stop-after ended it early."""
-        every = self.args.log_every or max(1, total // 20)
+        stop_after = getattr(self.args, "stop_after", None)
         for step in range(start + 1, total + 1):
             values = step_fn(step)
-            if step == 1 or step % every == 0 or step == total:
+            if self.logs_step(step, total):
                 self.log(step, total, values)
             # == (not >=): resuming with the same command line goes on past the stop.
-            stop = step == self.args.stop_after and step < total
+            stop = step == stop_after and step < total
             if stop or step == total or (self.args.checkpoint_every and step % self.args.checkpoint_every == 0):
                 self.save(step)
             if stop:
-                print(f"stopped after step {step} (--stop-after); continue with --resume")
+                self.say(f"stopped after step {step} (--stop-after); continue with --resume")
                 return False
         if start >= total:
-            print(f"the checkpoint is at step {start} >= {total} steps: nothing to train")
+            self.say(f"the checkpoint is at step {start} >= {total} steps: nothing to train")
         return True
 
     def last_logged(self) -> dict:
@@ -199,7 +209,7 @@ class Run:
                    "seconds": round(time.perf_counter() - self.start_time, 2), "args": self.config()}
         metrics = _plain(metrics)
         (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        print(f"wrote {self.out / 'metrics.json'}")
+        self.say(f"wrote {self.out / 'metrics.json'}")
         return metrics
 
 

@@ -78,5 +78,5 @@ def build_backbone(name: str, out_channels: int, *, coords: bool = False) -> nn.
     """The network ``BACKBONES[name]``, at input resolution."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)} "
-                         f"(add one to recipe_backbones.BACKBONES)")
+                         f"(add one to common.backbones.BACKBONES)")
     return FullResolution(BACKBONES[name](out_channels, coords))

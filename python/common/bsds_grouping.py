@@ -1,6 +1,7 @@
-"""Grouping of pixel feature maps into segmentations for ``eval_bsds.py``: pixel sorting
-(``spherical_kmeans``, one level per grid), Kong & Fowlkes' mean shift (one level per
-margin), and the boundaries of a learned embedding for a UCM with HED's."""
+"""Grouping of pixel feature maps into segmentations for ``bsds/evaluate.py`` and the
+demo's photos: pixel sorting (``spherical_kmeans``, one level per grid), Kong & Fowlkes'
+mean shift (one level per margin), and the boundaries of a learned embedding for a UCM
+with HED's."""
 from __future__ import annotations
 
 from typing import List, Sequence
@@ -98,7 +99,7 @@ def embedding_boundaries(emb: torch.Tensor, radius: int = 3) -> np.ndarray:
     pixels either side of a pixel are, ``(1 - cos) / 2``, the larger of the horizontal and
     the vertical pair (edges replicated). Adjacent pixels of a bilinearly upsampled
     half-resolution embedding (as HEDEmbedding's) differ too little to tell its edges from
-    its noise; the default 3 scored best in a UCM with HED (eval_bsds: covering ODS 0.651
+    its noise; the default 3 scored best in a UCM with HED (bsds/evaluate.py: covering ODS 0.651
     against 0.646 with 2 and 0.643 with 1 on 40 train images, 29 levels)."""
     r = radius
     padded = F.pad(emb, (r, r, r, r), mode="replicate")[0]

@@ -17,11 +17,11 @@ Evaluation: held-out pixels get the nearest view-1 K-centroid; clusters are matc
 classes by the Hungarian algorithm (segsort_ext.metrics.hungarian_match) over the whole
 held-out set -> pixel accuracy and mIoU.
 
-    python python/train_picie.py --epochs 10 --out runs/picie
-    python python/train_picie.py --data /data/cocostuff --dataset cocostuff --overclusters 100
+    python python/picie/train.py --epochs 10 --out runs/picie
+    python python/picie/train.py --data /data/cocostuff --dataset cocostuff --overclusters 100
 
-Data as in python/recipe_data.py; run folder, checkpoints and --resume as in
-python/recipe_run.py, the k-means state of the current epoch being part of the checkpoint.
+Data as in python/common/data.py; run folder, checkpoints and --resume as in
+python/common/run.py, the k-means state of the current epoch being part of the checkpoint.
 """
 from __future__ import annotations
 
@@ -33,17 +33,17 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
 import segsort_ext
 from segsort_ext.nn import cluster_balance_weights
 from segsort_ext.transforms import apply_geometry, picie_views
 from segsort_ext.utils import viz
 
-from recipe_args import add_common_arguments, check_arguments
-from recipe_backbones import build_backbone
-from recipe_data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
-from recipe_eval import class_colours, hungarian_scores, save_panels
-from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
+from common.args import add_common_arguments, check_arguments
+from common.backbones import build_backbone
+from common.data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
+from common.evaluate import class_colours, hungarian_scores, save_panels
+from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "clusters", "overclusters", "cluster_pixels",

@@ -31,8 +31,7 @@ from segsort_ext.models import HED, UCM_SIDE_WEIGHTS, HEDEmbedding
 from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, ucm_to_labels
 from segsort_ext.utils import viz
 
-import bsds_grouping
-import bsds_pictures
+from common import bsds_grouping, bsds_pictures
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

@@ -37,10 +37,10 @@ from segsort_ext.datasets import (
 )
 from segsort_ext.transforms import random_crop, random_hflip, random_scale
 
-from recipe_args import fail
+from common.args import fail
 
 #: The shared data folder beside the project root (tests skip data variants without it).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 SEMANTIC_DATASETS = ("auto", "voc", "voc-aug", "sbd", "cityscapes", "cocostuff", "folder", "mosaics")
 INSTANCE_DATASETS = ("auto", "voc-object", "sbd-object", "digits")

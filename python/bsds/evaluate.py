@@ -9,14 +9,14 @@ sweeps as thresholds):
   colour + position features at one bandwidth per level, then
   ``segsort_ext.cluster.extract_instances`` (bandwidth and threshold both derived from a
   margin alpha: ``bandwidth_from_margin`` / ``cosine_threshold_from_margin``);
-* with ``--embedding-checkpoint`` (e.g. ``python/train_bsds.py``'s export), a learned
+* with ``--embedding-checkpoint`` (e.g. ``python/bsds/train.py``'s export), a learned
   embedding grouped three ways: ``embedding``, pixel sorting of it plus position (one
   level per grid); ``embedding-mean-shift``, mean shift of it (one level per
   ``--embedding-margins`` alpha, at ``--embedding-ms-max-side``); ``embedding-ucm``, a UCM
   (``contour_ucm``) of ``--embedding-hed-weight`` x HED + the rest x the embedding's own
-  boundaries (``bsds_grouping.embedding_boundaries``), with HED-owt-ucm's ``contour_ucm``
+  boundaries (``common.bsds_grouping.embedding_boundaries``), with HED-owt-ucm's ``contour_ucm``
   settings, cut at the ucm levels. The embedding sees the image at most
-  ``--embedding-max-side`` (default 240, the size ``train_bsds.py`` trains at) large and its
+  ``--embedding-max-side`` (default 240, the size ``bsds/train.py`` trains at) large and its
   results are resized to the working size;
 * scikit-image's ``felzenszwalb``, ``slic`` and ``quickshift`` at several scales;
 * ``gPb-owt-ucm``: the dataset's own ucm2 results (``--ucm-dir``, or ``<data-root>/ucm2``),
@@ -45,7 +45,7 @@ with ``segsort_ext.metrics.region_benchmark`` (covering, PRI, VOI) and
 segmentation time summed over the images (features included; loading and benchmarking
 excluded; for gPb-owt-ucm only the thresholding of the precomputed maps).
 
-    python python/eval_bsds.py [--data-root ../shared/data/bsds500] [--split val]
+    python python/bsds/evaluate.py [--data-root ../shared/data/bsds500] [--split val]
         [--limit 5] [--max-side 160 | --full-resolution] [--out results.md|results.json]
         [--pictures DIR]
 
@@ -55,7 +55,8 @@ their mean colour; for ``hed`` the thinned boundary map).
 
 Data layout: ``<root>/images/<split>/<id>.jpg`` + ``<root>/groundTruth/<split>/<id>.mat``
 (the BSR release), or the same without the ``<split>`` level (the benchmark sample's
-``bench/`` folder, whose ``ucm2/`` is then used automatically).
+``bench/`` folder, whose ``ucm2/`` is then used automatically): ``segsort_ext.datasets.BSDS500``
+finds the images of either.
 
 ``--embedding-checkpoint`` expects a TorchScript file (``torch.jit.save``) of a module
 mapping a float32 ``(1, 3, H, W)`` RGB image in [0, 1] to ``(1, D, h, w)`` pixel
@@ -67,6 +68,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -76,64 +78,21 @@ import numpy as np
 import scipy.io
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from segsort_ext.datasets import load_bsds_ground_truth
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
 from segsort_ext.metrics import bsds_benchmark, regions_from_ucm2
 from segsort_ext.models import HED, MULTISCALE, UCM_SIDE_WEIGHTS
 from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, edge_nms
 
-import bsds_grouping
-import bsds_pictures
+from common import bsds_grouping, bsds_pictures
+from common.bsds_data import DEFAULT_DATA_ROOT, downscale, load_rgb, open_bsds, upsample_labels
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "bsds500"
 COLUMNS = ("method", "levels", "cov_ods", "cov_ois", "pri_ods", "voi_ods", "bdry_ods_f", "bdry_ois_f", "seconds")
 HEADERS = ("method", "levels", "Cov ODS", "Cov OIS", "PRI ODS", "VOI ODS", "Bdry ODS F", "Bdry OIS F", "seconds")
 EMBEDDING_METHODS = ("embedding", "embedding-mean-shift", "embedding-ucm")
 ALL_METHODS = ("pixel-sorting", "mean-shift", *EMBEDDING_METHODS, "felzenszwalb", "slic", "quickshift",
                "gPb-owt-ucm", "hed", "hed-owt-ucm")
 REGION_COLUMNS = ("cov_ods", "cov_ois", "pri_ods", "voi_ods")
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-
-def find_images(root: Path, split: str) -> List[Dict]:
-    """(id, image path, ground-truth path) of every image with a ground-truth file, by id."""
-    root = Path(root)
-    for images, truths in ((root / "images" / split, root / "groundTruth" / split),
-                           (root / "images", root / "groundTruth")):
-        if images.is_dir() and truths.is_dir():
-            items = [{"id": p.stem, "image": p, "gt": truths / f"{p.stem}.mat"}
-                     for p in sorted(images.glob("*.jpg")) if (truths / f"{p.stem}.mat").is_file()]
-            if items:
-                return items
-    raise FileNotFoundError(f"{root} has no images/{split}/*.jpg with groundTruth/{split}/*.mat "
-                            f"(nor images/*.jpg with groundTruth/*.mat)")
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-def downscale(image: np.ndarray, max_side: Optional[int]) -> np.ndarray:
-    """uint8 HxWx3 -> float32 hxwx3 in [0, 1] with max(h, w) <= max_side (area-averaged)."""
-    h, w = image.shape[:2]
-    if max_side and max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
-    return image.astype(np.float32) / 255.0
-
-
-def upsample_labels(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Nearest-neighbour upsampling of an hxw label map to ``shape`` (pixel centres)."""
-    h, w = labels.shape
-    rows = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(np.int64), w - 1)
-    return labels[rows[:, None], cols[None, :]]
 
 
 def relabel(labels: np.ndarray) -> np.ndarray:
@@ -284,7 +243,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--embedding-margins", type=_floats, default=[0.3, 0.5, 0.7, 0.8, 0.9, 0.95],
                    help="embedding-mean-shift: alpha per level")
     p.add_argument("--embedding-max-side", type=int, default=240,
-                   help="the embedding sees the image at most this large (train_bsds.py's --max-side; 0: working size)")
+                   help="the embedding sees the image at most this large (bsds/train.py's --max-side; 0: working size)")
     p.add_argument("--embedding-ms-max-side", type=int, default=64)
     p.add_argument("--embedding-ms-coord-weight", type=float, default=0.5)
     p.add_argument("--embedding-hed-weight", type=float, default=0.5, help="embedding-ucm: weight of HED's map")
@@ -351,20 +310,19 @@ def main(argv=None) -> List[Dict]:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    items = find_images(args.data_root, args.split)
-    if args.limit:
-        items = items[: args.limit]
-    images = [load_rgb(item["image"]) for item in items]
-    truths = [load_bsds_ground_truth(item["gt"]) for item in items]
+    dataset = open_bsds(args.data_root, args.split, args.limit)
+    ids = dataset.ids
+    images = [load_rgb(dataset.image_path(i)) for i in range(len(dataset))]
+    truths = [dataset.ground_truth(i) for i in range(len(dataset))]
 
     ucm_dir = args.ucm_dir if args.ucm_dir is not None else Path(args.data_root) / "ucm2"
     methods = list(args.methods)
     if args.embedding_checkpoint is None:
         methods = [m for m in methods if m not in EMBEDDING_METHODS]
     if "gPb-owt-ucm" in methods:
-        missing = [item["id"] for item in items if not (ucm_dir / f"{item['id']}.mat").is_file()]
+        missing = [image_id for image_id in ids if not (ucm_dir / f"{image_id}.mat").is_file()]
         if missing:
-            say(f"gPb-owt-ucm skipped: no ucm2 in {ucm_dir} for {len(missing)} of {len(items)} images")
+            say(f"gPb-owt-ucm skipped: no ucm2 in {ucm_dir} for {len(missing)} of {len(ids)} images")
             methods.remove("gPb-owt-ucm")
     hed = None
     if {"hed", "hed-owt-ucm", "embedding-ucm"} & set(methods):
@@ -387,7 +345,7 @@ def main(argv=None) -> List[Dict]:
     thresholds = np.arange(1, args.ucm_levels + 1) / (args.ucm_levels + 1)
 
     def ucm_levels(index):
-        ucm2 = scipy.io.loadmat(ucm_dir / f"{items[index]['id']}.mat")["ucm2"]
+        ucm2 = scipy.io.loadmat(ucm_dir / f"{ids[index]}.mat")["ucm2"]
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def hed_owt_ucm(index, small):
@@ -425,14 +383,14 @@ def main(argv=None) -> List[Dict]:
         "hed-owt-ucm": hed_owt_ucm,
     }
     smalls = [downscale(image, args.max_side) for image in images]
-    say(f"{len(items)} images from {args.data_root} ({args.split}), working size "
+    say(f"{len(ids)} images from {args.data_root} ({args.split}), working size "
         f"{smalls[0].shape[1]}x{smalls[0].shape[0]} for the first; device {device}")
     hed_maps, hed_seconds = [], 0.0  # one forward per image, counted in the seconds of each HED method
     if hed is not None:
         start = time.perf_counter()
-        hed_maps = [hed_boundaries(small, hed, args.hed_scales, args.hed_cache, item["id"], device,
+        hed_maps = [hed_boundaries(small, hed, args.hed_scales, args.hed_cache, image_id, device,
                                    args.hed_side_weights)
-                    for small, item in zip(smalls, items)]
+                    for small, image_id in zip(smalls, ids)]
         hed_seconds = time.perf_counter() - start
     embeddings, embedding_seconds = [], 0.0  # likewise one forward per image for the embedding methods
     if module is not None:
@@ -476,15 +434,15 @@ def main(argv=None) -> List[Dict]:
             image_panels.append(panel)
         say(f"  {name}: done ({seconds:.1f} s); " + format_table([row]).splitlines()[-1])  # in case a long run dies
     if args.pictures is not None:
-        for item, image_panels in zip(items, panels):
-            bsds_pictures.save_picture(args.pictures / f"{item['id']}.png", image_panels)
+        for image_id, image_panels in zip(ids, panels):
+            bsds_pictures.save_picture(args.pictures / f"{image_id}.png", image_panels)
         say(f"pictures: {args.pictures}/<id>.png")
     table = format_table(rows)
     say(table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         if args.out.suffix == ".json":
-            meta = {"data_root": str(args.data_root), "split": args.split, "images": [it["id"] for it in items],
+            meta = {"data_root": str(args.data_root), "split": args.split, "images": ids,
                     "max_side": args.max_side, "device": str(device)}
             args.out.write_text(json.dumps({"settings": meta, "rows": rows}, indent=2) + "\n")
         else:

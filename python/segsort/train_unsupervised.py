@@ -16,11 +16,11 @@ Evaluation (labels are used only here):
   embeddings, clusters matched to classes by the Hungarian algorithm -> accuracy and mIoU,
   as PiCIE reports.
 
-    python python/train_unsupervised_segsort.py --steps 200 --out runs/unsup
-    python python/train_unsupervised_segsort.py --pseudo felzenszwalb --annotated-images 20
-    python python/train_unsupervised_segsort.py --pseudo hed-owt-ucm --annotated-images 20
+    python python/segsort/train_unsupervised.py --steps 200 --out runs/unsup
+    python python/segsort/train_unsupervised.py --pseudo felzenszwalb --annotated-images 20
+    python python/segsort/train_unsupervised.py --pseudo hed-owt-ucm --annotated-images 20
 
-Data as in python/recipe_data.py; run folder, checkpoints and --resume as in python/recipe_run.py.
+Data as in python/common/data.py; run folder, checkpoints and --resume as in python/common/run.py.
 """
 from __future__ import annotations
 
@@ -31,17 +31,17 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
 import segsort_ext
 from segsort_ext.models import HED
 from segsort_ext.transforms import HED_UCM_OPTIONS, pseudo_segments
 from segsort_ext.utils import viz
 
-from recipe_args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
-from recipe_backbones import build_backbone
-from recipe_data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
-from recipe_eval import class_colours, embed, hungarian_scores, knn_scores, save_panels
-from recipe_run import GeneratorState, Run, poly_schedule, seed_everything, start_run
+from common.args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
+from common.backbones import build_backbone
+from common.data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
+from common.evaluate import class_colours, embed, hungarian_scores, knn_scores, save_panels
+from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 
 FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test_images", "num_classes",
          "batch_size", "lr", "backbone", "seed", "dim", "concentration", "grid", "kmeans_iters", "memory_batches",

