@@ -1,6 +1,7 @@
 """The layout rules of docs/DESIGN.md, checked on the source: layer order, no private
-names across subpackages, no use of the deprecated flat module paths, file length, and
-an ``import segsort_ext`` that stays light."""
+names across subpackages, no use of the deprecated flat module paths, file length, an
+``import segsort_ext`` that stays light, and the programs of python/ in task folders that
+share code through python/common/ only."""
 import ast
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "segsort_ext"
+PROGRAMS = ROOT / "python"
+SHARED = "common"  # python/common/: the one package the programs share
 
 # Lower layers never import higher ones; equal ranks do not import each other.
 LAYERS = {"utils": 0, "ops": 1, "transforms": 2, "retrieval": 2, "models": 2, "cluster": 3, "metrics": 3, "datasets": 3,
@@ -106,6 +109,60 @@ def test_long_files_say_why():
         if len(lines) > LONG_FILE_LINES and not any(line.startswith(LONG_FILE_MARKER) for line in lines[:15]):
             bad.append(f"{path.relative_to(ROOT)}: {len(lines)} lines")
     assert not bad, f"files over {LONG_FILE_LINES} lines without a '{LONG_FILE_MARKER}' reason:\n" + "\n".join(bad)
+
+
+def _is_program(path: Path) -> bool:
+    """A program runs as a script: it has an ``if __name__ == "__main__":`` block."""
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare) \
+                and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__":
+            return True
+    return False
+
+
+def test_programs_live_in_task_folders():
+    loose = sorted(p.name for p in PROGRAMS.glob("*.py"))
+    assert not loose, f"python/ holds no .py itself: a program goes in python/<task>/, shared code in " \
+                      f"python/{SHARED}/ ({loose})"
+    assert (PROGRAMS / SHARED / "__init__.py").is_file()
+    shared_programs = [p.name for p in sorted((PROGRAMS / SHARED).rglob("*.py")) if _is_program(p)]
+    assert not shared_programs, f"python/{SHARED}/ holds no program: {shared_programs}"
+
+
+def test_programs_import_only_common_and_their_own_private_modules():
+    """A file of python/<task>/ imports ``common.*``, the modules of its own folder that are
+    not programs, ``segsort_ext`` and third-party packages; never a program (its own
+    folder's included), another task's folder or module, nor anything by path at run time.
+    python/common/ imports only ``common.*`` of python/."""
+    modules = {}  # top-level name -> the files of python/ that an import of it could mean
+    for path in PROGRAMS.rglob("*.py"):
+        rel = path.relative_to(PROGRAMS)
+        modules.setdefault(rel.parts[0] if len(rel.parts) > 1 else path.stem, set()).add(path.parent)
+        if path.stem != "__init__":
+            modules.setdefault(path.stem, set()).add(path.parent)
+    dynamic = {"import_module", "__import__", "spec_from_file_location", "run_path", "run_module"}
+    bad = []
+    for path in sorted(PROGRAMS.rglob("*.py")):
+        folder, rel = path.parent, path.relative_to(ROOT)
+        private = set() if folder.name == SHARED else \
+            {p.stem for p in folder.glob("*.py") if p != path and not _is_program(p)}
+        for module, names in _imports(path):
+            top = module.split(".")[0]
+            if top == SHARED:
+                targets = [module.split(".")[1:]] if module != SHARED else [[name] for name in names]
+                for parts in targets:
+                    target = PROGRAMS.joinpath(SHARED, *parts)
+                    if not (target.with_suffix(".py").is_file() or (target / "__init__.py").is_file()):
+                        bad.append(f"{rel} imports {SHARED}.{'.'.join(parts)}, which python/{SHARED}/ lacks")
+                continue
+            if top == "python" or (top in modules and top not in private):
+                bad.append(f"{rel} imports {module}: another program, task or folder of python/")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "attr", getattr(node.func, "id", None))
+                if name in dynamic:
+                    bad.append(f"{rel}:{node.lineno} imports by name or path at run time ({name})")
+    assert not bad, "\n".join(bad)
 
 
 def test_import_is_light():
