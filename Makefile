@@ -48,10 +48,10 @@ build: $(BUILT)
 	$(PY) -m segsort_ext.buildinfo
 
 demo: build
-	$(PY) python/demo.py
+	$(PY) python/demo/demo.py
 
 train: build
-	$(PY) python/train_segsort.py $(if $(wildcard ../shared/data/voc2012),--data ../shared/data/voc2012,)
+	$(PY) python/segsort/train.py $(if $(wildcard ../shared/data/voc2012),--data ../shared/data/voc2012,)
 
 test: build
 	$(PY) -m pytest tests -q
