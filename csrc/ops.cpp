@@ -2,6 +2,8 @@
 // tensors cross into C++ through the dispatcher, never through pybind11).
 #include <torch/extension.h>
 
+#include "segsort/simd.h"
+
 #ifdef SEGSORT_WITH_CUDA
 #include <cuda_runtime_api.h>
 #endif
@@ -75,6 +77,7 @@ py::dict build_info() {
   info["arch_list"] = std::string(SEGSORT_ARCH_LIST);
   info["torch_version"] = std::string(TORCH_VERSION);
   info["csrc_digest"] = std::string(SEGSORT_CSRC_DIGEST);  // of the sources this was built from
+  info["cpu_simd_bits"] = segsort::cpu_simd_bytes() * 8;   // the widest this CPU runs
   return info;
 }
 

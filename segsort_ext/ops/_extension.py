@@ -7,6 +7,7 @@ and ``HAS_EXTENSION`` tells which is in use.
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -28,6 +29,30 @@ except ImportError as exc:
 
 ops = torch.ops.segsort_ext
 
+#: SEGSORT_SIMD value -> vector width in bits of the CPU kernels it selects.
+SIMD_WIDTHS = {"baseline": 128, "avx2": 256, "avx512": 512}
+
+
+def _simd_bits() -> int | None:
+    """The vector width of the CPU kernels: the widest this CPU runs, or the one the
+    environment variable SEGSORT_SIMD names (tests run every width on one machine).
+    Checked here, before any kernel runs, so that a bad value is a clear error."""
+    if not HAS_EXTENSION:
+        return None
+    widest = int(_C.build_info()["cpu_simd_bits"])
+    asked = os.environ.get("SEGSORT_SIMD", "")
+    if not asked:
+        return widest
+    if asked not in SIMD_WIDTHS:
+        raise ValueError(f"SEGSORT_SIMD must be one of {sorted(SIMD_WIDTHS)} (or unset), got {asked!r}")
+    if SIMD_WIDTHS[asked] > widest:
+        raise ValueError(f"SEGSORT_SIMD={asked} asks for {SIMD_WIDTHS[asked]}-bit vectors, but this CPU runs at "
+                         f"most {widest}-bit ones")
+    return SIMD_WIDTHS[asked]
+
+
+SIMD_BITS = _simd_bits()
+
 
 def has_cuda_kernels() -> bool:
     """True when the extension was compiled with its CUDA kernels."""
@@ -39,4 +64,4 @@ def extension_info() -> dict:
     ``torch_version``, ``csrc_digest``, ...), or ``{"import_error": reason}``."""
     if not HAS_EXTENSION:
         return {"import_error": str(IMPORT_ERROR)}
-    return dict(_C.build_info())
+    return {**_C.build_info(), "simd_bits": SIMD_BITS}
