@@ -14,12 +14,15 @@ HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 BUILD_FLAVOUR := $(if $(filter 1,$(REQUIRE_CUDA) $(WITH_CUDA) $(HAVE_GPU)),cuda,cpu)
 BUILT := $(VENV)/.built-$(BUILD_FLAVOUR)
 
-.PHONY: help venv build demo train test lint format bench cmake buildinfo clean
+.PHONY: help venv build demo train voc test test-simd lint format bench cmake buildinfo clean
 
 help:
 	@echo "make demo   - build, then the main job: SegSort vs softmax, kNN explanations, mean-shift grouping (outputs/demo/)"
 	@echo "make train  - build, then the SegSort recipe: train, bank, kNN inference, mIoU (outputs/train_segsort/)"
+	@echo "make voc    - build, then SegSort vs softmax vs unsupervised SegSort on PASCAL VOC 2012 (outputs/voc/;"
+	@echo "              VOC_ROOT=<VOC-layout root>, default ../shared/data/voc2012_train; SEEDS=0,1,2)"
 	@echo "make test   - build, then run the test suite"
+	@echo "make test-simd - the kernel tests again at every narrower SIMD width this CPU runs (SEGSORT_SIMD)"
 	@echo "make lint   - ruff and clang-format checks (make format applies them)"
 	@echo "make bench  - build, then run the benchmarks (pytest-benchmark)"
 	@echo "make cmake  - configure and build csrc/ with CMake (compile_commands.json)"
@@ -53,8 +56,25 @@ demo: build
 train: build
 	$(PY) python/segsort/train.py $(if $(wildcard ../shared/data/voc2012),--data ../shared/data/voc2012,)
 
+VOC_ROOT ?= ../shared/data/voc2012_train
+SEEDS ?= 0
+voc: build
+	$(PY) python/voc/train_eval.py --data $(VOC_ROOT) --seeds $(SEEDS) --out outputs/voc
+
 test: build
 	$(PY) -m pytest tests -q
+
+# The CPU kernels pick their vector width at run time and torch's BLAS its code path by
+# CPU: rerun the tests of the kernels and of what builds on them at every narrower width
+# this CPU runs (SEGSORT_SIMD) on MKL's AVX2 path (what AMD machines get), so that no
+# result depends on the machine. `make test` already ran the widest width.
+SIMD_TEST_DIRS = tests/ops tests/retrieval tests/cluster
+test-simd: build
+	@for simd in $$($(PY) -c "from segsort_ext.ops import extension_info as e; b = e()['cpu_simd_bits']; \
+	print(*[n for n, w in (('baseline', 128), ('avx2', 256)) if w < b])"); do \
+	  echo "== SEGSORT_SIMD=$$simd MKL_ENABLE_INSTRUCTIONS=AVX2"; \
+	  SEGSORT_SIMD=$$simd MKL_ENABLE_INSTRUCTIONS=AVX2 $(PY) -m pytest $(SIMD_TEST_DIRS) -q -p no:cacheprovider || exit 1; \
+	done
 
 CXX_SOURCES = $(shell find csrc tests/ops/cuda_emulation -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
 
