@@ -49,6 +49,11 @@ REFUSED = [
     ("kmeans_seed_overflow", lambda: SphericalKMeans(2, seed=2**64), ValueError, "seed"),
     ("kmeans_device_name", lambda: SphericalKMeans(2, device="gpu0"), ValueError, "device"),
     ("kmeans_device_type", lambda: SphericalKMeans(2, device=1.5), TypeError, "device"),
+    ("kmeans_device_bool", lambda: SphericalKMeans(2, device=True), TypeError, "device"),
+    ("kmeans_device_meta", lambda: SphericalKMeans(2, device="meta"), ValueError, "device"),
+    # an absent GPU fails in the constructor, not in fit (issue 25)
+    ("kmeans_device_absent", lambda: SphericalKMeans(2, device=f"cuda:{torch.cuda.device_count() + 7}"),
+     ValueError, "device"),
     ("kmeans_init_sample_negative", lambda: SphericalKMeans(2, init_sample=-1), ValueError, "init_sample"),
     ("kmeans_distributed_type", lambda: SphericalKMeans(2, distributed=1), TypeError, "distributed"),
     # SphericalKMeans: data
