@@ -64,12 +64,39 @@ def _open_image(path, what: str, decode: Callable):
 def read_image(path: PathLike) -> torch.Tensor:
     """Read an image file as a float tensor ``(3, H, W)`` in [0, 1] (RGB).
 
+    8-bit images are divided by 255; 16-bit greyscale images (Pillow modes ``I;16*``, and
+    ``I`` with values in [0, 65535], as older Pillows open a 16-bit PNG) by 65535, so their
+    full range maps to [0, 1] instead of being clipped at 255.
+
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not a readable image (corrupt, truncated, another format).
+        ValueError: the file is not a readable image (corrupt, truncated, another format),
+            or a greyscale image whose values are not 8- or 16-bit (32-bit integer values
+            outside [0, 65535], floating-point mode ``F``), naming the file.
     """
-    array = _open_image(path, "read_image", lambda img: np.asarray(img.convert("RGB"), dtype=np.uint8))
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
+    array, scale = _open_image(path, "read_image", _decode_rgb)
+    if scale is None:
+        raise ValueError(f"{path}: read_image reads 8- and 16-bit images; this one is a {array} image")
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if tensor.dim() == 2:
+        tensor = tensor.unsqueeze(2).expand(-1, -1, 3)
+    return tensor.permute(2, 0, 1).float().div_(scale).contiguous()
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _decode_rgb(img):
+    """(array, scale): an HxWx3 uint8 array and 255, an HxW 16-bit array (as int32) and
+    65535, or (a description, None) for an image that is neither."""
+    if img.mode in _SIXTEEN_BIT_MODES or img.mode == "I":
+        values = np.asarray(img).astype(np.int32)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            return f"32-bit integer (mode {img.mode!r}, values {values.min()}..{values.max()})", None
+        return values, 65535.0
+    if img.mode == "F":
+        return "32-bit floating-point (mode 'F')", None
+    return np.asarray(img.convert("RGB"), dtype=np.uint8), 255.0
 
 
 _LABEL_MODES = ("P", "L", "I", "I;16", "I;16B", "I;16L")
