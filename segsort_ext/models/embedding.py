@@ -72,6 +72,12 @@ class HEDEmbedding(nn.Module):
     TorchScript-able (``torch.jit.script``), trunk included, e.g. for
     ``python/eval_bsds.py --embedding-checkpoint``.
 
+    dtype, as :class:`HED`: the images must have the module's dtype (that of ``hed``,
+    float32 as constructed; ``.double()`` makes a float64 model) and be on its device, with
+    ``B, H, W >= 1``; anything else is refused naming ``images`` (and the module's dtype),
+    never cast implicitly. A NaN/inf pixel is not checked: the embeddings its receptive
+    field reaches come out NaN.
+
     Args:
         hed: the trunk's source (its VGG16 stages and input normalisation are kept; the side
             outputs are not used); a random-weight :class:`HED` when None. See
@@ -99,16 +105,25 @@ class HEDEmbedding(nn.Module):
         self.stages = hed.stages
         self.register_buffer("bgr_mean", hed.bgr_mean.clone(), persistent=False)
         self.stages.requires_grad_(trainable_trunk)
-        self.head = HypercolumnHead(dim, stage_dim=stage_dim, hidden=hidden)
+        # The head takes the trunk's dtype and device (a float64 HED makes a float64 model).
+        self.head = HypercolumnHead(dim, stage_dim=stage_dim, hidden=hidden).to(hed.bgr_mean)
         self.config: Dict[str, int] = {"dim": int(dim), "stage_dim": int(stage_dim), "hidden": int(hidden)}
 
     def hypercolumn_features(self, images: torch.Tensor) -> List[torch.Tensor]:
         """The head's input: the trunk's five stage outputs (HED's preprocessing and 'same'
         pooling), conv1_2 average-pooled to the grid of conv2_2."""
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError("images must have shape (B, 3, H, W), got " + str(images.shape))
         if not images.is_floating_point():
             raise TypeError("images must be a float tensor of RGB in [0, 1], got " + str(images.dtype))
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError("images must have shape (B, 3, H, W), got " + str(list(images.shape)))
+        if images.shape[0] < 1 or images.shape[2] < 1 or images.shape[3] < 1:
+            raise ValueError("images must not be empty: B, H, W >= 1, got shape " + str(list(images.shape)))
+        if images.dtype != self.bgr_mean.dtype:
+            raise TypeError("images must have the module's dtype " + str(self.bgr_mean.dtype) + ", got "
+                            + str(images.dtype) + " (cast the images, or the module with .to(dtype))")
+        if images.device != self.bgr_mean.device:
+            raise ValueError("images (" + str(images.device) + ") must be on the module's device ("
+                             + str(self.bgr_mean.device) + ")")
         x = images.flip(1) * 255.0 - self.bgr_mean
         features: List[torch.Tensor] = []
         for k, stage in enumerate(self.stages):

@@ -91,3 +91,21 @@ def test_bad_arguments(model):
         HEDEmbedding(trainable_trunk=1)
     with pytest.raises(ValueError, match="dim"):
         HypercolumnHead(0)
+
+
+def test_dtype_policy_images_must_have_the_modules_dtype(model):
+    images = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"images.*module's dtype torch\.float32.*torch\.float64"):
+        model(images)
+    double = HEDEmbedding(HED().double(), dim=8)  # the head follows the trunk's dtype
+    out = double(images)
+    assert out.dtype == torch.float64 and out.shape == (1, 8, 4, 4)
+    assert HEDEmbedding(HED(), dim=8).double()(images).dtype == torch.float64
+    with pytest.raises(TypeError, match="images"):
+        double(images.float())
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 8, 8), (1, 3, 0, 8), (1, 3, 8, 0)])
+def test_empty_images_are_refused(model, shape):
+    with pytest.raises(ValueError, match="images must not be empty"):
+        model(torch.rand(shape))

