@@ -25,10 +25,15 @@ A file is a ``torch.save`` zip of one dict of plain values and tensors, so it lo
 Every file segsort_ext has written carries the magic and version 1, so there is no older
 layout to read. ``faiss_ivf`` is checked by the IVF backend (it needs faiss); faiss' own
 reader parses it, so a deliberately crafted blob is only as safe as faiss' reader.
+
+Sizes are checked before anything is sized from them: an archive member larger than the
+file, or a tensor that is not dense (a stride-0 view of a few stored elements claiming
+billions of rows), is refused as corrupt, naming the file.
 """
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import BinaryIO, Optional, Union
 
 import torch
@@ -76,6 +81,7 @@ def read(path: Union[str, os.PathLike, BinaryIO], *, max_dim: int, max_classes: 
             newer than this segsort_ext reads.
     """
     shown = _shown(path)
+    _check_archive(path, shown)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:
@@ -91,10 +97,47 @@ def read(path: Union[str, os.PathLike, BinaryIO], *, max_dim: int, max_classes: 
         raise ValueError(f"{shown} has SegmentIndex format version {version}; this segsort_ext reads up to "
                          f"{VERSION}: upgrade segsort_ext to load it")
     try:
+        _check_tensor_sizes(state)
         _check_fields(state, max_dim, max_classes)
     except ValueError as error:
         raise corrupt(path, error) from None
     return {name: state[name] for name in FIELDS} | {"dtype": STORAGE_DTYPES[state["dtype"]]}
+
+
+def _check_archive(path, shown: str) -> None:
+    """Before torch.load allocates anything: every member of the zip archive at ``path``
+    (a path; a file object is checked after loading only) must fit in the file's own size.
+    torch.save stores its members uncompressed, so a member that claims more bytes than the
+    whole file has (a crafted or damaged central directory) is refused here rather than
+    allocated."""
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        return  # torch.load raises the OSError of a missing path or a directory
+    size = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip: torch.load refuses it (or reads the legacy format) below
+    for member in members:
+        if member.file_size > size:
+            raise ValueError(f"corrupt SegmentIndex file {shown}: archive member {member.filename!r} claims "
+                             f"{member.file_size} bytes, more than the file's {size}")
+
+
+def _check_tensor_sizes(state: dict) -> None:
+    """Every tensor field must be dense (contiguous, its elements all in its storage),
+    before anything is computed from it: a crafted file can hold a stride-0 tensor of one
+    stored element that claims billions of rows, which the checks and the index would
+    then expand (24 GiB for 3.2e9 int64 rows)."""
+    for name in [*(n for n in FIELDS if n in state), *(n for n in state if n not in FIELDS)]:
+        value = state[name]
+        if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+            continue
+        needed = value.numel() * value.element_size()
+        stored = value.untyped_storage().nbytes() - value.storage_offset() * value.element_size()
+        if needed and (not value.is_contiguous() or needed > stored):
+            raise ValueError(f"field {name} is not a dense tensor: shape {tuple(value.shape)}, strides "
+                             f"{value.stride()}, {needed} bytes of elements in {max(stored, 0)} stored bytes")
 
 
 def _int(state: dict, name: str, minimum: int, maximum: Optional[int] = None) -> None:
