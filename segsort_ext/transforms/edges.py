@@ -28,6 +28,23 @@ def _edge_map(edges, name: str = "edges") -> torch.Tensor:
     return edges
 
 
+def _finite(x: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} must be finite: it holds NaN or infinite values")
+
+
+def _without_overflow(edges: torch.Tensor) -> torch.Tensor:
+    """``edges`` with every map whose largest finite magnitude is within 64x of the dtype's
+    maximum divided by a power of two (exactly, without a sync), so that the Hessian's
+    differences cannot overflow; the angles do not depend on the scale. Other maps are
+    returned unchanged."""
+    limit = torch.finfo(edges.dtype).max / 64
+    magnitude = torch.where(torch.isfinite(edges), edges.abs(), 0).amax(dim=(-2, -1), keepdim=True)
+    exponent = torch.frexp(magnitude).exponent
+    scale = torch.where(magnitude > limit, torch.ldexp(torch.ones_like(magnitude), -exponent), 1)
+    return edges * scale
+
+
 def _symmetric_index(size: int, pad: int, device) -> torch.Tensor:
     """Indices of a length-``size`` axis padded by ``pad`` on both sides with mirror copies
     that repeat the edge sample (MATLAB's ``padarray(..., 'symmetric')``)."""
@@ -44,21 +61,28 @@ def triangle_blur(image: torch.Tensor, radius: int) -> torch.Tensor:
         radius: ``r >= 0`` (0 returns the input).
 
     Returns:
-        the smoothed ``(..., H, W)`` tensor.
+        the smoothed ``(..., H, W)`` tensor. NaN/inf: a non-finite pixel makes exactly the
+        outputs within ``radius`` of it (in each axis) non-finite -- NaN, or inf of its sign
+        (NaN where both signs meet, or where low precision rounds a weight to 0); the
+        others are untouched. Any float dtype (float16/bfloat16 computed in float32).
     """
     checks.float_tensor(image, "image")
     radius = checks.nonnegative_int(radius, "radius")
     if radius == 0:
         return image
-    ramp = torch.arange(1, radius + 2, dtype=image.dtype, device=image.device)
+    # float16/bfloat16 accumulate in float32 (the library's convention; torch's
+    # low-precision CPU convolutions also let a NaN reach outputs outside its window).
+    low_precision = image.dtype.itemsize < 4
+    work = image.float() if low_precision else image
+    ramp = torch.arange(1, radius + 2, dtype=work.dtype, device=image.device)
     taps = torch.cat([ramp, ramp.flip(0)[1:]]) / (radius + 1) ** 2
     shape = image.shape
-    x = image.reshape(-1, 1, *shape[-2:])
+    x = work.reshape(-1, 1, *shape[-2:])
     x = x.index_select(3, _symmetric_index(shape[-1], radius, image.device))
     x = F.conv2d(x, taps.view(1, 1, 1, -1))
     x = x.index_select(2, _symmetric_index(shape[-2], radius, image.device))
     x = F.conv2d(x, taps.view(1, 1, -1, 1))
-    return x.reshape(shape)
+    return x.reshape(shape).to(image.dtype)
 
 
 def edge_orientation(edges: torch.Tensor, smoothing: int = 4) -> torch.Tensor:
@@ -78,9 +102,11 @@ def edge_orientation(edges: torch.Tensor, smoothing: int = 4) -> torch.Tensor:
     Returns:
         ``(..., H, W)`` angle in ``[0, pi)`` from the column axis (x, to the right) towards
         the row axis (y, downwards): 0 across a vertical edge, ``pi / 2`` across a
-        horizontal one.
+        horizontal one. NaN/inf: a non-finite pixel makes the angles within ``smoothing +
+        2`` pixels of it NaN (the blur, then two central differences); the others are
+        untouched.
     """
-    smooth = triangle_blur(_edge_map(edges), smoothing)
+    smooth = triangle_blur(_without_overflow(_edge_map(edges)), smoothing)
     # Central differences inside, one-sided at the sides (MATLAB's gradient).
     dy, dx = torch.gradient(smooth, dim=(-2, -1))
     dxx = torch.gradient(dx, dim=-1)[0]
@@ -134,8 +160,13 @@ def edge_nms(
 
     Returns:
         ``(..., H, W)``: ``edges`` with the suppressed pixels set to 0 and the border faded.
+
+    NaN/inf: ``edges`` and ``orientation`` must be finite; a NaN or infinite value in
+    either is refused with a ValueError naming the argument (the comparisons along the
+    normal have no meaning for it). The check syncs a CUDA device once.
     """
     _edge_map(edges)
+    _finite(edges, "edges")
     radius = checks.positive_int(radius, "radius")
     border = checks.nonnegative_int(border, "border")
     tolerance = checks.number(tolerance, "tolerance", minimum=0.0)
@@ -147,6 +178,7 @@ def edge_nms(
         if orientation.shape != edges.shape:
             raise ValueError(f"orientation must have the shape of edges {tuple(edges.shape)}, "
                              f"got {tuple(orientation.shape)}")
+        _finite(orientation, "orientation")
     shape = edges.shape
     h, w = shape[-2:]
     e = edges.reshape(-1, h, w)

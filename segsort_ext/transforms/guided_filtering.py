@@ -3,6 +3,8 @@ around it in semantic soft segmentation (Aksoy et al., SIGGRAPH 2018): box means
 PCA and per-channel rescaling of (B, C, H, W) maps, differentiable, in plain PyTorch."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -85,7 +87,8 @@ def guided_filter(guide_image: torch.Tensor, features: torch.Tensor, radius: int
 
     Returns:
         (B, C, H, W) filtered features. Differentiable in both inputs. A non-finite input
-        value makes the outputs within 2 * radius of it NaN.
+        value makes the outputs within 2 * radius of it NaN; the others are untouched.
+        float16/bfloat16 work (the G x G inverses are taken in float32).
     """
     check.float_tensor(guide_image, "guide_image")
     check.float_tensor(features, "features")
@@ -116,7 +119,10 @@ def guided_filter(guide_image: torch.Tensor, features: torch.Tensor, radius: int
     # Non-finite systems (a NaN or inf in the window) are inverted as the identity and
     # come out NaN: linalg.inv may raise on them.
     solvable = torch.isfinite(system).flatten(-2).all(-1)[..., None, None]
-    inverse = torch.where(solvable, torch.linalg.inv(torch.where(solvable, system, identity)), torch.nan)
+    # linalg.inv has no float16/bfloat16 kernels: those invert in float32.
+    solved = torch.where(solvable, system, identity)
+    solved = torch.linalg.inv(solved.float() if solved.dtype.itemsize < 4 else solved).to(system.dtype)
+    inverse = torch.where(solvable, solved, torch.nan)
     outputs = []
     for start in range(0, features.shape[1], channel_chunk):
         p = features[:, start:start + channel_chunk]
@@ -148,7 +154,10 @@ def pca_project(features: torch.Tensor, dims: int = 3) -> torch.Tensor:
 
     Returns:
         (B, dims, H, W) projections (mean zero per image and channel), ordered by
-        decreasing variance; all NaN for an image with a non-finite value.
+        decreasing variance. NaN/inf stay local: a pixel with a non-finite channel is left
+        out of its image's mean and principal components and is projected to NaN; the other
+        pixels are projected as if it were absent. float16/bfloat16 work (the C x C
+        eigenproblem is solved in float32).
     """
     check.float_tensor(features, "features")
     if features.dim() != 4:
@@ -158,17 +167,31 @@ def pca_project(features: torch.Tensor, dims: int = 3) -> torch.Tensor:
     if dims > C:
         raise ValueError(f"dims must be <= the number of channels C = {C}, got {dims}")
     pixels = features.reshape(B, C, H * W).transpose(1, 2)
-    centred = pixels - pixels.mean(1, keepdim=True)
-    scatter = centred.transpose(1, 2) @ centred
-    # eigh fails on non-finite matrices: such images are decomposed as the identity, and
-    # their projections come out NaN through the centred pixels.
+    valid = torch.isfinite(pixels).all(2, keepdim=True)  # (B, H*W, 1)
+    if bool(valid.all()):
+        centred = pixels - pixels.mean(1, keepdim=True)
+        kept = centred
+    else:
+        # Pixels with a non-finite channel take no part in the mean or the scatter and
+        # come out NaN; the other pixels are projected as if they were absent.
+        count = valid.sum(1, keepdim=True).clamp_min(1).to(pixels.dtype)
+        mean = torch.where(valid, pixels, 0).sum(1, keepdim=True) / count
+        kept = torch.where(valid, pixels - mean, 0)
+        centred = torch.where(valid, kept, torch.nan)
+    low_precision = kept.dtype.itemsize < 4  # eigh has no float16/bfloat16 kernels
+    work = kept.float() if low_precision else kept
+    scatter = work.transpose(1, 2) @ work
+    # eigh fails on non-finite matrices (finite pixels whose products overflow): such
+    # images are decomposed as the identity, and their projections come out NaN.
     finite = torch.isfinite(scatter).flatten(1).all(1)[:, None, None]
     identity = torch.eye(C, dtype=scatter.dtype, device=scatter.device)
     # eigh of the C x C scatter matrix: cheaper than an SVD of the (H*W, C) pixels.
     _, vectors = torch.linalg.eigh(torch.where(finite, scatter, identity))
     components = vectors[:, :, -dims:].flip(-1)  # (B, C, dims), largest eigenvalue first
     components = _canonical_signs(components)
-    return (centred @ components).transpose(1, 2).reshape(B, dims, H, W)
+    projected = (centred.to(components.dtype) @ components).to(features.dtype)
+    projected = torch.where(finite, projected, torch.nan)
+    return projected.transpose(1, 2).reshape(B, dims, H, W)
 
 
 def _canonical_signs(components: torch.Tensor) -> torch.Tensor:
@@ -178,24 +201,38 @@ def _canonical_signs(components: torch.Tensor) -> torch.Tensor:
     return components * torch.where(signs == 0, 1.0, signs).to(components.dtype)
 
 
-def rescale_to_unit(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def rescale_to_unit(x: torch.Tensor, eps: Optional[float] = None) -> torch.Tensor:
     """Min-max rescales each channel of each image to [0, 1]:
-    ``(x - min) / max(max - min, eps)`` (a constant channel becomes 0).
+    ``(x - min) / max(max - min, eps)`` (a constant channel becomes 0), min and max taken
+    over the channel's finite values.
 
     Args:
-        x: (B, C, H, W) float tensor.
-        eps: the smallest span, a normal number of x's dtype.
+        x: (B, C, H, W) float tensor (float16/bfloat16 computed in float32).
+        eps: the smallest span, a normal number of x's dtype; None (default) is 1e-12,
+            or the dtype's smallest normal number where that is larger (float16).
     Returns:
-        (B, C, H, W) in [0, 1]; a channel with a NaN is all NaN.
+        (B, C, H, W) in [0, 1], x's dtype. NaN/inf stay local: a NaN stays NaN at its
+        pixel, +inf/-inf become 1/0, and the other pixels are rescaled by the finite
+        values alone (a channel with none is NaN where NaN, else 0 or 1).
     """
     check.float_tensor(x, "x")
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
     dtype_range = torch.finfo(x.dtype)
+    if eps is None:
+        eps = max(1e-12, dtype_range.tiny)
     eps = check.number(eps, "eps", minimum=dtype_range.tiny, maximum=dtype_range.max)
     if x.numel() == 0:
         return x.clone()
     flat = x.flatten(2)
-    low = flat.amin(2, keepdim=True)
-    span = (flat.amax(2, keepdim=True) - low).clamp_min(eps)
-    return ((flat - low) / span).view_as(x)
+    if flat.dtype.itemsize < 4:
+        flat = flat.float()  # max - min of float16 values may overflow float16
+    finite = torch.isfinite(flat)
+    any_finite = finite.any(2, keepdim=True)
+    low = torch.where(any_finite, torch.where(finite, flat, torch.inf).amin(2, keepdim=True), 0)
+    high = torch.where(any_finite, torch.where(finite, flat, -torch.inf).amax(2, keepdim=True), 0)
+    # The span of finite values may itself overflow (-max .. max): the differences are of
+    # halves (exact but for subnormal values), the quotient the same.
+    span = (high / 2 - low / 2).clamp_min(eps / 2)
+    out = ((flat / 2 - low / 2) / span).clamp(0, 1)
+    return out.to(x.dtype).view_as(x)

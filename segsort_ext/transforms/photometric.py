@@ -8,6 +8,12 @@ maps, and each operation has one implementation shared by:
   batch, :func:`apply_photometric` applies it to (B, 3, H, W) images (differentiable).
 
 Random draws come from a ``torch.Generator`` on the CPU, in float64.
+
+NaN/inf policy (every function here; float16/bfloat16 alike): a non-finite pixel stays
+local. The contrast's mean grey level is taken over the finite pixels only, so a NaN or
+inf pixel changes no other pixel, except through the Gaussian blur, whose window around
+it comes out NaN. At its own pixel NaN stays NaN, and +inf/-inf become 1/0 under the
+clamps to [0, 1] (or NaN where a factor of 0 multiplies them). Nothing is refused.
 """
 from __future__ import annotations
 
@@ -45,8 +51,16 @@ def _brightness(images: torch.Tensor, factor: Factor) -> torch.Tensor:
     return (images * factor).clamp(0, 1)
 
 
+def _finite_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over (H, W) of the finite values only (0 where there is none): a NaN or inf
+    pixel does not reach the other pixels through the mean."""
+    finite = torch.isfinite(x)
+    total = torch.where(finite, x, 0).sum((-2, -1), keepdim=True)
+    return total / finite.sum((-2, -1), keepdim=True).clamp_min(1).to(x.dtype)
+
+
 def _contrast(images: torch.Tensor, factor: Factor) -> torch.Tensor:
-    return _blend(images, _grey(images).mean((-2, -1), keepdim=True), factor)
+    return _blend(images, _finite_mean(_grey(images)), factor)
 
 
 def _saturation(images: torch.Tensor, factor: Factor) -> torch.Tensor:
@@ -97,7 +111,8 @@ def color_jitter(
     for ``x`` = brightness, contrast, saturation, and a hue shift uniform in ``[-hue, hue]``
     (fraction of the colour wheel, hue <= 0.5); the four enabled operations are applied in a
     random order drawn from ``generator``, clamping to [0, 1] after each.  Brightness scales
-    the image, contrast blends it with its mean gray level, saturation with its gray image.
+    the image, contrast blends it with its mean gray level (over the finite pixels),
+    saturation with its gray image. NaN/inf stay at their own pixel (the module's policy).
     """
     strengths = jitter_strengths(brightness, contrast, saturation, hue)
     check.generator(generator)
@@ -216,8 +231,10 @@ def apply_photometric(images: torch.Tensor, photometric: Photometric) -> torch.T
 
     Returns:
         (B, 3, H, W) images in [0, 1], same dtype. Differentiable in the images. A NaN
-        pixel makes its image NaN wherever it reaches: the whole image under a contrast
-        change (the mean grey level), its blur window under a blur.
+        or inf pixel reaches no other pixel (the mean grey level of the contrast is over
+        the finite pixels) except its blur window under a blur, which comes out NaN; at
+        its own pixel NaN stays NaN and +inf/-inf are clamped to 1/0 (NaN under a zero
+        factor). An identity transform returns the image unchanged, NaN included.
     """
     check.float_tensor(images, "images")
     if images.dim() != 4 or images.shape[1] != 3:

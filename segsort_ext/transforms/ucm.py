@@ -73,7 +73,11 @@ def edge_strength(image: torch.Tensor, *, sigma: float = 1.0) -> torch.Tensor:
 
 def _contour_array(contours, name: str = "contours") -> np.ndarray:
     if isinstance(contours, torch.Tensor):
-        contours = contours.detach().cpu().numpy()
+        if contours.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got {contours.dtype}")
+        # numpy has no bfloat16: float tensors become float64 here, exactly.
+        contours = contours.detach().cpu()
+        contours = (contours.double() if contours.is_floating_point() else contours).numpy()
     elif not isinstance(contours, np.ndarray):
         raise TypeError(f"{name} must be a torch.Tensor or numpy array (H, W), got {type(contours).__name__}")
     if contours.ndim != 2 or contours.shape[0] < 1 or contours.shape[1] < 1:
@@ -218,8 +222,11 @@ def contour_ucm(contours: ArrayLike, *, markers: Optional[ArrayLike] = None, sig
     0.850 vs 0.847, VOI 1.433 vs 1.437: no reason to change.
 
     Args:
-        contours: ``(H, W)`` non-negative boundary strengths (torch or numpy), e.g.
-            :func:`edge_strength` or a learned contour detector's output.
+        contours: ``(H, W)`` non-negative finite boundary strengths (torch of any real
+            dtype, bfloat16 included, or numpy), e.g. :func:`edge_strength` or a learned
+            contour detector's output. NaN or inf is refused (ValueError naming
+            ``contours``); finite values up to float's maximum give finite levels (no
+            level exceeds the largest strength).
         markers: optional int ``(H, W)`` watershed seeds (0 = not a seed).
         sigma: standard deviation (pixels) of the Gaussian smoothing of ``contours`` for the
             watershed only: fewer spurious basins from noise in flat areas (0: none; at most
@@ -244,6 +251,13 @@ def contour_ucm(contours: ArrayLike, *, markers: Optional[ArrayLike] = None, sig
     watershed = require("skimage.segmentation", "contour_ucm").watershed
     strength = _contour_array(contours)
     H, W = strength.shape
+    # Strengths near float's maximum would overflow the smoothing and the sums of the
+    # boundary means: they are divided by a power of two (exactly), the levels multiplied
+    # back at the end.
+    exponent = 0
+    if strength.max() > 2.0**512:
+        exponent = int(np.frexp(strength.max())[1])
+        strength = np.ldexp(strength, -exponent)
     sigma = smoothing_sigma(sigma, strength.shape)
     if markers is not None:
         if isinstance(markers, torch.Tensor):
@@ -287,6 +301,8 @@ def contour_ucm(contours: ArrayLike, *, markers: Optional[ArrayLike] = None, sig
     levels = _merge_levels(num_regions, keys // num_regions, keys % num_regions, sums, counts)
     if normalize and levels.size and levels.max() > 0:
         levels = levels / levels.max()
+    elif exponent:
+        levels = np.ldexp(levels, exponent)  # each level <= max(contours), so finite
 
     pixel_levels = levels[pair_of_pixel]
     n_h = int(h_cut.sum())

@@ -133,22 +133,30 @@ def test_guided_filter_keeps_non_finite_values_local(generator):
         torch.testing.assert_close(out[~reached], clean[~reached], rtol=1e-9, atol=1e-11)
 
 
-def test_pca_project_of_an_image_with_nan_is_nan_and_the_others_unchanged(generator):
+def test_pca_project_leaves_a_non_finite_pixel_out_and_projects_it_to_nan(generator):
     features = torch.randn(2, 4, 5, 6, dtype=torch.float64, generator=generator)
     clean = pca_project(features, 2)
-    features[0, 1, 2, 3] = float("nan")
-    out = pca_project(features, 2)
-    assert out[0].isnan().all()
-    assert torch.equal(out[1], clean[1])
+    for value in (float("nan"), float("inf")):
+        bad = features.clone()
+        bad[0, 1, 2, 3] = value
+        out = pca_project(bad, 2)
+        assert out[0, :, 2, 3].isnan().all()
+        # The other pixels: projected as if the bad one were absent.
+        others = torch.ones(5, 6, dtype=torch.bool)
+        others[2, 3] = False
+        alone = pca_project(features[0][:, others].reshape(1, 4, 1, -1), 2)
+        torch.testing.assert_close(out[0][:, others], alone.reshape(2, -1), rtol=1e-12, atol=1e-12)
+        assert torch.equal(out[1], clean[1])
 
 
-def test_rescale_to_unit_nan_channel_and_empty_maps(generator):
+def test_rescale_to_unit_keeps_nan_at_its_pixel_and_empty_maps(generator):
     x = torch.rand(2, 3, 4, 5, dtype=torch.float64, generator=generator)
+    x[0, 1, 2, 2] = x[0, 1, 0, 0]  # a copy: min and max do not depend on this pixel
     clean = rescale_to_unit(x)
     x[0, 1, 2, 2] = float("nan")
     out = rescale_to_unit(x)
-    assert out[0, 1].isnan().all()
-    keep = torch.ones(2, 3, dtype=torch.bool)
-    keep[0, 1] = False
+    assert out[0, 1, 2, 2].isnan()
+    keep = ~out.isnan()
+    assert int((~keep).sum()) == 1
     assert torch.equal(out[keep], clean[keep])
     assert rescale_to_unit(torch.zeros(2, 3, 0, 5)).shape == (2, 3, 0, 5)
