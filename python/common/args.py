@@ -19,6 +19,29 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line, ``error: <message naming the option>``
+    on stderr with exit status 2 (argparse's own prints the usage first)."""
+
+    def error(self, message: str) -> None:
+        fail(message)
+
+
+def option(name: str) -> str:
+    """The command-line spelling of an argument name: 'batch_size' -> '--batch-size'."""
+    return "--" + name.replace("_", "-")
+
+
+def check_finite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """parser.error for any float argument (alone or in a list) that is NaN or infinite:
+    range checks written as ``value <= 0`` let NaN through."""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            shown = value if isinstance(value, float) else list(value)
+            parser.error(f"{option(name)} must be a finite number, got {shown}")
+
+
 def parse_grid(text: str) -> Tuple[int, int]:
     """'6' -> (6, 6); '4x6' -> (4, 6): an argparse type."""
     try:
@@ -90,6 +113,7 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
                     positive: Sequence[str] = (), nonnegative: Sequence[str] = ()) -> None:
     """parser.error (exit status 2, a message naming the argument) on bad values; resolves
     ``args.device``."""
+    check_finite(parser, args)
     for name in ("batch_size", *positive):
         value = getattr(args, name)
         if value is not None and value <= 0:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from segsort_ext.datasets import BSDS500
 
+from common.args import fail
 from common.data import SHARED_DATA
 
 DEFAULT_DATA_ROOT = SHARED_DATA / "bsds500"
@@ -18,16 +19,44 @@ DEFAULT_DATA_ROOT = SHARED_DATA / "bsds500"
 
 def open_bsds(root: Path, split: str, limit: int = 0) -> BSDS500:
     """``BSDS500(root, split)`` (a folder without splits, such as the benchmark sample's
-    ``bench/``, whatever the split), keeping its first ``limit`` images by id (0: all)."""
-    dataset = BSDS500(root, split)
+    ``bench/``, whatever the split), keeping its first ``limit`` images by id (0: all).
+    For a program: a missing, empty or unusable root exits with one line naming
+    ``--data-root`` (status 2)."""
+    try:
+        dataset = BSDS500(root, split)
+    except (OSError, ValueError, TypeError) as error:
+        fail(f"--data-root {root}: {_first_line(error)}")
     if limit:
         dataset.ids = dataset.ids[:limit]
+    if not dataset.ids:
+        fail(f"--data-root {root}: no images in split {split!r}")
     return dataset
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def load_rgb(path: Path) -> np.ndarray:
-    """uint8 HxWx3 RGB of an image file."""
-    return np.asarray(Image.open(path).convert("RGB"))
+    """uint8 HxWx3 RGB of an image file (ValueError naming a file that is not a readable
+    image)."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # PIL raises anything on a damaged file
+        raise ValueError(f"{path}: cannot read it as an image ({type(error).__name__}: {error})") from error
+
+
+def read_image_and_truth(dataset: BSDS500, index: int, root: Path):
+    """(uint8 HxWx3 image, human segmentations) of image ``index``; for a program a damaged
+    or missing file exits with one line naming it and ``--data-root`` (status 2)."""
+    try:
+        return load_rgb(dataset.image_path(index)), dataset.ground_truth(index)
+    except (OSError, ValueError) as error:
+        fail(f"--data-root {root}: {_first_line(error)}")
 
 
 def downscale(image: np.ndarray, max_side: Optional[int]) -> np.ndarray:

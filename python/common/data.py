@@ -81,7 +81,10 @@ class ScaledSet:
     def item(self, index: int) -> Tuple[torch.Tensor, torch.Tensor, str]:
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        image, label, name = self.dataset[index]
+        try:
+            image, label, name = self.dataset[index]
+        except (ValueError, OSError) as error:  # the loaders name the damaged or missing file
+            fail(f"--data: cannot read image {index} of the data set: {str(error).splitlines()[0]}")
         if self.scale != 1.0:
             size = (max(1, round(image.shape[1] * self.scale)), max(1, round(image.shape[2] * self.scale)))
             image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True,
@@ -262,8 +265,9 @@ def open_data(args, task: str, *, real_scale: float = 0.5) -> SegmentationData:
     and the resolved dataset is recorded in ``args`` (part of a run's identity for --resume)."""
     try:
         data = load_data(args, task, real_scale=real_scale)
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
+    except (ValueError, OSError) as error:
+        fail(str(error).splitlines()[0] if str(error).strip() else f"--data: {type(error).__name__}")
+    data.train.item(0), data.test.item(0)  # a damaged data root is refused now, not in the middle of training
     args.resolved_dataset, args.data_root = data.kind, data.root
     return data
 

