@@ -77,7 +77,7 @@ def read_image(path: PathLike) -> torch.Tensor:
     array, scale = _open_image(path, "read_image", _decode_rgb)
     if scale is None:
         raise ValueError(f"{path}: read_image reads 8- and 16-bit images; this one is a {array} image")
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    tensor = torch.from_numpy(np.array(array, copy=True))
     if tensor.dim() == 2:
         tensor = tensor.unsqueeze(2).expand(-1, -1, 3)
     return tensor.permute(2, 0, 1).float().div_(scale).contiguous()
