@@ -4,6 +4,10 @@
   ``(image, label)`` pairs, usable as a Dataset ``transform`` (labels stay aligned, padding
   takes the ignore index).
 - :func:`picie_views`: PiCIE's two views of a batch, with the geometry that relates them.
+
+NaN/inf policy: that of the geometric and photometric transforms they compose (nothing is
+refused; a non-finite pixel reaches the outputs resampled from it and, under PiCIE's blur,
+its blur window, and no other pixel).
 """
 from __future__ import annotations
 

@@ -7,6 +7,10 @@ The edge normal comes from the second derivatives of the map smoothed by a trian
 filter; a pixel is suppressed when its value (times a small tolerance) is below the
 bilinearly interpolated value at distance ``1..radius`` along the normal on either side;
 responses within ``border`` pixels of the image sides are faded linearly to zero there.
+
+NaN/inf policy: :func:`triangle_blur` and :func:`edge_orientation` keep a non-finite pixel
+local (the outputs within their window of it); :func:`edge_nms` refuses one (ValueError
+naming ``edges`` or ``orientation``).
 """
 from __future__ import annotations
 

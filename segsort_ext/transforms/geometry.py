@@ -14,6 +14,11 @@ Coordinates: an axis of n pixels spans [0, 1]; pixel i covers [i / n, (i + 1) / 
 has its centre at (i + 0.5) / n (``align_corners=False``). A box is (top, left, bottom,
 right) in these units, so it names the same region at every resolution. Random draws come
 from a ``torch.Generator`` on the CPU, in float64, so a seed reproduces them on any device.
+
+NaN/inf policy (every function here, any float dtype): pixel values are moved, never
+checked. A NaN or inf pixel reaches only the outputs sampled from it -- itself under a
+crop, pad or flip, the bilinear cell around it (at most 3x3 per upscaling by <= 1.5)
+under :func:`random_scale` / :func:`apply_geometry` -- and no other output.
 """
 from __future__ import annotations
 

@@ -1,6 +1,11 @@
 """He et al.'s guided filter (ECCV 2010 / TPAMI 2013) and the feature-map preprocessing
 around it in semantic soft segmentation (Aksoy et al., SIGGRAPH 2018): box means, per-image
-PCA and per-channel rescaling of (B, C, H, W) maps, differentiable, in plain PyTorch."""
+PCA and per-channel rescaling of (B, C, H, W) maps, differentiable, in plain PyTorch.
+
+NaN/inf policy: nothing is refused and a non-finite value stays local -- box_filter: the
+windows holding it; guided_filter: the outputs within 2 * radius (NaN); pca_project and
+rescale_to_unit: its own pixel (NaN, or 0/1 for -inf/+inf under rescale_to_unit), the
+others computed from the finite pixels alone. float16/bfloat16 work throughout."""
 from __future__ import annotations
 
 from typing import Optional

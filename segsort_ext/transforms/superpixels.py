@@ -7,6 +7,10 @@
   on ignored pixels, ready to pass as ``labels`` to ``SegSortLoss(loss='vmf')``; besides the
   superpixels, ``method='contour-ucm'`` cuts the OWT-UCM hierarchy of given contour maps
   (the paper's unsupervised setting: HED contours -> OWT-UCM -> segments).
+
+NaN/inf policy: refused. An image (or contour map) holding NaN or inf is a ValueError
+naming ``image`` (``contours``) -- scikit-image has no meaning for it; float16/bfloat16
+inputs are read exactly as float64.
 """
 from __future__ import annotations
 

@@ -19,6 +19,11 @@ The ``ucm2`` layout (as ``BSR/bench`` ``ucm2/*.mat``): an array ``(2H+1, 2W+1)``
 ``(2y+2, 2x+1)``; every even-even cell (junctions and the frame) holds the maximum of its
 4-neighbours, and the other frame cells are 0.  Regions at threshold ``t`` are the
 8-connected components of ``ucm2 <= t`` sampled at the pixel cells.
+
+NaN/inf policy: refused. :func:`edge_strength`, :func:`image_ucm` (``image``),
+:func:`contour_ucm` (``contours``) and :func:`ucm_to_labels` (``ucm2``) raise a ValueError
+naming the argument for a NaN or inf value; finite values up to float's maximum give finite
+levels. Any real dtype, float16/bfloat16 included, is read exactly as float64.
 """
 from __future__ import annotations
 
