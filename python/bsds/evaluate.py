@@ -85,7 +85,7 @@ from segsort_ext.models import HED, MULTISCALE, UCM_SIDE_WEIGHTS
 from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, edge_nms
 
 from common import bsds_grouping, bsds_pictures
-from common.args import ArgumentParser, check_finite, fail
+from common.args import ArgumentParser, check_finite, fail, resolve_device
 from common.bsds_data import DEFAULT_DATA_ROOT, downscale, open_bsds, read_image_and_truth, upsample_labels
 
 COLUMNS = ("method", "levels", "cov_ods", "cov_ois", "pri_ods", "voi_ods", "bdry_ods_f", "bdry_ois_f", "seconds")
@@ -156,7 +156,10 @@ def hed_boundaries(image: np.ndarray, model, scales: Sequence[float], cache: Opt
         tag += "_w" + "-".join(f"{s:.3g}" for s in side_weights)
     path = None if cache is None else cache / f"{image_id}_{w}x{h}{tag}.npy"
     if path is not None and path.is_file():
-        return np.load(path)
+        try:
+            return np.load(path)
+        except (ValueError, OSError, EOFError):
+            pass  # a damaged cache file (an interrupted write ...) is computed again
     rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
     with torch.inference_mode():
         probability = model.multiscale(rgb, scales, side_weights)[0, 0].double().cpu().numpy()
@@ -303,6 +306,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--embedding-max-side must be >= 0")
     if not 0 <= args.embedding_hed_weight <= 1 or args.embedding_ms_max_side < 1:
         p.error("--embedding-hed-weight must lie in [0, 1] and --embedding-ms-max-side be >= 1")
+    try:
+        args.device = str(resolve_device(args.device))
+    except ValueError as error:
+        p.error(str(error))
     if args.out is not None and args.out.suffix not in (".json", ".md"):
         p.error("--out must end in .json or .md")
     if args.embedding_checkpoint is not None and not args.embedding_checkpoint.is_file():
@@ -371,7 +378,11 @@ def main(argv=None) -> List[Dict]:
     thresholds = np.arange(1, args.ucm_levels + 1) / (args.ucm_levels + 1)
 
     def ucm_levels(index):
-        ucm2 = scipy.io.loadmat(ucm_dir / f"{ids[index]}.mat")["ucm2"]
+        path = ucm_dir / f"{ids[index]}.mat"
+        try:
+            ucm2 = scipy.io.loadmat(path)["ucm2"]
+        except (scipy.io.matlab.MatReadError, ValueError, OSError, KeyError, TypeError, NotImplementedError) as error:
+            fail(f"--ucm-dir {ucm_dir}: cannot read the ucm2 of {path} ({type(error).__name__}: {error})")
         return [regions_from_ucm2(ucm2, t) for t in thresholds]
 
     def hed_owt_ucm(index, small):

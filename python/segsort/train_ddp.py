@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import sys
 import time
@@ -109,6 +110,12 @@ def all_sum(values, device, distributed: bool) -> list[float]:
     return tensor.tolist()
 
 
+def refuse(message: str) -> None:
+    """A bad option: one line ``error: ...`` on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
@@ -121,6 +128,13 @@ def main(argv=None) -> None:
     parser.add_argument("--backend", default="auto", choices=("auto", "gloo", "nccl"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    for name in ("steps", "batch_size", "size", "dim", "train_images"):
+        if getattr(args, name) < 1:
+            refuse(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.test_images < 0:
+        refuse(f"--test-images must be >= 0, got {args.test_images}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        refuse(f"--lr must be a finite number > 0, got {args.lr}")
     rank, world, device, distributed = setup(args.backend)
     torch.manual_seed(args.seed)  # identical initial weights (DDP also broadcasts rank 0's)
     if device.type == "cpu":

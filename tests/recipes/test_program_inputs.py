@@ -51,7 +51,8 @@ def _parse(program, argv, tmp_path, monkeypatch):
         raise Started(f"{program} {argv}: the checks let it through")
 
     monkeypatch.setattr(module, "open_data", started)
-    return lambda: module.main([*argv, "--out", str(tmp_path / "run" / "out.png"), "--device", "cpu"])
+    device = [] if "--device" in argv else ["--device", "cpu"]
+    return lambda: module.main([*argv, "--out", str(tmp_path / "run" / "out.png"), *device])
 
 
 def _numeric_options(program):
@@ -272,3 +273,24 @@ def test_train_unsupervised_refuses_a_garbage_hed_weights_file(tmp_path, capsys)
         ["--dataset", "mosaics", "--train-images", "2", "--test-images", "1", "--steps", "1", "--pseudo",
          "hed-owt-ucm", "--hed-weights", str(weights), "--out", str(tmp_path / "run" / "out.png"),
          "--device", "cpu"]), "--hed-weights", "hed.h5")
+
+
+@pytest.mark.parametrize("device", ["gpu0", "meta", f"cuda:{torch.cuda.device_count() + 7}"])
+@pytest.mark.parametrize("program", [BSDS_EVALUATE, *RECIPES])
+def test_an_unusable_device_is_refused(program, device, tmp_path, monkeypatch, capsys):
+    _refuses(capsys, _parse(program, ["--device", device], tmp_path, monkeypatch), "--device")
+
+
+def test_bsds_evaluate_refuses_a_damaged_ucm2_file(bsds_root, tmp_path, capsys):
+    ucm_dir = tmp_path / "ucm2"
+    ucm_dir.mkdir()
+    (ucm_dir / "1.mat").write_bytes(b"not a mat file")
+    _refuses(capsys, lambda: load(BSDS_EVALUATE).main(
+        ["--data-root", str(bsds_root), "--methods", "gPb-owt-ucm", "--ucm-dir", str(ucm_dir), "--quiet"]),
+        "--ucm-dir", "1.mat")
+
+
+@pytest.mark.parametrize("argv", [["--lr", "nan"], ["--lr", "inf"], ["--lr=-1"], ["--steps", "0"],
+                                  ["--batch-size=-1"], ["--test-images=-1"], ["--dim", "0"]])
+def test_train_ddp_refuses_bad_numbers(argv, capsys):
+    _refuses(capsys, lambda: load("segsort/train_ddp.py").main(argv), argv[0].split("=")[0])
