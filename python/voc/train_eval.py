@@ -44,7 +44,7 @@ from segsort_ext.datasets import IGNORE_INDEX, VOC_CLASSES
 from segsort_ext.models import HED, hed_weights_path
 from segsort_ext.retrieval import SegmentIndex, SegSortPredictor, add_training_segments
 
-from common.args import fail, parse_grid, resolve_device
+from common.args import ArgumentParser, fail, parse_grid, resolve_device
 from common.evaluate import semantic_scores
 from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 from voc_data import cached_features, choose_split, valid_labels
@@ -79,8 +79,8 @@ def _methods(text: str):
     return [m for m in METHODS if m in names]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--data", default=str(DEFAULT_ROOT), help="VOC-layout root (JPEGImages/, SegmentationClass/, "
         "ImageSets/Segmentation/train.txt)")
@@ -291,6 +291,11 @@ def main(argv=None) -> None:
         split.train = split.train[:args.train_images]
     if args.test_images:
         split.test = split.test[:args.test_images]
+    missing = [path for image_id in split.train + split.test
+               for path in (root / "JPEGImages" / f"{image_id}.jpg", root / "SegmentationClass" / f"{image_id}.png")
+               if not path.is_file()]
+    if missing:
+        fail(f"--data {root}: {len(missing)} listed image or label files are missing, e.g. {missing[0]}")
     if not split.train or not split.test:
         fail(f"--data {root}: {len(split.train)} training and {len(split.test)} test images; both are needed")
     print(f"VOC at {root}: {len(split.train)} training images, {len(split.test)} test images ({split.test_split}); "
@@ -299,8 +304,12 @@ def main(argv=None) -> None:
     common = dict(side=args.side, cache_dir=out / "cache", hed=hed, hed_path=hed_path,
                   regions=args.pseudo_segments)
     began = time.perf_counter()
-    train_cache = cached_features(root, split.train, pseudo="unsupervised" in args.methods, what="train", **common)
-    test_cache = cached_features(root, split.test, pseudo=False, what="test", **common)
+    try:
+        train_cache = cached_features(root, split.train, pseudo="unsupervised" in args.methods, what="train",
+                                      **common)
+        test_cache = cached_features(root, split.test, pseudo=False, what="test", **common)
+    except (OSError, ValueError) as error:  # a missing or damaged image or label file
+        fail(f"--data {root}: {error}")
     cache_seconds = time.perf_counter() - began
     del hed
 

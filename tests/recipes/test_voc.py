@@ -97,3 +97,21 @@ def test_bad_data_roots_are_one_line(layout, tmp_path, capsys):
         program.main(["--data", str(root), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert f"--data {root}: no " in capsys.readouterr().err
+
+
+@needs_voc
+@pytest.mark.parametrize("damage", ["image", "label", "missing_label"])
+def test_damaged_files_are_one_line(damage, tmp_path, capsys):
+    program = load("voc/train_eval.py")
+    root = voc_root(tmp_path, 10)
+    image_id = (root / "ImageSets" / "Segmentation" / "train.txt").read_text().split()[1]
+    path = root / ("JPEGImages" if damage == "image" else "SegmentationClass") / \
+        f"{image_id}{'.jpg' if damage == 'image' else '.png'}"
+    path.unlink()
+    if damage != "missing_label":
+        path.write_bytes(b"not an image at all")
+    with pytest.raises(SystemExit) as exit_info:
+        program.main(["--data", str(root), "--out", str(tmp_path / "out"), *TINY])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar, if any
+    assert last.startswith(f"error: --data {root}: ") and image_id in last and "Traceback" not in last
