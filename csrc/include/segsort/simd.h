@@ -57,7 +57,8 @@ inline int64_t simd_bytes() {
     const std::string name(asked);
     const int64_t wanted = name == "baseline" ? 16 : name == "avx2" ? 32 : name == "avx512" ? 64 : 0;
     TORCH_CHECK(wanted != 0, "SEGSORT_SIMD must be baseline, avx2 or avx512, got '", name, "'");
-    TORCH_CHECK(wanted <= widest, "SEGSORT_SIMD=", name, " but this CPU runs at most ", widest * 8, "-bit vectors");
+    TORCH_CHECK(wanted <= widest, "SEGSORT_SIMD=", name, " but this CPU runs at most ", widest * 8,
+                "-bit vectors");
     return wanted;
   }();
   return bytes;
