@@ -45,27 +45,6 @@ def _unit_rows(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return unit, has_direction
 
 
-
-def _usable_device(device) -> Optional[torch.device]:
-    """None, or a device this process can allocate on: a bad name or an absent GPU
-    (``"cuda:7"`` on a one-GPU machine) fails here, naming ``device``, not in ``fit``."""
-    if device is None:
-        return None
-    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
-        raise TypeError(f"device must be a torch.device, a string or None, got {type(device).__name__}")
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device: {error}") from None
-    if parsed.type == "meta":
-        raise ValueError(f"device must be a device that holds data, got {parsed}")
-    try:
-        torch.empty(0, device=parsed)
-    except (RuntimeError, AssertionError) as error:  # torch without CUDA support raises AssertionError
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"device = {str(parsed)!r} is not available here ({reason})") from None
-    return parsed
-
 class SphericalKMeans:
     """Dataset-level spherical k-means (PiCIE-style clustering of pixel features).
 
@@ -136,7 +115,7 @@ class SphericalKMeans:
         self.tol = check.number(tol, "tol", finite=False)
         self.chunk_size = check.positive_int(chunk_size, "chunk_size")
         self.seed = check.seed(seed, "seed")
-        self.device = _usable_device(device)
+        self.device = check.device(device, "device")
         self.init_sample = max(num_clusters, check.nonnegative_int(init_sample, "init_sample"))
         self.distributed = distributed
         self.process_group = process_group

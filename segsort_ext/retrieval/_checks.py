@@ -54,24 +54,3 @@ def search_block(value, name: str) -> Optional[tuple[int, int]]:
     if len(value) != 2:
         raise ValueError(f"{name} must be (query rows, bank rows), got {value!r}")
     return check.positive_int(value[0], f"{name}[0]"), check.positive_int(value[1], f"{name}[1]")
-
-
-def device(value, name: str) -> Optional[torch.device]:
-    """None, or a torch.device this process can allocate on: a bad string or an absent GPU
-    fails where it is given, naming the argument, not at the first use."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, torch.device, int)):
-        raise TypeError(f"{name} must be a str, a torch.device, a CUDA ordinal or None, got {type(value).__name__}")
-    try:
-        parsed = torch.device(value)
-    except RuntimeError as error:
-        raise ValueError(f"{name} = {value!r} is not a torch device ({error})") from None
-    if parsed.type == "meta":
-        raise ValueError(f"{name} must be a device that holds data, got {parsed}")
-    try:
-        torch.empty(0, device=parsed)
-    except (RuntimeError, AssertionError) as error:  # torch without CUDA support raises AssertionError
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{name} = {str(parsed)!r} is not available here ({reason})") from None
-    return parsed

@@ -152,7 +152,7 @@ class SegmentIndex:
         self._ivf_nlist = ivf_nlist
         self._ivf_nprobe = ivf_nprobe
         self._search_block = _checks.search_block(search_block, "search_block")
-        self._requested_device = _checks.device(device, "device")
+        self._requested_device = check.device(device, "device")
         self._distributed = distributed
         self._process_group = process_group
 
@@ -474,7 +474,7 @@ class SegmentIndex:
         state = index_file.read(path, max_dim=cls.MAX_DIM, max_classes=cls.MAX_CLASSES)
         if device is None and state["device"] is not None:
             try:
-                device = _checks.device(state["device"], "device")
+                device = check.device(state["device"], "device")
             except ValueError as error:
                 raise ValueError(f"device is None, so {path!s} would load on the device it was saved "
                                  f"on, {state['device']!r}, which is not available here: pass device='cpu' "
