@@ -67,9 +67,9 @@ test: build
 
 # The CPU kernels pick their vector width at run time: rerun the tests of the kernels and
 # of what builds on them at every narrower width this CPU runs (SEGSORT_SIMD; `make test`
-# ran the widest), and the retrieval tests once more on MKL's AVX2 code path (what AMD
-# machines get; it gave the retrieval failure of issue 25), so that no result depends on
-# the machine. (The k-means tests are not run on MKL's AVX2 path: there its GEMM is not
+# ran the widest), and the retrieval tests once more on MKL's AVX2 code path (it reproduces
+# the retrieval failure seen on AMD machines, issue 25), so that no result depends on the
+# machine. (The k-means tests are not run on MKL's AVX2 path: there its GEMM is not
 # bit-reproducible across thread counts, see issue 25's note.)
 SIMD_TEST_DIRS = tests/ops tests/retrieval tests/cluster
 test-simd: build

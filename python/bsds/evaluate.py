@@ -216,8 +216,7 @@ def _ints(text: str) -> List[int]:
 
 def build_parser() -> ArgumentParser:
     """The program's options (:func:`parse_args` parses and checks them)."""
-    p = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--split", default="val")
     p.add_argument("--limit", type=int, default=5, help="first N images (by id); 0 = all")

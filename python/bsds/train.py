@@ -68,8 +68,7 @@ FIXED = ("data_root", "split", "limit", "max_side", "batch", "lr", "dim", "grid"
 
 def build_parser() -> ArgumentParser:
     """The program's options (:func:`parse_args` parses and checks them)."""
-    p = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     p.add_argument("--split", default="train")
     p.add_argument("--limit", type=int, default=0, help="first N images (by id); 0 = all")

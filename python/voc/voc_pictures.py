@@ -57,7 +57,7 @@ def draw_retrieval(path: Path, root: Path, split, train_cache: dict, test_cache:
     for i in torch.randperm(len(split.test), generator=generator).tolist():
         embedding = F.normalize(body(test_cache["pool3"][i][:1].float()), dim=1).detach()
         segments = _segments_of(embedding, args.test_grid)
-        labels8 = valid_labels(test_cache_labels8(test_cache, i, embedding.shape[-2:]))
+        labels8 = valid_labels(_labels_on_grid(test_cache, i, embedding.shape[-2:]))
         for s in segments.size.argsort(descending=True).tolist():
             mask = segments.ids[0] == s
             votes = labels8[mask]
@@ -98,7 +98,7 @@ def draw_retrieval(path: Path, root: Path, split, train_cache: dict, test_cache:
     plt.close(fig)
 
 
-def test_cache_labels8(test_cache: dict, i: int, size) -> torch.Tensor:
+def _labels_on_grid(test_cache: dict, i: int, size) -> torch.Tensor:
     """The held-out image's labels on the embedding's grid (nearest)."""
     labels = test_cache["labels"][i]
     return F.interpolate(labels[None, None].float(), size=tuple(size), mode="nearest")[0, 0].to(torch.uint8)
