@@ -24,7 +24,7 @@ from segsort_ext.ops import (
 )
 from segsort_ext.utils.lazy import lazy_exports
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY_NAMES = {
     "SphericalKMeans": "segsort_ext.cluster",

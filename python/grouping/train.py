@@ -35,7 +35,7 @@ from segsort_ext.metrics import InstanceEvaluator
 from segsort_ext.utils import viz
 
 from common.args import ArgumentParser, add_common_arguments, check_arguments, total_steps
-from common.backbones import build_backbone
+from common.backbones import build_program_backbone
 from common.data import INSTANCE_DATASETS, open_data, sample_crops
 from common.evaluate import embed, save_panels
 from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
@@ -119,7 +119,7 @@ def main(argv=None):
     print(f"{data.describe()}; {steps} steps of {args.batch_size} x {crop}x{crop} crops, {args.iters} unrolled "
           f"mean-shift iterations (bandwidth {bandwidth:.3g}) over {pixels} pixels per crop on {device}")
 
-    net = build_backbone(args.backbone, args.dim, coords=args.coords).to(device)
+    net = build_program_backbone(args.backbone, args.dim, coords=args.coords).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     scheduler = poly_schedule(optimizer, steps)
     generator = torch.Generator().manual_seed(args.seed)

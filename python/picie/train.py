@@ -40,7 +40,7 @@ from segsort_ext.transforms import apply_geometry, picie_views
 from segsort_ext.utils import viz
 
 from common.args import ArgumentParser, add_common_arguments, check_arguments
-from common.backbones import build_backbone
+from common.backbones import build_program_backbone
 from common.data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
 from common.evaluate import class_colours, hungarian_scores, save_panels
 from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
@@ -187,7 +187,7 @@ def main(argv=None):
     print(f"{data.describe()}; {steps} steps ({steps / per_epoch:.3g} epochs of {per_epoch}) of {args.batch_size} x "
           f"{crop}x{crop} crops on {device}; K={K}, K2={K2} (training labels unused)")
 
-    net = build_backbone(args.backbone, args.dim).to(device)
+    net = build_program_backbone(args.backbone, args.dim).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     scheduler = poly_schedule(optimizer, steps)
     generator = torch.Generator().manual_seed(args.seed)

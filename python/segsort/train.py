@@ -12,9 +12,10 @@ boundary F-measure.
 Without --data it uses the VOC sample in ../shared/data when present, else the embedded
 texture mosaics. --out is the run folder (config.json, log.jsonl, checkpoint.pt,
 metrics.json, predictions.png); a path ending in .png or .jpg (the original interface)
-names the picture, and the run folder is that path without its suffix. The network is
-deliberately tiny (see common.backbones.BACKBONES to plug in a real one): the recipe,
-not the network, is the point.
+names the picture, and the run folder is that path without its suffix. The default
+network is deliberately tiny: the recipe, not the network, is the point. --backbone
+deeplabv3_resnet50, deeplabv3_resnet101, fcn_resnet50 or dinov2_vits14 picks a real one
+(pretrained weights: SEGSORT_BACKBONE_WEIGHTS=PATH|imagenet|none; see common.backbones).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from common.args import (
     parse_grid,
     total_steps,
 )
-from common.backbones import build_backbone
+from common.backbones import build_program_backbone
 from common.data import SEMANTIC_DATASETS, open_data, sample_crops
 from common.evaluate import class_colours, knn_scores, save_panels
 from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
@@ -85,7 +86,7 @@ def main(argv=None):
     device = run.device
     print(f"{data.describe()}; {steps} steps of {args.batch_size} x {crop}x{crop} crops on {device}")
 
-    net = build_backbone(args.backbone, args.dim).to(device)
+    net = build_program_backbone(args.backbone, args.dim).to(device)
     grid = tuple(args.grid)
     memory = None
     if args.memory_batches:

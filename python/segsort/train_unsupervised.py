@@ -46,7 +46,7 @@ from common.args import (
     parse_grid,
     total_steps,
 )
-from common.backbones import build_backbone
+from common.backbones import build_program_backbone
 from common.data import SEMANTIC_DATASETS, open_data, sample_crops, sample_pixels
 from common.evaluate import class_colours, embed, hungarian_scores, knn_scores, save_panels
 from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
@@ -142,7 +142,7 @@ def main(argv=None):
     print(f"{data.describe()}; {steps} steps of {args.batch_size} x {crop}x{crop} crops with {args.pseudo} pseudo "
           f"segments on {device} (training labels unused)")
 
-    net = build_backbone(args.backbone, args.dim).to(device)
+    net = build_program_backbone(args.backbone, args.dim).to(device)
     grid = tuple(args.grid)
     memory = None
     if args.memory_batches:
