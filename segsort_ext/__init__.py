@@ -14,6 +14,7 @@ from segsort_ext.ops import (
     bandwidth_from_margin,
     blurring_mean_shift,
     has_cuda_kernels,
+    not_supported_reasons,
     segment_label_histogram,
     segment_majority_mean,
     segment_mean,
@@ -68,6 +69,7 @@ _compat.install()
 __all__ = [
     "HAS_EXTENSION",
     "has_cuda_kernels",
+    "not_supported_reasons",
     "Segments",
     "segment_partition",
     "segment_mean",

@@ -18,8 +18,7 @@ from typing import List, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from segsort_ext.ops import reference
-from segsort_ext.ops._extension import HAS_EXTENSION, ops
+from segsort_ext.ops._extension import ops, python_kernel
 from segsort_ext.utils import checks as check
 from segsort_ext.utils.constants import NORM_EPS
 
@@ -90,11 +89,6 @@ def blurring_mean_shift(
     # This function's own buffers (the normalised input, and with return_all every
     # iterate), refused before the first is allocated; the op checks its own.
     check.fits_in_memory(x.device, x.numel() * x.element_size() * (iters + 2 if return_all else 2), "x")
-    if not HAS_EXTENSION:
-        _check_fallback(x, lengths, bandwidth, eta)
-        result = reference.blurring_mean_shift(x.to(compute_dtype), bandwidth=bandwidth, iters=iters, eta=eta,
-                                               lengths=lengths, return_all=return_all)
-        return [current.to(x.dtype) for current in result] if return_all else result.to(x.dtype)
     current = F.normalize(x, dim=-1, eps=NORM_EPS)
     iterates = [current]
     for _ in range(iters):
@@ -103,48 +97,111 @@ def blurring_mean_shift(
     return iterates if return_all else current
 
 
-def _check_fallback(x, lengths, bandwidth, eta):
-    """What the op checks in C++, for the pure-PyTorch fallback."""
+def _check_inputs(x, lengths, bandwidth, eta):
+    """The checks of csrc/include/segsort/blurring_mean_shift.h, for the plain-PyTorch
+    kernels, and the size of their dense (B, N, N) kernel."""
     check.float_tensor(x, "x")
     if x.dim() != 3:
         raise ValueError(f"x must have shape (B, N, D), got {tuple(x.shape)}")
-    check.number(bandwidth, "bandwidth", minimum=0, strict=True)
-    if not 0 < eta <= 1:
-        raise ValueError(f"eta must be in (0, 1], got {eta}")
+    B, N, D = x.shape
     if lengths is not None:
         check.int64_tensor(lengths, "lengths")
         check.same_device(x, "x", lengths, "lengths")
-        if tuple(lengths.shape) != (x.shape[0],):
-            raise ValueError(f"lengths must have shape (B,) = ({x.shape[0]},), got {tuple(lengths.shape)}")
-        if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > x.shape[1]):
-            raise ValueError(f"lengths must lie in [0, N = {x.shape[1]}]")
-    B, N, D = x.shape
-    # The reference's dense (B, N, N) kernel, its softmax and mask, every iteration.
-    check.fits_in_memory(x.device, 24 * B * N * (N + D), "x")
+        if tuple(lengths.shape) != (B,):
+            raise ValueError(f"lengths must have shape (B,) = ({B},), got {tuple(lengths.shape)}")
+    check.number(bandwidth, "bandwidth", minimum=0, strict=True)
+    compute_dtype = torch.promote_types(x.dtype, torch.float32)
+    max_bandwidth = torch.finfo(compute_dtype).max / 2
+    if bandwidth > max_bandwidth:
+        raise ValueError(f"bandwidth must be <= {max_bandwidth:g} (half the largest {compute_dtype}, the compute "
+                         f"type of {x.dtype} x), got {bandwidth}")
+    if not 0 < eta <= 1:
+        raise ValueError(f"eta must be in (0, 1], got {eta}")
+    acc_size = 8 if x.dtype == torch.float64 else 4
+    check.fits_in_memory(x.device, B * N * (11 * D + 1) * acc_size, "x")
+    check.fits_in_memory(x.device, 24 * B * N * (N + D), "x")  # the dense kernel, its softmax and mask
+    if lengths is not None and lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > N):
+        raise ValueError(f"lengths must lie in [0, N = {N}]")
 
 
-if HAS_EXTENSION:
+def _dense_step(x, lengths, bandwidth, eta):
+    """One step as the reference computes it, in the compute type: (x, the valid points
+    (B, N), the row softmax P (B, N, N) of the valid points (zero rows and columns for
+    padding), y and |y|), the padding rows of x zeroed so that they never reach a valid point."""
+    B, N, _ = x.shape
+    x = x.to(torch.promote_types(x.dtype, torch.float32))
+    if lengths is None:
+        lengths = torch.full((B,), N, dtype=torch.int64, device=x.device)
+    valid = torch.arange(N, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+    values = x.masked_fill(~valid.unsqueeze(2), 0)
+    logits = bandwidth * values @ values.transpose(1, 2)
+    logits = logits.masked_fill(~valid.unsqueeze(1), torch.finfo(logits.dtype).min)
+    p = torch.softmax(logits, 2).masked_fill(~valid.unsqueeze(2), 0)
+    y = (1 - eta) * values + eta * p @ values
+    return x, valid, values, p, y, y.norm(dim=2)
 
-    @torch.library.register_fake("segsort_ext::blurring_mean_shift_step")
-    def _blurring_mean_shift_step_fake(x, lengths, bandwidth, eta):
-        # norms in the compute type: float32 for half/bfloat16, else the input dtype.
-        return x.new_empty(x.shape), x.new_empty(x.shape[:2], dtype=torch.promote_types(x.dtype, torch.float32))
 
-    @torch.library.register_fake("segsort_ext::_blurring_mean_shift_step_backward")
-    def _blurring_mean_shift_step_backward_fake(grad_out, x, out, norms, lengths, bandwidth, eta):
-        return x.new_empty(x.shape)
+@python_kernel("blurring_mean_shift_step")
+def _blurring_mean_shift_step_python(x, lengths, bandwidth, eta):
+    """The plain-PyTorch kernel: one iteration of ``reference.blurring_mean_shift`` on x as
+    given (no normalisation first), with the norms |y| (1 for padding) the backward reuses."""
+    _check_inputs(x, lengths, bandwidth, eta)
+    x_in, valid, _, _, y, norms = _dense_step(x, lengths, bandwidth, eta)
+    out = torch.where(valid.unsqueeze(2), y / norms.clamp_min(NORM_EPS).unsqueeze(2), x_in)
+    return out.to(x.dtype), torch.where(valid, norms, 1)
 
-    def _setup_context(ctx, inputs, output):
-        x, lengths, bandwidth, eta = inputs
-        out, norms = output
-        ctx.mark_non_differentiable(norms)
-        ctx.save_for_backward(x, out, norms, lengths)
-        ctx.bandwidth, ctx.eta = bandwidth, eta
 
-    def _backward(ctx, grad_out, _grad_norms):
-        x, out, norms, lengths = ctx.saved_tensors
-        grad_x = ops._blurring_mean_shift_step_backward(grad_out, x, out, norms, lengths, ctx.bandwidth, ctx.eta)
-        return grad_x, None, None, None
+@python_kernel("_blurring_mean_shift_step_backward")
+def _blurring_mean_shift_step_backward_python(grad_out, x, out, norms, lengths, bandwidth, eta):
+    """The plain-PyTorch backward of one step, on the dense kernel (the formula of this
+    module's docstring; mean_shift_grad_y in csrc/include/segsort/blurring_mean_shift.h)."""
+    _check_inputs(x, lengths, bandwidth, eta)
+    for value, name in ((grad_out, "grad_out"), (out, "out"), (norms, "norms")):
+        check.float_tensor(value, name)
+        check.same_device(x, "x", value, name)
+    if grad_out.shape != x.shape:
+        raise ValueError(f"grad_out must have the shape of x {tuple(x.shape)}, got {tuple(grad_out.shape)}")
+    if out.shape != x.shape:
+        raise ValueError(f"out must have the shape of x {tuple(x.shape)}, got {tuple(out.shape)}")
+    if tuple(norms.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"norms must have shape (B, N) = {tuple(x.shape[:2])}, got {tuple(norms.shape)}")
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    grad_out_c, out_c, n = grad_out.to(dtype), out.to(dtype), norms.to(dtype).unsqueeze(2)
+    _, valid, values, p, _, _ = _dense_step(x, lengths, bandwidth, eta)
+    # dL/dy of out = y / max(|y|, eps); padding rows take no part (their out is x itself).
+    projected = grad_out_c - out_c * (out_c * grad_out_c).sum(2, keepdim=True)
+    grad_y = torch.where(n >= NORM_EPS, projected / n, grad_out_c / NORM_EPS).masked_fill(~valid.unsqueeze(2), 0)
+    grad_m = eta * grad_y  # m_j = sum_i p_ji x_i
+    c = (grad_m * (p @ values)).sum(2, keepdim=True)
+    ds = p * (grad_m @ values.transpose(1, 2) - c)  # the softmax backward
+    grad_x = ((1 - eta) * grad_y + p.transpose(1, 2) @ grad_m
+              + bandwidth * (ds.transpose(1, 2) @ values + ds @ values))
+    return torch.where(valid.unsqueeze(2), grad_x, grad_out_c).to(x.dtype)
 
-    torch.library.register_autograd("segsort_ext::blurring_mean_shift_step", _backward,
-                                    setup_context=_setup_context)
+
+@torch.library.register_fake("segsort_ext::blurring_mean_shift_step")
+def _blurring_mean_shift_step_fake(x, lengths, bandwidth, eta):
+    # norms in the compute type: float32 for half/bfloat16, else the input dtype.
+    return x.new_empty(x.shape), x.new_empty(x.shape[:2], dtype=torch.promote_types(x.dtype, torch.float32))
+
+
+@torch.library.register_fake("segsort_ext::_blurring_mean_shift_step_backward")
+def _blurring_mean_shift_step_backward_fake(grad_out, x, out, norms, lengths, bandwidth, eta):
+    return x.new_empty(x.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    x, lengths, bandwidth, eta = inputs
+    out, norms = output
+    ctx.mark_non_differentiable(norms)
+    ctx.save_for_backward(x, out, norms, lengths)
+    ctx.bandwidth, ctx.eta = bandwidth, eta
+
+
+def _backward(ctx, grad_out, _grad_norms):
+    x, out, norms, lengths = ctx.saved_tensors
+    grad_x = ops._blurring_mean_shift_step_backward(grad_out, x, out, norms, lengths, ctx.bandwidth, ctx.eta)
+    return grad_x, None, None, None
+
+
+torch.library.register_autograd("segsort_ext::blurring_mean_shift_step", _backward, setup_context=_setup_context)

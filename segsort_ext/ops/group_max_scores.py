@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from segsort_ext.ops import reference
-from segsort_ext.ops._extension import HAS_EXTENSION, ops
+from segsort_ext.ops._extension import ops, python_kernel
 from segsort_ext.utils import checks as check
 
 __all__ = ["group_max_scores"]
@@ -33,23 +33,17 @@ def group_max_scores(queries: torch.Tensor, bank: torch.Tensor, group: int) -> t
     (memory O(Q M / group)); each score is accumulated over D in order with FMAs, so it
     may differ from ``queries @ bank.T`` in the last bits (both stay within the usual
     rounding bound of a length-D inner product). Other devices, and builds without the
-    extension, run the plain-PyTorch reference on blocks of at most 2**26 scores.
+    extension, run the op's plain-PyTorch kernel: the reference on blocks of at most 2**26
+    scores.
     """
     check.tensor(queries, "queries")
     check.tensor(bank, "bank")
     group = check.int64(check.positive_int(group, "group"), "group")
-    if HAS_EXTENSION and queries.device.type in ("cpu", "meta"):
-        return ops.group_max_scores(queries, bank, group)
-    _check(queries, bank)
-    rows = max(1, _BLOCK_SCORES // max(1, queries.shape[0] * group)) * group
-    if bank.shape[0] <= rows:
-        return reference.group_max_scores(queries, bank, group)
-    return torch.cat([reference.group_max_scores(queries, bank[start:start + rows], group)
-                      for start in range(0, bank.shape[0], rows)], 1)
+    return ops.group_max_scores(queries, bank, group)
 
 
 def _check(queries: torch.Tensor, bank: torch.Tensor) -> None:
-    """The kernel's checks, for the paths that do not reach it."""
+    """The compiled kernel's checks, for the plain-PyTorch kernel and the fake."""
     if queries.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"queries must be float32 or float64, got {queries.dtype}")
     if bank.dtype != queries.dtype:
@@ -61,11 +55,23 @@ def _check(queries: torch.Tensor, bank: torch.Tensor) -> None:
         raise ValueError(f"bank must have shape (M, D = {queries.shape[1]}) to match queries, got {tuple(bank.shape)}")
 
 
-if HAS_EXTENSION:
+@python_kernel("group_max_scores")
+def _group_max_scores_python(queries, bank, group):
+    """The plain-PyTorch kernel (every device but the CPU, and the CPU without the
+    extension): ``reference.group_max_scores`` on blocks of whole groups of at most
+    ``_BLOCK_SCORES`` scores."""
+    _check(queries, bank)
+    check.positive_int(group, "group")
+    rows = max(1, _BLOCK_SCORES // max(1, queries.shape[0] * group)) * group
+    if bank.shape[0] <= rows:
+        return reference.group_max_scores(queries, bank, group)
+    return torch.cat([reference.group_max_scores(queries, bank[start:start + rows], group)
+                      for start in range(0, bank.shape[0], rows)], 1)
 
-    @torch.library.register_fake("segsort_ext::group_max_scores")
-    def _group_max_scores_fake(queries, bank, group):
-        # Meta tensors reach only this function: a mix with real ones must not pass.
-        _check(queries, bank)
-        check.positive_int(group, "group")
-        return queries.new_empty((queries.shape[0], -(-bank.shape[0] // group)))
+
+@torch.library.register_fake("segsort_ext::group_max_scores")
+def _group_max_scores_fake(queries, bank, group):
+    # Meta tensors reach only this function: a mix with real ones must not pass.
+    _check(queries, bank)
+    check.positive_int(group, "group")
+    return queries.new_empty((queries.shape[0], -(-bank.shape[0] // group)))

@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from segsort_ext.ops import reference
-from segsort_ext.ops._extension import HAS_EXTENSION, ops
+from segsort_ext.ops._extension import ops, python_kernel
 from segsort_ext.utils import checks as check
 
 __all__ = ["NearestCentroid", "nearest_centroid"]
@@ -36,22 +36,21 @@ def nearest_centroid(points: torch.Tensor, centroids: torch.Tensor, *, with_sums
         differentiable (labels are discrete).
 
     The compiled kernel is CPU only (results independent of the thread count). On other
-    devices (CUDA) and without the extension this is the plain-PyTorch reference (one GEMM,
-    ``max``, ``index_add_``): no CUDA kernel was written, as none could be checked on a GPU.
+    devices (CUDA) and without the extension the op runs its plain-PyTorch kernel, the
+    reference (one GEMM, ``max``, ``index_add_``): no CUDA kernel was written, as none could
+    be checked on a GPU.
     """
     check.float_tensor(points, "points")
     check.float_tensor(centroids, "centroids")
     if not isinstance(with_sums, bool):
         raise TypeError(f"with_sums must be a bool, got {type(with_sums).__name__}")
-    if HAS_EXTENSION and points.device.type in ("cpu", "meta"):
-        best, labels, sums = ops.nearest_centroid(points.detach(), centroids.detach(), with_sums)
-        return NearestCentroid(best, labels, sums if with_sums else None)
-    _check_fallback(points, centroids)
-    return NearestCentroid(*reference.nearest_centroid(points.detach(), centroids.detach(), with_sums=with_sums))
+    best, labels, sums = ops.nearest_centroid(points.detach(), centroids.detach(), with_sums)
+    return NearestCentroid(best, labels, sums if with_sums else None)
 
 
-def _check_fallback(points, centroids):
-    """What the op checks in C++, for the plain-PyTorch path."""
+def _check_inputs(points, centroids):
+    """What the compiled kernel checks (csrc/cpu/nearest_centroid.cpp), for the
+    plain-PyTorch kernel and the fake."""
     if points.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"points must be float32 or float64, got {points.dtype}")
     if centroids.dtype != points.dtype:
@@ -64,11 +63,18 @@ def _check_fallback(points, centroids):
                          f"got {tuple(centroids.shape)}")
 
 
-if HAS_EXTENSION:
+@python_kernel("nearest_centroid")
+def _nearest_centroid_python(points, centroids, with_sums):
+    """The plain-PyTorch kernel (every device but the CPU, and the CPU without the
+    extension): the checks, then ``reference.nearest_centroid``; no sums give (0, D)."""
+    _check_inputs(points, centroids)
+    best, labels, sums = reference.nearest_centroid(points, centroids, with_sums=with_sums)
+    return best, labels, sums if with_sums else points.new_zeros((0, points.shape[1]))
 
-    @torch.library.register_fake("segsort_ext::nearest_centroid")
-    def _nearest_centroid_fake(points, centroids, with_sums):
-        check.same_device(points, "points", centroids, "centroids")
-        N, D = points.shape
-        return (points.new_empty(N), points.new_empty(N, dtype=torch.int64),
-                points.new_empty(centroids.shape[0] if with_sums else 0, D))
+
+@torch.library.register_fake("segsort_ext::nearest_centroid")
+def _nearest_centroid_fake(points, centroids, with_sums):
+    check.same_device(points, "points", centroids, "centroids")
+    N, D = points.shape
+    return (points.new_empty(N), points.new_empty(N, dtype=torch.int64),
+            points.new_empty(centroids.shape[0] if with_sums else 0, D))

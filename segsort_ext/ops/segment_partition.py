@@ -7,7 +7,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from segsort_ext.ops import reference
-from segsort_ext.ops._extension import HAS_EXTENSION, ops
+from segsort_ext.ops._extension import ops, python_kernel
 from segsort_ext.utils import checks as check
 
 __all__ = ["Segments", "segment_partition"]
@@ -64,26 +64,32 @@ def segment_partition(
     for name, value in (("clusters", clusters), ("labels", labels)):
         if value is not None and value.is_meta:
             raise ValueError(f"{name} is on the meta device: the number of segments depends on its values")
-    if not HAS_EXTENSION:
-        check.int64_tensor(clusters, "clusters")
-        if clusters.dim() != 3:
-            raise ValueError(f"clusters must have shape (B, H, W), got {tuple(clusters.shape)}")
-        if labels is not None:
-            check.int64_tensor(labels, "labels")
-            check.same_device(clusters, "clusters", labels, "labels")
-            if labels.shape != clusters.shape:
-                raise ValueError(f"labels must have the shape of clusters {tuple(clusters.shape)}, "
-                                 f"got {tuple(labels.shape)}")
-        check.fits_in_memory(clusters.device, 32 * clusters.numel(), "clusters")
-        return Segments(*reference.segment_partition(clusters, labels, ignore_index=ignore_index,
-                                                     connectivity=connectivity))
     return Segments(*ops.segment_partition(clusters, labels, ignore_index, connectivity or 0))
 
 
-if HAS_EXTENSION:
+@python_kernel("segment_partition")
+def _segment_partition_python(clusters, labels, ignore_index, connectivity):
+    """The plain-PyTorch kernel: the checks of csrc/include/segsort/segment_partition.h,
+    then ``reference.segment_partition``."""
+    check.int64_tensor(clusters, "clusters")
+    if clusters.dim() != 3:
+        raise ValueError(f"clusters must have shape (B, H, W), got {tuple(clusters.shape)}")
+    if labels is not None:
+        check.int64_tensor(labels, "labels")
+        check.same_device(clusters, "clusters", labels, "labels")
+        if labels.shape != clusters.shape:
+            raise ValueError(f"labels must have the shape of clusters {tuple(clusters.shape)}, "
+                             f"got {tuple(labels.shape)}")
+    if connectivity not in (0, 4, 8):
+        raise ValueError(f"connectivity must be 0 (no split), 4 or 8, got {connectivity}")
+    check.fits_in_memory(clusters.device, 32 * clusters.numel(), "clusters")
+    partition = reference.segment_partition(clusters, labels, ignore_index=ignore_index,
+                                            connectivity=connectivity or None)
+    return tuple(t.contiguous() for t in partition)
 
-    @torch.library.register_fake("segsort_ext::segment_partition")
-    def _segment_partition_fake(clusters, labels, ignore_index, connectivity):
-        num_segments = torch.library.get_ctx().new_dynamic_size()
-        per_segment = [clusters.new_empty((num_segments,)) for _ in range(4)]
-        return (torch.empty_like(clusters, memory_format=torch.contiguous_format), *per_segment)
+
+@torch.library.register_fake("segsort_ext::segment_partition")
+def _segment_partition_fake(clusters, labels, ignore_index, connectivity):
+    num_segments = torch.library.get_ctx().new_dynamic_size()
+    per_segment = [clusters.new_empty((num_segments,)) for _ in range(4)]
+    return (torch.empty_like(clusters, memory_format=torch.contiguous_format), *per_segment)

@@ -3,12 +3,13 @@ differentiable: labels are discrete). Dataset-level clustering is
 :class:`segsort_ext.cluster.SphericalKMeans`."""
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional
 
 import torch
 
 from segsort_ext.ops import reference
-from segsort_ext.ops._extension import HAS_EXTENSION, ops
+from segsort_ext.ops._extension import ops, python_kernel
 from segsort_ext.utils import checks as check
 
 __all__ = ["KMeansResult", "spherical_kmeans"]
@@ -68,25 +69,30 @@ def spherical_kmeans(
             check.tensor(value, name)
     if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
-    if not HAS_EXTENSION:
-        _check_fallback(x, mask, init, gh, gw)
-        if x.is_meta:  # shapes only, as the extension's fake kernel gives them
-            B, D, H, W = x.shape
-            return KMeansResult(x.new_empty((B, H, W), dtype=torch.int64), x.new_empty((B, gh * gw, D + 2)))
-        return KMeansResult(*reference.spherical_kmeans(x.detach(), (gh, gw), iters=iters, coord_weight=coord_weight,
-                                                        mask=mask, init=init, tol=tol))
     return KMeansResult(*ops.spherical_kmeans(x.detach(), mask, init, gh, gw, iters, coord_weight,
                                               -1.0 if tol is None else float(tol)))
 
 
-def _check_fallback(x, mask, init, gh, gw):
-    """What the op checks in C++, for the pure-PyTorch fallback."""
+@python_kernel("spherical_kmeans")
+def _spherical_kmeans_python(x, mask, init, grid_h, grid_w, iters, coord_weight, tol):
+    """The plain-PyTorch kernel: the checks of csrc/include/segsort/spherical_kmeans.h,
+    then ``reference.spherical_kmeans``."""
     check.float_tensor(x, "x")
     if x.dim() != 4:
         raise ValueError(f"x must have shape (B, D, H, W), got {tuple(x.shape)}")
-    map_shape = (x.shape[0], x.shape[2], x.shape[3])
+    if grid_h < 1 or grid_w < 1:
+        raise ValueError(f"grid must be two ints >= 1, got ({grid_h}, {grid_w})")
+    B, D, H, W = x.shape
+    K = grid_h * grid_w
+    if max(K, H * grid_h, W * grid_w) > check.INT64_MAX:
+        raise ValueError(f"grid ({grid_h}, {grid_w}) is too large for images of {H} x {W} pixels")
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    check.number(coord_weight, "coord_weight")
+    if math.isnan(tol):
+        raise ValueError(f"tol must be a number (< 0: no early stop), got {tol}")
+    map_shape = (B, H, W)
     if mask is not None:
-        check.tensor(mask, "mask")
         if mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor, got {mask.dtype}")
         check.same_device(x, "x", mask, "mask")
@@ -97,22 +103,24 @@ def _check_fallback(x, mask, init, gh, gw):
         check.same_device(x, "x", init, "init")
         if tuple(init.shape) != map_shape:
             raise ValueError(f"init must have shape (B, H, W) = {map_shape}, got {tuple(init.shape)}")
+    # The kernels' buffers (per pixel, then per image and cluster), then the reference's:
+    # the centroids, and the one-hot (pixels, K) of each M-step.
+    acc_size = 8 if x.dtype == torch.float64 else 4
+    check.fits_in_memory(x.device, B * H * W * ((D + 2) * acc_size + 17), "x")
+    check.fits_in_memory(x.device, B * K * ((D + 2) * (x.element_size() + 3 * acc_size) + 8), "grid")
+    check.fits_in_memory(x.device, 8 * K * (B * (D + 2) + H * W), "grid")
+    if init is not None and init.numel() and int(init.max()) >= K:
+        raise ValueError(f"init labels must be < K = grid_h * grid_w = {K}, found {int(init.max())}")
+    labels, centroids = reference.spherical_kmeans(x, (grid_h, grid_w), iters=iters, coord_weight=coord_weight,
+                                                   mask=mask, init=init, tol=None if tol < 0 else tol)
+    return labels.contiguous(), centroids.contiguous()
+
+
+@torch.library.register_fake("segsort_ext::spherical_kmeans")
+def _spherical_kmeans_fake(x, mask, init, grid_h, grid_w, iters, coord_weight, tol):
+    # Meta tensors reach only this function: a mix with real ones must not pass.
+    for name, value in (("mask", mask), ("init", init)):
+        if value is not None:
+            check.same_device(x, "x", value, name)
     B, D, H, W = x.shape
-    if max(gh * gw, H * gh, W * gw) > check.INT64_MAX:
-        raise ValueError(f"grid ({gh}, {gw}) is too large for images of {H} x {W} pixels")
-    # The reference's buffers: the centroids, and the one-hot (pixels, K) of each M-step.
-    check.fits_in_memory(x.device, 8 * gh * gw * (B * (D + 2) + H * W), "grid")
-    if init is not None and init.numel() and not init.is_meta and int(init.max()) >= gh * gw:
-        raise ValueError(f"init labels must be < K = grid_h * grid_w = {gh * gw}, found {int(init.max())}")
-
-
-if HAS_EXTENSION:
-
-    @torch.library.register_fake("segsort_ext::spherical_kmeans")
-    def _spherical_kmeans_fake(x, mask, init, grid_h, grid_w, iters, coord_weight, tol):
-        # Meta tensors reach only this function: a mix with real ones must not pass.
-        for name, value in (("mask", mask), ("init", init)):
-            if value is not None:
-                check.same_device(x, "x", value, name)
-        B, D, H, W = x.shape
-        return x.new_empty((B, H, W), dtype=torch.int64), x.new_empty((B, grid_h * grid_w, D + 2))
+    return x.new_empty((B, H, W), dtype=torch.int64), x.new_empty((B, grid_h * grid_w, D + 2))

@@ -16,7 +16,6 @@ from typing import Optional
 
 import torch
 
-from segsort_ext.ops import HAS_EXTENSION
 from segsort_ext.ops.group_max_scores import group_max_scores
 
 __all__ = ["TorchBackend"]
@@ -45,9 +44,10 @@ def _default_blocks(num_queries: int, device: torch.device) -> tuple[int, int]:
 
 def _group_maxima(queries: torch.Tensor, bank: torch.Tensor, bank_rows: int) -> torch.Tensor:
     """(q, ceil(M / _GROUP)) largest score of every group of _GROUP consecutive bank rows:
-    on CPU the fused op (no score reaches memory), elsewhere in blocks of bank_rows rows
-    (rounded up to whole groups)."""
-    if bank.device.type == "cpu" and HAS_EXTENSION:
+    on CPU the op (its fused kernel, where no score reaches memory; without the extension
+    its plain-PyTorch kernel, in blocks of at most 2**26 scores), elsewhere in blocks of
+    bank_rows rows (rounded up to whole groups)."""
+    if bank.device.type == "cpu":
         return group_max_scores(queries, bank, _GROUP)
     num_queries, num_rows = queries.shape[0], bank.shape[0]
     groups, block_groups = -(-num_rows // _GROUP), -(-bank_rows // _GROUP)

@@ -1,7 +1,8 @@
 """Argument checks, one home for every layer: each message names the argument and what
 was expected. Tensor arguments of the kernel ops are checked in C++ (the ops raise
 ValueError/TypeError naming the argument); these helpers check non-tensor arguments, and
-tensors where no kernel op sees them (composed functions, the pure-PyTorch fallback)."""
+tensors where no compiled kernel sees them (composed functions, the plain-PyTorch kernels
+of the ops)."""
 from __future__ import annotations
 
 import math
@@ -56,17 +57,30 @@ def positive_int(value, name: str) -> int:
 
 def pixel_features(x: torch.Tensor, ids: torch.Tensor) -> None:
     """x (B, D, H, W) with ids (B, H, W), or x (N, D) with ids (N,)."""
-    if x.dim() == 4:
-        expected = (x.shape[0], x.shape[2], x.shape[3])
-        if tuple(ids.shape) != expected:
-            raise ValueError(f"ids must have shape (B, H, W) = {expected} to match x of shape "
-                             f"{tuple(x.shape)}, got {tuple(ids.shape)}")
-    elif x.dim() == 2:
-        if tuple(ids.shape) != (x.shape[0],):
-            raise ValueError(f"ids must have shape (N,) = ({x.shape[0]},) to match x of shape "
-                             f"{tuple(x.shape)}, got {tuple(ids.shape)}")
+    pixel_shapes(x.shape, ids.shape)
+
+
+def pixel_shapes(x_shape, ids_shape, x_name: str = "x") -> None:
+    """The shapes of :func:`pixel_features`; ``x_name`` is the argument that gave x's shape."""
+    x_shape, ids_shape = tuple(x_shape), tuple(ids_shape)
+    if len(x_shape) == 4:
+        expected = (x_shape[0], x_shape[2], x_shape[3])
+        if ids_shape != expected:
+            raise ValueError(f"ids must have shape (B, H, W) = {expected} to match {x_name} of shape "
+                             f"{x_shape}, got {ids_shape}")
+    elif len(x_shape) == 2:
+        if ids_shape != (x_shape[0],):
+            raise ValueError(f"ids must have shape (N,) = ({x_shape[0]},) to match {x_name} of shape "
+                             f"{x_shape}, got {ids_shape}")
     else:
-        raise ValueError(f"x must have shape (B, D, H, W) or (N, D), got {tuple(x.shape)}")
+        raise ValueError(f"{x_name} must have shape (B, D, H, W) or (N, D), got {x_shape}")
+
+
+def like(value: torch.Tensor, name: str, ref: torch.Tensor, ref_name: str) -> None:
+    """value has the dtype and device of ref (as the C++ ops' check_like)."""
+    if value.dtype != ref.dtype:
+        raise TypeError(f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {value.dtype}")
+    same_device(ref, ref_name, value, name)
 
 
 def int_pair(value, name: str, form: str = "(H, W)") -> tuple[int, int]:
@@ -152,7 +166,7 @@ def allocatable(shape, dtype: torch.dtype, name: str, device=None) -> None:
 
 
 # Sizes: the rules and messages of csrc/include/segsort/checks.h, for the code no C++ op checks
-# (composed functions, the pure-PyTorch fallback).
+# (composed functions, the plain-PyTorch kernels of the ops).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 

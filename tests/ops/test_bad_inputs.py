@@ -8,8 +8,9 @@ must be refused before anything is allocated). A refused input must raise the ex
 type with a message naming the argument; an accepted one must equal
 ``segsort_ext.ops.reference``. The raw-op cases run on the CPU kernels and on the CUDA code
 path through the emulator; the issue's crash reproducers run in a subprocess (a crash fails
-its test instead of killing pytest); the public cases run again on the pure-PyTorch
-fallback, in a subprocess that hides the extension.
+its test instead of killing pytest); the public and raw-op cases run again on the
+plain-PyTorch kernels, in a subprocess that hides the extension (the same ops, defined
+from Python).
 """
 import os
 import re
@@ -402,9 +403,8 @@ RAW = {
 
 @pytest.fixture(params=["cpu", "cuda_emulated"])
 def raw_ops(request):
-    """The raw ops of one backend: the CPU kernels, or the CUDA code path on the emulator."""
-    if not HAS_EXTENSION:
-        pytest.skip("the raw ops need the compiled extension")
+    """The raw ops of one backend: the CPU kernels (without the extension the plain-PyTorch
+    ones), or the CUDA code path on the emulator (with the extension only)."""
     return torch.ops.segsort_ext if request.param == "cpu" else request.getfixturevalue("emu")
 
 
@@ -689,8 +689,6 @@ ops = torch.ops.segsort_emulated
 @pytest.mark.parametrize("case", list(ISSUE_CRASHES))
 def test_issue_crash_reproducers(case, path, request):
     inputs, public_call, raw_call = ISSUE_CRASHES[case]
-    if path != "public" and not HAS_EXTENSION:
-        pytest.skip("the raw ops need the compiled extension")
     setup = "ops = torch.ops.segsort_ext"
     if path == "raw_cuda_emulated":
         request.getfixturevalue("emu")  # built once, here
@@ -704,11 +702,12 @@ def test_issue_crash_reproducers(case, path, request):
 
 @pytest.mark.skipif(not HAS_EXTENSION, reason="this run is the fallback already")
 def test_public_catalogue_on_the_fallback():
-    # The same public cases, with segsort_ext._C hidden: the pure-PyTorch fallback must
-    # refuse and answer alike (raw-op and crash cases skip there: no extension).
+    # The same public and raw-op cases, with segsort_ext._C hidden: the ops defined from
+    # Python and their plain-PyTorch kernels must refuse and answer alike (the emulated
+    # CUDA path and the crash cases are left out: they need the extension or a subprocess).
     program = ("import sys; sys.modules['segsort_ext._C'] = None; import pytest; "
                f"sys.exit(pytest.main([{os.path.abspath(__file__)!r}, '-q', '-p', 'no:cacheprovider', "
-               "'-W', 'ignore::RuntimeWarning', '-k', 'test_public and not device']))")
+               "'-W', 'ignore::RuntimeWarning', '-k', '(test_public and not device) or (test_raw_op and cpu)']))")
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=600,
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
