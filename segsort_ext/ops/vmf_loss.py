@@ -89,6 +89,15 @@ def vmf_nca_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes
     return _mean_over_valid(per_pixel, segment_ids)
 
 
+def _check_labels(labels, name: str, rows_name: str, rows: int, embeddings, needed_for: str) -> None:
+    """The (rows,) int64 labels of prototype or memory rows, on the embeddings' device."""
+    if labels is None:
+        raise ValueError(f"{name} are required {needed_for}")
+    check.int64_tensor(labels, name)
+    check.same_device(embeddings, "embeddings", labels, name)
+    if tuple(labels.shape) != (rows,):
+        raise ValueError(f"{name} must have shape ({rows_name},) = ({rows},), got {tuple(labels.shape)}")
+
 def _check_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels, concentration, nca):
     """The checks of csrc/include/segsort/vmf_loss.h (check_vmf_loss_inputs), for the
     plain-PyTorch kernels, and the size of their dense (N, S + M) logits."""
@@ -106,12 +115,7 @@ def _check_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
     check.number(concentration, "concentration")
     S, M = prototypes.shape[0], 0
     if nca:
-        if prototype_labels is None:
-            raise ValueError("prototype_labels are required for vmf_nca_loss")
-        check.int64_tensor(prototype_labels, "prototype_labels")
-        check.same_device(embeddings, "embeddings", prototype_labels, "prototype_labels")
-        if tuple(prototype_labels.shape) != (S,):
-            raise ValueError(f"prototype_labels must have shape (S,) = ({S},), got {tuple(prototype_labels.shape)}")
+        _check_labels(prototype_labels, "prototype_labels", "S", S, embeddings, "for vmf_nca_loss")
     if memory is not None:
         check.float_tensor(memory, "memory")
         check.same_device(embeddings, "embeddings", memory, "memory")
@@ -119,12 +123,7 @@ def _check_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory,
             raise ValueError(f"memory must have shape (M, D) with D = {D}, got {tuple(memory.shape)}")
         M = memory.shape[0]
         if nca:
-            if memory_labels is None:
-                raise ValueError("memory_labels are required for vmf_nca_loss with memory")
-            check.int64_tensor(memory_labels, "memory_labels")
-            check.same_device(embeddings, "embeddings", memory_labels, "memory_labels")
-            if tuple(memory_labels.shape) != (M,):
-                raise ValueError(f"memory_labels must have shape (M,) = ({M},), got {tuple(memory_labels.shape)}")
+            _check_labels(memory_labels, "memory_labels", "M", M, embeddings, "for vmf_nca_loss with memory")
     acc_size = 8 if embeddings.dtype == torch.float64 else 4
     check.fits_in_memory(embeddings.device, N * ((3 * D + 4) * acc_size + 8), "embeddings")
     check.fits_in_memory(embeddings.device, S * (2 * D * acc_size + 8), "prototypes")
