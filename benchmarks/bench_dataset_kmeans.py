@@ -9,6 +9,12 @@ better; each computed the same way, by SphericalKMeans.objective), and our achie
 GFLOP/s on the E-step GEMMs (2 N D K per iteration; the final assignment pass not
 counted) against the float32 GEMM peak measured in the same test.
 
+test_default_fit_vs_faiss times the calls a user makes with the defaults: our
+SphericalKMeans(K, max_iter=10, tol=-1).fit (k-means++ on its default sample, then 10
+iterations over every point) against faiss.Kmeans(D, K, niter=10, spherical=True) with
+faiss's defaults (random init, a training sample of 256 points per centroid) and with
+every point (max_points_per_centroid=N), interleaved, with the mean cosine of each.
+
 test_nearest_centroid_pass times one E+M pass alone (the nearest_centroid op with the
 cluster sums, what each iteration of the fit runs) against the same pass in plain PyTorch
 (reference.nearest_centroid: one GEMM, max, index_add_), interleaved, with its GFLOP/s.
@@ -29,7 +35,7 @@ from segsort_ext.cluster import SphericalKMeans
 from segsort_ext.ops import reference
 from segsort_ext.ops.nearest_centroid import nearest_centroid
 
-from machine_peak import interleaved, torch_threads
+from machine_peak import interleaved, seconds, torch_threads
 
 POINTS = int(os.environ.get("SEGSORT_BENCH_POINTS", 300_000))
 THREADS = int(os.environ.get("SEGSORT_BENCH_THREADS", 2))
@@ -87,6 +93,42 @@ def test_dataset_kmeans_vs_faiss(benchmark, record_roofline, points, K):
         "ours_rounds_s": ours_s, "faiss_rounds_s": faiss_s,
         "mean_cosine_ours": mean_cosine(points, fitted["ours"]),
         "mean_cosine_faiss": mean_cosine(points, fitted["faiss"]),
+    })
+
+
+@pytest.mark.parametrize("K", [27, 100])
+def test_default_fit_vs_faiss(benchmark, record_roofline, points, K):
+    faiss = pytest.importorskip("faiss")
+    benchmark.group = f"dataset kmeans defaults cpu N={POINTS} D={D} K={K} {ITERATIONS} iters {THREADS} threads"
+    host = points.numpy()
+    faiss.omp_set_num_threads(THREADS)
+    fitted = {}
+
+    def fit_ours():
+        fitted["ours"] = SphericalKMeans(K, max_iter=ITERATIONS, tol=-1.0).fit(points).centroids
+
+    def fit_faiss(name, **options):
+        def fit():
+            model = faiss.Kmeans(D, K, niter=ITERATIONS, spherical=True, **options)
+            model.train(host)
+            fitted[name] = torch.from_numpy(model.centroids)
+        return fit
+
+    faiss_defaults, faiss_all = fit_faiss("faiss_defaults"), fit_faiss("faiss_all", max_points_per_centroid=POINTS)
+    with torch_threads(THREADS):
+        fit_ours(), faiss_defaults(), faiss_all()  # warm-up
+        times = {"ours": [], "faiss_defaults": [], "faiss_all": []}
+        for _ in range(ROUNDS):
+            for name, fit in (("faiss_all", faiss_all), ("faiss_defaults", faiss_defaults), ("ours", fit_ours)):
+                times[name].append(seconds(fit))
+        benchmark.pedantic(fit_ours, rounds=1, warmup_rounds=0)  # pytest-benchmark's own row
+        median = {name: statistics.median(values) for name, values in times.items()}
+        record_roofline("cpu", flop=2 * POINTS * D * K * ITERATIONS, time_s=median["ours"])
+    benchmark.extra_info.update({
+        "threads": THREADS, **{f"{name}_s": value for name, value in median.items()},
+        "speedup_vs_faiss_all": median["faiss_all"] / median["ours"],
+        "speedup_vs_faiss_defaults": median["faiss_defaults"] / median["ours"],
+        **{f"mean_cosine_{name}": mean_cosine(points, centroids) for name, centroids in fitted.items()},
     })
 
 

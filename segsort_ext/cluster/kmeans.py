@@ -13,6 +13,9 @@ from segsort_ext.utils.constants import NORM_EPS
 
 __all__ = ["SphericalKMeans"]
 
+# The default initialisation sample: points per cluster (faiss's training sample) and cap.
+POINTS_PER_CLUSTER, MAX_INIT_SAMPLE = 256, 100_000
+
 
 def _as_points(data, name: str) -> torch.Tensor:
     if not isinstance(data, torch.Tensor):
@@ -41,8 +44,33 @@ def _unit_rows(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         wide_unit, wide_has_direction = _unit_rows(points[rows].double())
         unit[rows] = wide_unit.to(unit.dtype)
         has_direction[rows] = wide_has_direction
-    unit[~has_direction] = 0  # touches only those rows (a broadcast masked_fill_ reads them all)
+    if not bool(has_direction.all()):
+        unit[~has_direction] = 0  # touches only those rows (a broadcast masked_fill_ reads them all)
     return unit, has_direction
+
+
+def _pass_dtype(data: torch.Tensor) -> torch.dtype:
+    """The precision of the passes over `data`: float64 for float64 data, else float32."""
+    return torch.float64 if data.dtype == torch.float64 else torch.float32
+
+
+def _kmeans_plusplus(sample: torch.Tensor, num_clusters: int, generator: torch.Generator) -> list[int]:
+    """Rows of `sample` ((m, D) unit rows) chosen by k-means++ with the cosine distance
+    1 - cos: each next seed is drawn with probability proportional to its squared distance
+    to the nearest seed chosen so far. One matrix-vector product per seed; the running
+    nearest-seed cosine is kept in place (no (m, K) matrix)."""
+    m = sample.shape[0]
+    chosen = [int(torch.randint(m, (1,), generator=generator))]
+    nearest = sample @ sample[chosen[0]]  # cosine to the nearest seed so far
+    for _ in range(1, num_clusters):
+        weights = torch.rsub(nearest, 1).clamp_min_(0).square_().cpu()
+        if not bool(weights.sum() > 0):  # all remaining points coincide with seeds
+            weights.fill_(1)
+            weights[chosen] = 0
+        index = int(torch.multinomial(weights, 1, generator=generator))
+        chosen.append(index)
+        torch.maximum(nearest, sample @ sample[index], out=nearest)
+    return chosen
 
 
 class SphericalKMeans:
@@ -64,14 +92,17 @@ class SphericalKMeans:
 
     Args:
         num_clusters: K.
-        init: 'k-means++' (on a random subsample of at most ``init_sample`` points),
-            'random' (K distinct random points of that subsample) or a (K, D) float
-            tensor of initial centroids (finite, non-zero rows; normalised inside).
+        init: 'k-means++' (on a random subsample of ``init_sample`` points), 'random'
+            (K distinct random points of that subsample) or a (K, D) float tensor of
+            initial centroids (finite, non-zero rows; normalised inside).
         max_iter: full EM iterations of :meth:`fit`.
         tol: :meth:`fit` stops once the mean cosine improves by less than tol.
         chunk_size: rows per streamed chunk.
         seed: an int, seeds initialisation; results are deterministic on CPU (on CUDA
             under ``torch.use_deterministic_algorithms(True)``).
+        init_sample: points drawn for the initialisation; None (default): 256 per
+            cluster (faiss's training sample), at most 100,000. The iterations of
+            :meth:`fit` always use every point.
         device: where the work runs (default: the data's device).
         distributed: under torch.distributed, each rank passes its own shard of the data
             and :meth:`fit`, :meth:`partial_fit` and :meth:`objective` are collectives
@@ -93,7 +124,7 @@ class SphericalKMeans:
     """
 
     def __init__(self, num_clusters: int, *, init="k-means++", max_iter: int = 20, tol: float = 1e-6,
-                 chunk_size: int = 1 << 20, seed: int = 0, device=None, init_sample: int = 100_000,
+                 chunk_size: int = 1 << 20, seed: int = 0, device=None, init_sample: Optional[int] = None,
                  distributed: bool = False, process_group=None):
         num_clusters = check.positive_int(num_clusters, "num_clusters")
         if isinstance(init, torch.Tensor):
@@ -116,6 +147,8 @@ class SphericalKMeans:
         self.chunk_size = check.positive_int(chunk_size, "chunk_size")
         self.seed = check.seed(seed, "seed")
         self.device = check.device(device, "device")
+        if init_sample is None:
+            init_sample = min(POINTS_PER_CLUSTER * num_clusters, MAX_INIT_SAMPLE)
         self.init_sample = max(num_clusters, check.nonnegative_int(init_sample, "init_sample"))
         self.distributed = distributed
         self.process_group = process_group
@@ -169,11 +202,14 @@ class SphericalKMeans:
 
     def _initial_centroids(self, data: torch.Tensor, device,
                            group: Optional[dist_utils.Group] = None) -> torch.Tensor:
-        """(K, D) float64 initial centroids from the (global) data, identical on every rank."""
+        """(K, D) initial centroids from the (global) data, identical on every rank, in the
+        dtype the passes use (float64 for float64 data, else float32)."""
+        dtype = _pass_dtype(data)
         if isinstance(self.init, torch.Tensor):
             if self.init.shape[1] != data.shape[1]:
                 raise ValueError(f"init has D = {self.init.shape[1]} but the data has D = {data.shape[1]}")
             centroids = torch.nn.functional.normalize(self.init.to(device, torch.float64), dim=1, eps=NORM_EPS)
+            centroids = centroids.to(dtype)
             return centroids if group is None else dist_utils.broadcast_from_first(centroids, group)
         generator = torch.Generator().manual_seed(self.seed)
         if group is None:
@@ -188,7 +224,7 @@ class SphericalKMeans:
         offset = int(counts[:rank].sum())
         # Global row numbers: every rank draws the same ones from the same generator.
         rows = torch.randperm(n, generator=generator)[:min(n, self.init_sample)].sort().values
-        sample = self._fetch_rows(data, rows, offset, device, group)
+        sample = self._fetch_rows(data, rows, offset, device, dtype, group)
         usable = (sample != 0).any(1)
         if self.init == "random":
             # The first K usable rows of a random order of the sample.
@@ -197,22 +233,8 @@ class SphericalKMeans:
             self._check_sample_size(order.numel(), sample.shape[0])
             return sample[order[:self.num_clusters]]
         sample = sample[usable]
-        sample_size = sample.shape[0]
-        self._check_sample_size(sample_size, rows.numel())
-        # k-means++ with the cosine distance 1 - cos: each next seed is drawn with
-        # probability proportional to its squared distance to the nearest chosen seed.
-        first = int(torch.randint(sample_size, (1,), generator=generator))
-        chosen = [first]
-        distance = (1 - sample @ sample[first]).clamp_min(0)
-        for _ in range(1, self.num_clusters):
-            weights = (distance ** 2).cpu()
-            if float(weights.sum()) <= 0:  # all remaining points coincide with seeds
-                weights = torch.ones_like(weights)
-                weights[chosen] = 0
-            index = int(torch.multinomial(weights, 1, generator=generator))
-            chosen.append(index)
-            distance = torch.minimum(distance, (1 - sample @ sample[index]).clamp_min(0))
-        centroids = sample[chosen]
+        self._check_sample_size(sample.shape[0], rows.numel())
+        centroids = sample[_kmeans_plusplus(sample, self.num_clusters, generator)]
         # Every rank computed the same thing from the same sample; the broadcast makes
         # the centroids identical even where devices would round differently.
         return centroids if group is None else dist_utils.broadcast_from_first(centroids, group)
@@ -223,12 +245,14 @@ class SphericalKMeans:
                              f"finite and non-zero, fewer than num_clusters = {self.num_clusters}")
 
     @staticmethod
-    def _fetch_rows(data, rows: torch.Tensor, offset: int, device, group) -> torch.Tensor:
-        """Unit float64 rows of the global data set at the ascending global row numbers
+    def _fetch_rows(data, rows: torch.Tensor, offset: int, device, dtype, group) -> torch.Tensor:
+        """Unit rows (in `dtype`) of the global data set at the ascending global row numbers
         `rows`, in that order (gathered from the ranks that own them); rows without a
         direction come back as zeros."""
         local = rows[(rows >= offset) & (rows < offset + data.shape[0])] - offset
-        picked, _ = _unit_rows(data[local].to(device).double())
+        picked = data[local].to(device)
+        picked, _ = _unit_rows(picked.float() if picked.dtype in (torch.float16, torch.bfloat16) else picked)
+        picked = picked.to(dtype)
         if group is None:
             return picked
         # Ranks own contiguous, ascending row ranges: rank order is ascending row order.
@@ -242,8 +266,8 @@ class SphericalKMeans:
         data = _as_points(data, "data")
         group = self._group()
         device = self._device_for(data)
-        dtype = torch.float64 if data.dtype == torch.float64 else torch.float32
-        centroids = self._initial_centroids(data, device, group).to(dtype)
+        dtype = _pass_dtype(data)
+        centroids = self._initial_centroids(data, device, group)
         # Data of one chunk is moved and normalised once, not once per pass (the memory is
         # that of the one chunk a streamed pass holds anyway).
         chunks = list(self._chunks(data, device, dtype)) if data.shape[0] <= self.chunk_size else None
@@ -280,8 +304,7 @@ class SphericalKMeans:
         group = self._group()
         device = self._device_for(batch)
         if self.centroids is None:
-            dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
-            self.centroids = self._initial_centroids(batch, device, group).to(dtype)
+            self.centroids = self._initial_centroids(batch, device, group)
             self.counts = torch.zeros(self.num_clusters, dtype=torch.int64, device=device)
         self._check_dim(batch)
         sums, counts, _ = self._accumulate(self._chunks(batch, *self._where()), self.centroids, group)
