@@ -67,10 +67,9 @@ test: build
 
 # The CPU kernels pick their vector width at run time: rerun the tests of the kernels and
 # of what builds on them at every narrower width this CPU runs (SEGSORT_SIMD; `make test`
-# ran the widest), and the retrieval tests once more on MKL's AVX2 code path (it reproduces
-# the retrieval failure seen on AMD machines, issue 25), so that no result depends on the
-# machine. (The k-means tests are not run on MKL's AVX2 path: there its GEMM is not
-# bit-reproducible across thread counts, see issue 25's note.)
+# ran the widest), and the retrieval and k-means tests once more on MKL's AVX2 code path
+# (it reproduces the retrieval failure seen on AMD machines, issue 25; nearest_centroid
+# uses no BLAS, so k-means results hold there too), so that no result depends on the machine.
 SIMD_TEST_DIRS = tests/ops tests/retrieval tests/cluster
 test-simd: build
 	@for simd in $$($(PY) -c "from segsort_ext.ops import extension_info as e; b = e()['cpu_simd_bits']; \
@@ -79,7 +78,7 @@ test-simd: build
 	  SEGSORT_SIMD=$$simd $(PY) -m pytest $(SIMD_TEST_DIRS) -q -p no:cacheprovider || exit 1; \
 	done
 	@echo "== MKL_ENABLE_INSTRUCTIONS=AVX2"
-	MKL_ENABLE_INSTRUCTIONS=AVX2 $(PY) -m pytest tests/retrieval -q -p no:cacheprovider
+	MKL_ENABLE_INSTRUCTIONS=AVX2 $(PY) -m pytest tests/retrieval tests/cluster -q -p no:cacheprovider
 
 CXX_SOURCES = $(shell find csrc tests/ops/cuda_emulation -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh')
 
