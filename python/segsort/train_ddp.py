@@ -22,6 +22,7 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -31,6 +32,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 import segsort_ext
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
+from common.args import ArgumentParser, fail
 
 NUM_CLASSES = 4
 # A colour per class; the network has to learn colour + texture -> class-consistent embeddings.
@@ -110,14 +114,8 @@ def all_sum(values, device, distributed: bool) -> list[float]:
     return tensor.tolist()
 
 
-def refuse(message: str) -> None:
-    """A bad option: one line ``error: ...`` on stderr, exit status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=2, help="images per rank and step")
     parser.add_argument("--size", type=int, default=48, help="image side")
@@ -130,11 +128,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     for name in ("steps", "batch_size", "size", "dim", "train_images"):
         if getattr(args, name) < 1:
-            refuse(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.test_images < 0:
-        refuse(f"--test-images must be >= 0, got {args.test_images}")
+        fail(f"--test-images must be >= 0, got {args.test_images}")
     if not (math.isfinite(args.lr) and args.lr > 0):
-        refuse(f"--lr must be a finite number > 0, got {args.lr}")
+        fail(f"--lr must be a finite number > 0, got {args.lr}")
     rank, world, device, distributed = setup(args.backend)
     torch.manual_seed(args.seed)  # identical initial weights (DDP also broadcasts rank 0's)
     if device.type == "cpu":

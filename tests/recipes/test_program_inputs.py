@@ -291,6 +291,7 @@ def test_bsds_evaluate_refuses_a_damaged_ucm2_file(bsds_root, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--lr", "nan"], ["--lr", "inf"], ["--lr=-1"], ["--steps", "0"],
-                                  ["--batch-size=-1"], ["--test-images=-1"], ["--dim", "0"]])
+                                  ["--batch-size=-1"], ["--test-images=-1"], ["--dim", "0"],
+                                  ["--steps", "nan"], ["--size", ""], ["--backend", "mpi"]])
 def test_train_ddp_refuses_bad_numbers(argv, capsys):
     _refuses(capsys, lambda: load("segsort/train_ddp.py").main(argv), argv[0].split("=")[0])
