@@ -233,3 +233,14 @@ def test_default_fit_is_independent_of_the_thread_count(dtype):
         torch.set_num_threads(threads)
     for centroids, counts, inertia in fitted[1:]:
         assert torch.equal(centroids, fitted[0][0]) and torch.equal(counts, fitted[0][1]) and inertia == fitted[0][2]
+
+
+def test_default_initialisation_sample_is_256_points_per_cluster_at_most_100000():
+    assert SphericalKMeans(5).init_sample == 5 * 256
+    assert SphericalKMeans(1000).init_sample == 100_000
+    assert SphericalKMeans(5, init_sample=7).init_sample == 7  # at least K
+    assert SphericalKMeans(9, init_sample=7).init_sample == 9
+    # The sample bounds what k-means++ reads: a fit draws its seeds from that many rows.
+    points = torch.nn.functional.normalize(torch.randn(5000, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    small = SphericalKMeans(4, init_sample=4, max_iter=0).fit(points).centroids
+    assert bool(((small @ points.T).max(1).values > 1 - 1e-6).all())  # seeds are data rows
