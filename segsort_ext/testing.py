@@ -1,13 +1,60 @@
 """Helpers shared by the tests and benchmarks: the devices to run on, random inputs
-that look like what a network and k-means produce, and comparisons."""
+that look like what a network and k-means produce, comparisons, the constants of the
+bad-input catalogues (``NAN``, ``INF``) and the skip marks of the tests.
+
+The marks ``needs_cuda``, ``needs_extension`` and ``needs_faiss`` and the flag
+``HAS_FAISS`` are built on first access (PEP 562 ``__getattr__``): importing this module
+imports neither pytest (a test dependency only) nor faiss."""
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Optional
 
 import torch
 
-from segsort_ext.ops import has_cuda_kernels
+from segsort_ext.ops import HAS_EXTENSION, has_cuda_kernels
 from segsort_ext.utils.constants import IGNORE_INDEX
+
+NAN = float("nan")
+INF = float("inf")
+
+#: Why a CUDA test or parameter skips (the ``device`` fixture of tests/conftest.py and ``needs_cuda``).
+NO_CUDA_REASON = "CUDA: no GPU or no CUDA kernels in this build"
+
+# name -> (the skip condition, its reason), each evaluated when the mark is first accessed.
+_MARKS = {
+    "needs_cuda": (lambda: "cuda" not in devices(), NO_CUDA_REASON),
+    "needs_extension": (lambda: not HAS_EXTENSION, "needs the compiled extension"),
+    "needs_faiss": (lambda: not has_faiss(), "faiss not installed"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def has_faiss() -> bool:
+    """Whether ``import faiss`` succeeds (imports it: call it only where faiss may load)."""
+    try:
+        importlib.import_module("faiss")
+    except ImportError:
+        return False
+    return True
+
+
+def __getattr__(name: str):
+    """``needs_cuda``, ``needs_extension``, ``needs_faiss`` (pytest skip marks: skip without
+    a GPU and the CUDA kernels, without the compiled ``segsort_ext._C``, without faiss) and
+    ``HAS_FAISS``, made on first access and kept."""
+    if name in _MARKS:
+        import pytest
+
+        condition, reason = _MARKS[name]
+        value = pytest.mark.skipif(condition(), reason=reason)
+    elif name == "HAS_FAISS":
+        value = has_faiss()
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def devices() -> list[str]:

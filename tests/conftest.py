@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from segsort_ext.testing import devices
+from segsort_ext.testing import NO_CUDA_REASON, devices
 
 
 @pytest.fixture(params=["cpu", "cuda"])
 def device(request):
     if request.param not in devices():
-        pytest.skip("CUDA: no GPU or no CUDA kernels in this build")
+        pytest.skip(NO_CUDA_REASON)
     return request.param
 
 

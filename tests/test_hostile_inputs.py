@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from segsort_ext.ops import HAS_EXTENSION
+from segsort_ext.testing import needs_extension
 from tests.hostile.catalogue import GOOD, all_cases, run_case, run_in_children
 
 CASES = all_cases()
@@ -20,7 +21,7 @@ def test_case(case):
     assert outcome in GOOD, f"{outcome}: {detail}"
 
 
-@pytest.mark.skipif(not HAS_EXTENSION, reason="needs the compiled extension")
+@needs_extension
 def test_no_case_crashes_its_process():
     # The same cases in child processes (faulthandler on): a crash or a hang shows as such
     # there instead of taking pytest down with it.

@@ -126,7 +126,9 @@ def number(value, name: str, *, minimum: Optional[float] = None, maximum: Option
         value = float(value)
     except OverflowError:  # an int beyond float's range
         raise ValueError(f"{name} must be finite, got an int of {int(value).bit_length()} bits") from None
-    if math.isnan(value) or (finite and math.isinf(value)):
+    # Comparisons, not math.isnan/isinf: under torch.compile a float argument that changed
+    # between calls becomes a symbolic float, which math.isnan cannot trace.
+    if value != value or (finite and abs(value) == math.inf):
         raise ValueError(f"{name} must be {'finite' if finite else 'a number, not NaN'}, got {value}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")

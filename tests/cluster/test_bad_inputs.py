@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from segsort_ext.cluster import SphericalKMeans, cosine_threshold_from_margin, extract_instances, instance_proposals
-from segsort_ext.testing import devices
+from segsort_ext.testing import INF, NAN, needs_cuda
 
-NAN, INF = float("nan"), float("inf")
 INT64_MAX = 2**63 - 1
-CUDA = pytest.mark.skipif("cuda" not in devices(), reason="CUDA: no GPU or no CUDA kernels in this build")
 
 
 def _points(n=40, d=3, seed=0):
@@ -138,7 +136,7 @@ REFUSED_CUDA = [
 
 
 @pytest.mark.parametrize("call, error, name", [pytest.param(*case[1:], id=case[0]) for case in REFUSED]
-                         + [pytest.param(*case[1:], id=case[0], marks=CUDA) for case in REFUSED_CUDA])
+                         + [pytest.param(*case[1:], id=case[0], marks=needs_cuda) for case in REFUSED_CUDA])
 def test_refused_with_the_argument_named(call, error, name):
     # name: a regular expression matching the argument's name in the message
     with pytest.raises(error, match=name):

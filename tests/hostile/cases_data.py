@@ -11,9 +11,9 @@ import torch
 import segsort_ext.datasets as D
 import segsort_ext.metrics as M
 import segsort_ext.transforms as T
+from segsort_ext.testing import INF, NAN
 from tests.hostile.catalogue import Case
 
-NAN, INF = float("nan"), float("inf")
 I64 = 2**63 - 1
 MiB = 2**20
 

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 import segsort_ext.cluster as C
 import segsort_ext.nn as N
 from segsort_ext.retrieval import SegmentIndex, SegSortPredictor, add_training_segments
+from segsort_ext.testing import INF, NAN
 from tests.hostile.catalogue import Case
 
-NAN, INF = float("nan"), float("inf")
 I64 = 2**63 - 1
 
 

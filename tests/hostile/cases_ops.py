@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 import segsort_ext as se
 from segsort_ext.ops import reference
+from segsort_ext.testing import INF, NAN
 from tests.hostile.catalogue import Case
 
 I64 = 2**63 - 1
-NAN, INF = float("nan"), float("inf")
 
 
 def rand(*shape, seed=0, dtype=torch.float32):

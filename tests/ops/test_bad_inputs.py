@@ -25,10 +25,9 @@ import torch.nn.functional as F
 import segsort_ext as se
 from segsort_ext.ops import HAS_EXTENSION, reference
 from segsort_ext.ops.blurring_mean_shift import MAX_ITERS
-from segsort_ext.testing import devices
+from segsort_ext.testing import INF, NAN, needs_cuda
 
 MAX, MIN = torch.iinfo(torch.int64).max, torch.iinfo(torch.int64).min
-NAN, INF = float("nan"), float("inf")
 FLOAT_MAX = torch.finfo(torch.float32).max
 HUGE = 2**40  # elements of an expanded view; as memory, more than any machine has
 
@@ -645,7 +644,7 @@ CUDA_CASES = {
 }
 
 
-@pytest.mark.skipif("cuda" not in devices(), reason="needs a GPU")
+@needs_cuda
 @pytest.mark.parametrize("case", list(CUDA_CASES))
 def test_public_device_mismatch(case):
     call, name = CUDA_CASES[case]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from segsort_ext.ops import bandwidth_from_margin, blurring_mean_shift, reference
-from segsort_ext.testing import devices
+from segsort_ext.testing import needs_cuda
 
 step = torch.ops.segsort_ext.blurring_mean_shift_step
 step_backward = torch.ops.segsort_ext._blurring_mean_shift_step_backward
@@ -148,7 +148,7 @@ def test_many_blocks(device):
     torch.testing.assert_close(xf.grad, xr.grad, rtol=0, atol=1e-9)
 
 
-@pytest.mark.skipif("cuda" not in devices(), reason="needs a GPU")
+@needs_cuda
 def test_cuda_matches_cpu():
     x = _points("cpu", B=2, N=3000, D=64, dtype=torch.float32)
     lengths = torch.tensor([3000, 1234])

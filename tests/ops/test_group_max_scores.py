@@ -3,12 +3,12 @@ import importlib
 import pytest
 import torch
 
-from segsort_ext.ops import HAS_EXTENSION, reference
+from segsort_ext.ops import reference
 from segsort_ext.ops.group_max_scores import group_max_scores
+from segsort_ext.testing import INF, NAN, needs_extension
 
-pytestmark = pytest.mark.skipif(not HAS_EXTENSION, reason="needs the compiled extension")
+pytestmark = needs_extension
 
-NAN, INF = float("nan"), float("inf")
 # (Q, M, D, group): M a multiple of group or not, M < group, one query, query counts that
 # split into register tiles of every width, odd D, D = 0, group 1.
 SHAPES = [(1, 64, 64, 64), (5, 130, 7, 64), (17, 10, 3, 64), (33, 1000, 64, 64), (49, 257, 13, 8),

@@ -7,9 +7,7 @@ import torch.nn.functional as F
 import segsort_ext.ops.nearest_centroid as nearest_centroid_module
 from segsort_ext.ops import HAS_EXTENSION, reference
 from segsort_ext.ops.nearest_centroid import nearest_centroid
-
-NAN, INF = float("nan"), float("inf")
-needs_extension = pytest.mark.skipif(not HAS_EXTENSION, reason="needs the compiled extension")
+from segsort_ext.testing import INF, NAN, needs_extension
 
 
 def unit(n, d, generator, dtype=torch.float64):

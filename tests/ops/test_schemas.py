@@ -16,6 +16,7 @@ import torch
 import segsort_ext
 from segsort_ext.ops import HAS_EXTENSION, has_cuda_kernels, not_supported_reasons
 from segsort_ext.ops.schemas import CPU_ONLY, NAMESPACE, SCHEMAS
+from segsort_ext.testing import needs_extension
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS_CPP = ROOT / "csrc" / "ops.cpp"
@@ -35,7 +36,7 @@ def _registered_ops() -> list[str]:
 EXPECTED = {name: _canonical(name + schema) for name, schema in SCHEMAS.items()}
 
 
-@pytest.mark.skipif(not HAS_EXTENSION, reason="compares with the compiled extension's schemas")
+@needs_extension  # compares with the compiled extension's schemas
 def test_schema_list_equals_the_compiled_schemas():
     # Every op the C++ library registers is in the list, and every entry of the list is
     # an op the C++ library registers, with the same schema, character for character.

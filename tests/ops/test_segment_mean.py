@@ -3,7 +3,7 @@ import torch
 
 import segsort_ext
 from segsort_ext.ops import reference
-from segsort_ext.testing import devices, random_clusters, random_labels
+from segsort_ext.testing import needs_cuda, random_clusters, random_labels
 
 pool = torch.ops.segsort_ext.segment_mean
 pool_backward = torch.ops.segsort_ext._segment_mean_backward
@@ -166,7 +166,7 @@ def test_label_histogram_and_majority_mean(device, generator):
         torch.testing.assert_close(protos[seg], mean / mean.norm())
 
 
-@pytest.mark.skipif("cuda" not in devices(), reason="needs a GPU")
+@needs_cuda
 @pytest.mark.parametrize("layout", ["bdhw", "nd"])
 def test_cuda_matches_cpu_and_deterministic_mode(generator, layout):
     x = torch.randn(4, 32, 65, 65, generator=generator)

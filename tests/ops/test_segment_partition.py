@@ -3,7 +3,7 @@ import torch
 
 import segsort_ext
 from segsort_ext.ops import reference
-from segsort_ext.testing import assert_segments_equal, devices, random_clusters, random_labels
+from segsort_ext.testing import assert_segments_equal, needs_cuda, random_clusters, random_labels
 
 
 @pytest.mark.parametrize("connectivity", [None, 4, 8])
@@ -111,7 +111,7 @@ def test_opcheck(device, generator, connectivity):
         torch.library.opcheck(torch.ops.segsort_ext.segment_partition.default, args)
 
 
-@pytest.mark.skipif("cuda" not in devices(), reason="needs a GPU")
+@needs_cuda
 @pytest.mark.parametrize("connectivity", [None, 4, 8])
 def test_cuda_matches_cpu_large(generator, connectivity):
     clusters = random_clusters(4, 129, 129, 25, blob=5, ignore_fraction=0.02, generator=generator)

@@ -8,9 +8,10 @@ import sys
 import pytest
 import torch
 
-from segsort_ext.ops import HAS_EXTENSION, extension_info, group_max_scores
+from segsort_ext.ops import extension_info, group_max_scores
+from segsort_ext.testing import needs_extension
 
-pytestmark = pytest.mark.skipif(not HAS_EXTENSION, reason="needs the compiled extension")
+pytestmark = needs_extension
 
 
 def _python(code: str, simd: str, **extra_env: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@ import torch
 
 import segsort_ext
 from segsort_ext.ops import reference, spherical_kmeans
-from segsort_ext.testing import devices
+from segsort_ext.testing import needs_cuda
 
 
 def _compare(actual, expected, atol=1e-12):
@@ -113,7 +113,7 @@ def test_feeds_segment_partition(generator):
     assert int(segments.size.sum()) == 2 * 16 * 16
 
 
-@pytest.mark.skipif("cuda" not in devices(), reason="needs a GPU")
+@needs_cuda
 @pytest.mark.parametrize("D", [16, 32, 64, 128, 20])
 def test_cuda_matches_cpu(generator, D):
     x = torch.randn(3, D, 33, 41, dtype=torch.float64, generator=generator)
@@ -124,7 +124,7 @@ def test_cuda_matches_cpu(generator, D):
     assert (cpu32.labels == gpu32.labels.cpu()).float().mean() > 0.999
 
 
-@pytest.mark.skipif("cuda" not in devices(), reason="needs a GPU")
+@needs_cuda
 def test_cuda_deterministic_mode(generator):
     x = torch.randn(4, 32, 65, 65, generator=generator).cuda()
     torch.use_deterministic_algorithms(True)

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from segsort_ext.ops import reference, vmf_loss, vmf_nca_loss
-from segsort_ext.testing import devices
+from segsort_ext.testing import needs_cuda
 
 loss_op = torch.ops.segsort_ext.vmf_loss
 loss_backward = torch.ops.segsort_ext._vmf_loss_backward
@@ -203,7 +203,7 @@ def test_many_blocks_match_one(monkeypatch):
     torch.testing.assert_close(e1.grad, e2.grad, rtol=1e-9, atol=1e-14)
 
 
-@pytest.mark.skipif("cuda" not in devices(), reason="needs a GPU")
+@needs_cuda
 def test_cuda_matches_cpu():
     e, ids, p, labels, memory = _problem("cpu", N=5000, S=200, M=300, D=64, dtype=torch.float32)
     losses = []

@@ -12,19 +12,9 @@ import torch.nn.functional as F
 
 from segsort_ext.retrieval import SegmentIndex, SegSortPredictor, add_training_segments
 from segsort_ext.retrieval.index_file import FIELDS, MAGIC
-from segsort_ext.testing import devices
+from segsort_ext.testing import INF, NAN, needs_cuda, needs_faiss
 
-try:
-    import faiss  # noqa: F401
-
-    HAS_FAISS = True
-except ImportError:  # pragma: no cover - faiss is a dependency, but the torch path must work without it
-    HAS_FAISS = False
-
-needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
-needs_cuda = pytest.mark.skipif("cuda" not in devices(), reason="CUDA: no GPU or no CUDA kernels in this build")
 EXACT_BACKENDS = ["torch", pytest.param("faiss", marks=needs_faiss)]
-NAN, INF = float("nan"), float("inf")
 D = 4
 HUGE = 2 ** 31  # rows of stride-0 tensors: more than int32 indexes, never allocated
 

@@ -11,15 +11,8 @@ import torch.nn.functional as F
 
 from segsort_ext.cluster import finch
 from segsort_ext.retrieval import Neighbours, SegmentIndex
+from segsort_ext.testing import HAS_FAISS, needs_faiss
 
-try:
-    import faiss  # noqa: F401
-
-    HAS_FAISS = True
-except ImportError:  # pragma: no cover - faiss is a dependency, but the torch path must work without it
-    HAS_FAISS = False
-
-needs_faiss = pytest.mark.skipif(not HAS_FAISS, reason="faiss not installed")
 EXACT_BACKENDS = ["torch", pytest.param("faiss", marks=needs_faiss)]
 
 

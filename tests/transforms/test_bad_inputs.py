@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from segsort_ext.testing import devices
+from segsort_ext.testing import INF, NAN, needs_cuda
 from segsort_ext.transforms import (
     RandomCropFlip,
     TrainAugmentation,
@@ -36,10 +36,8 @@ from segsort_ext.transforms import (
     ucm_to_labels,
 )
 
-NAN, INF = float("nan"), float("inf")
 INT64_MAX = 2**63 - 1
 HUGE = (2**40, 2**40)  # any tensor of this size overflows torch's int64 byte count
-CUDA = pytest.mark.skipif("cuda" not in devices(), reason="CUDA: no GPU or no CUDA kernels in this build")
 SKIMAGE = pytest.mark.skipif(importlib.util.find_spec("skimage") is None, reason="scikit-image is not installed")
 
 
@@ -244,7 +242,7 @@ REFUSED_CUDA = [
 
 @pytest.mark.parametrize("call, error, name", [pytest.param(*case[1:], id=case[0]) for case in REFUSED]
                          + [pytest.param(*case[1:], id=case[0], marks=SKIMAGE) for case in REFUSED_SKIMAGE]
-                         + [pytest.param(*case[1:], id=case[0], marks=CUDA) for case in REFUSED_CUDA])
+                         + [pytest.param(*case[1:], id=case[0], marks=needs_cuda) for case in REFUSED_CUDA])
 def test_refused_with_the_argument_named(call, error, name):
     # name: a regular expression matching the argument's name in the message
     with pytest.raises(error, match=name):

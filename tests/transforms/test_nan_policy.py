@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import segsort_ext.transforms as T
+from segsort_ext.testing import INF, NAN
 
-NAN, INF = float("nan"), float("inf")
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SKIMAGE = pytest.mark.skipif(importlib.util.find_spec("skimage") is None, reason="scikit-image is not installed")
 
