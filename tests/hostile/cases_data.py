@@ -14,6 +14,8 @@ import segsort_ext.transforms as T
 from segsort_ext.testing import INF, NAN
 from tests.hostile.catalogue import Case
 
+AREA = "hostile"
+
 I64 = 2**63 - 1
 MiB = 2**20
 

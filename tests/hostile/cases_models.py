@@ -13,6 +13,8 @@ from segsort_ext.retrieval import SegmentIndex, SegSortPredictor, add_training_s
 from segsort_ext.testing import INF, NAN
 from tests.hostile.catalogue import Case
 
+AREA = "hostile"
+
 I64 = 2**63 - 1
 
 

@@ -11,6 +11,8 @@ from segsort_ext.ops import reference
 from segsort_ext.testing import INF, NAN
 from tests.hostile.catalogue import Case
 
+AREA = "hostile"
+
 I64 = 2**63 - 1
 
 

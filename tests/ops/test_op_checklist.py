@@ -16,7 +16,7 @@ public function and the plain-PyTorch reference, then, over ops x devices x dtyp
 (f) every op has a benchmark under benchmarks/ that names it.
 
 This is the uniform floor; the per-op modules test each op in depth (shapes, layouts, NaN
-policy, CUDA against CPU), and test_bad_inputs.py the refused inputs. Shapes are tiny.
+policy, CUDA against CPU), and tests/hostile/cases_op_layer.py the refused inputs. Shapes are tiny.
 """
 from __future__ import annotations
 

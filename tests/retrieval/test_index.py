@@ -1,7 +1,7 @@
 """SegmentIndex on every backend: exact kNN (torch blocks and ties, faiss flat), IVF
 recall, vote, explain, save/load, and running without faiss. Bad inputs and corrupt
-files: test_bad_inputs.py. The sharded index is tested in tests/utils/test_distributed.py
-(two gloo processes)."""
+files: tests/hostile/cases_retrieval.py and test_bad_inputs.py. The sharded index is tested
+in tests/utils/test_distributed.py (two gloo processes)."""
 import sys
 
 import numpy as np

@@ -1,5 +1,5 @@
 """SegSort inference: building a bank with add_training_segments, and SegSortPredictor's
-vote maps over single, flipped and rescaled views (bad inputs: test_bad_inputs.py)."""
+vote maps over single, flipped and rescaled views (bad inputs: tests/hostile/cases_retrieval.py)."""
 import torch
 import torch.nn.functional as F
 
