@@ -6,6 +6,7 @@ run. Prints a markdown table; the workloads are the pytest benchmarks' own.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/readme_table.py             # full sizes
     OMP_WAIT_POLICY=PASSIVE python benchmarks/readme_table.py --quick     # tiny sizes: checks it runs
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/readme_table.py --only "dataset k-means"   # some rows
 
 OMP_WAIT_POLICY=PASSIVE: faiss and torch each bring an OpenMP runtime, whose spinning
 threads otherwise starve each other. Run it on a quiet machine: a row's ratio is only as
@@ -112,7 +113,7 @@ def rows(sizes: dict, rounds: int) -> list[Row]:
         theirs = {}
         if faiss is not None:
             theirs["faiss (all points)"] = _faiss_fit(points.numpy(), init.numpy(), K)
-        table.append(Row(f"dataset k-means, N={N}, D={D}, K={K}, 10 iters",
+        table.append(Row(f"dataset k-means from given centroids, N={N}, D={D}, K={K}, 10 iters",
                          lambda init=init, K=K: SphericalKMeans(K, init=init, max_iter=10, tol=-1.0).fit(points),
                          theirs, {"flop": 2 * N * D * K * 10}, max(3, rounds // 2)))
     for K in (27, 100):  # the calls a user makes: our defaults (k-means++), faiss's defaults and all points
@@ -206,6 +207,7 @@ def main(argv: Optional[list] = None) -> str:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 rounds: checks that every row runs")
     parser.add_argument("--threads", type=int, default=2, help="torch and faiss threads (default 2)")
     parser.add_argument("--rounds", type=int, default=None, help="alternations per row (default 5; 2 with --quick)")
+    parser.add_argument("--only", default="", help="measure only the rows whose workload contains this text")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 5)
     if faiss is not None:
@@ -214,6 +216,8 @@ def main(argv: Optional[list] = None) -> str:
         start = measure_floor()
         results = []
         for row in rows(QUICK if args.quick else FULL, rounds):
+            if args.only not in row.workload:
+                continue
             medians = interleaved({"segsort_ext": row.ours, **row.theirs}, row.rounds)
             results.append((row, medians))
             print(f"measured: {row.workload}", file=sys.stderr, flush=True)

@@ -235,9 +235,9 @@ def test_default_fit_is_independent_of_the_thread_count(dtype):
         assert torch.equal(centroids, fitted[0][0]) and torch.equal(counts, fitted[0][1]) and inertia == fitted[0][2]
 
 
-def test_default_initialisation_sample_is_256_points_per_cluster_at_most_100000():
-    assert SphericalKMeans(5).init_sample == 5 * 256
-    assert SphericalKMeans(1000).init_sample == 100_000
+def test_default_initialisation_sample_is_64_points_per_cluster_at_most_100000():
+    assert SphericalKMeans(5).init_sample == 5 * 64
+    assert SphericalKMeans(2000).init_sample == 100_000
     assert SphericalKMeans(5, init_sample=7).init_sample == 7  # at least K
     assert SphericalKMeans(9, init_sample=7).init_sample == 9
     # The sample bounds what k-means++ reads: a fit draws its seeds from that many rows.
