@@ -200,3 +200,31 @@ def test_old_module_paths_still_import(old, name):
     assert out.stdout.strip().startswith("segsort_ext.")
     if old != "retrieval":  # still a package of that name
         assert "DeprecationWarning" in out.stderr and "moved to" in out.stderr
+
+
+def _module_level_names(path: Path) -> set:
+    names = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        else:
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            for element in (target.elts if isinstance(target, ast.Tuple) else [target]):
+                if isinstance(element, ast.Name):
+                    names.add(element.id)
+    return names
+
+
+def test_tests_share_one_bad_input_catalogue_and_their_constants():
+    # Bad inputs are Case rows in tests/hostile/cases_<area>.py run by one runner; NAN, INF
+    # and the skip marks come from segsort_ext.testing, not from copies in each file.
+    shared = {"NAN", "INF", "HAS_FAISS", "needs_cuda", "needs_extension", "needs_faiss", "Refused", "REFUSED"}
+    bad = []
+    for path in _python_files("tests"):
+        if path.parent.name == "hostile" and path.name.startswith("cases_"):
+            continue  # the catalogue itself: its REFUSED lists are the cases
+        redefined = _module_level_names(path) & shared
+        if redefined:
+            bad.append(f"{path.relative_to(ROOT)}: {sorted(redefined)}")
+    assert not bad, "define these once (segsort_ext.testing, tests/hostile/catalogue.py):\n" + "\n".join(bad)

@@ -152,36 +152,7 @@ def _with_entry(value):
     return x
 
 
-REFUSED = [
-    ("x list", lambda: finch([[0.0, 1.0]] * 3), TypeError, "x"),
-    ("x int64", lambda: finch(torch.zeros(5, 2, dtype=torch.int64)), TypeError, "x"),
-    ("x bool", lambda: finch(torch.zeros(5, 2, dtype=torch.bool)), TypeError, "x"),
-    ("x 1-D", lambda: finch(torch.randn(5)), ValueError, "x must have shape"),
-    ("x 3-D", lambda: finch(torch.randn(2, 5, 2)), ValueError, "x must have shape"),
-    ("x on meta", lambda: finch(torch.empty(5, 2, device="meta")), ValueError, "x is on the meta device"),
-    ("x NaN", lambda: finch(_with_entry(float("nan"))), ValueError, "x must be finite"),
-    ("x inf", lambda: finch(_with_entry(float("inf")), metric="euclidean"), ValueError, "x must be finite"),
-    ("x -inf", lambda: finch(_with_entry(float("-inf"))), ValueError, "x must be finite"),
-    ("metric", lambda: finch(_rows(), metric="manhattan"), ValueError, "metric"),
-    ("metric None", lambda: finch(_rows(), metric=None), ValueError, "metric"),
-    ("max_levels 0", lambda: finch(_rows(), max_levels=0), ValueError, "max_levels"),
-    ("max_levels float", lambda: finch(_rows(), max_levels=1.5), TypeError, "max_levels"),
-    ("backend", lambda: finch(_rows(), backend="annoy"), ValueError, "backend"),
-    ("index str", lambda: finch(_rows(), index="bank"), TypeError, "index"),
-    ("index other rows", lambda: finch(_rows(5), index=_index(4)), ValueError, "index must hold"),
-    ("index other dim", lambda: finch(_rows(4), index=_index(4, dim=3)), ValueError, "index must hold"),
-    ("index with euclidean", lambda: finch(_rows(4), metric="euclidean", index=_index(4)), ValueError, "index"),
-    ("index IVF", lambda: finch(_rows(40), index=_index(40, backend="auto", ivf_nlist=2)), ValueError,
-     "index must be exact", needs_faiss),
-]
-
-
-@pytest.mark.parametrize("call, error, match", [
-    pytest.param(*case[1:4], id=case[0], marks=case[4] if len(case) > 4 else ()) for case in REFUSED])
-def test_finch_refuses(call, error, match):
-    with pytest.raises(error, match=match) as info:
-        call()
-    assert type(info.value) is error
+# The refused inputs of finch are cases of tests/hostile/cases_cluster.py (one catalogue).
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])

@@ -1,11 +1,18 @@
 """Bad-input cases of segsort_ext.cluster (SphericalKMeans, extract_instances, instance_proposals,
-cosine_threshold_from_margin): every refused input raises the exact error type with a message
+cosine_threshold_from_margin, finch): every refused input raises the exact error type with a message
 naming the argument. Formerly the tables of tests/cluster/test_bad_inputs.py."""
 
 import torch
 
-from segsort_ext.cluster import SphericalKMeans, cosine_threshold_from_margin, extract_instances, instance_proposals
-from segsort_ext.testing import INF, NAN, needs_cuda
+from segsort_ext.cluster import (
+    SphericalKMeans,
+    cosine_threshold_from_margin,
+    extract_instances,
+    finch,
+    instance_proposals,
+)
+from segsort_ext.retrieval import SegmentIndex
+from segsort_ext.testing import INF, NAN, needs_cuda, needs_faiss
 from tests.hostile.catalogue import Case
 
 AREA = "cluster"
@@ -26,6 +33,22 @@ def _load(**fields):
 
 def _proposals(**options):
     return instance_proposals(_points(8).view(2, 4, 3), **{"bandwidths": [2.0], "threshold": 0.5, **options})
+
+
+def _finch_rows(n=5, dim=2):
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(0))
+
+
+def _finch_index(n=4, dim=2, **kwargs):
+    index = SegmentIndex(dim, **{"backend": "torch", **kwargs})
+    index.add(_finch_rows(n, dim), torch.zeros(n, dtype=torch.int64))
+    return index
+
+
+def _finch_with_entry(value):
+    x = _finch_rows()
+    x[3, 1] = value
+    return x
 
 
 REFUSED = [
@@ -242,4 +265,59 @@ REFUSED_CUDA = [
     ),
 ]
 
-CASES = REFUSED + REFUSED_CUDA
+FINCH_REFUSED = [
+    Case("finch_x_list", lambda: finch([[0.0, 1.0]] * 3), error=TypeError, arg="x"),
+    Case("finch_x_int64", lambda: finch(torch.zeros(5, 2, dtype=torch.int64)), error=TypeError, arg="x"),
+    Case("finch_x_bool", lambda: finch(torch.zeros(5, 2, dtype=torch.bool)), error=TypeError, arg="x"),
+    Case("finch_x_1d", lambda: finch(torch.randn(5)), error=ValueError, arg="x must have shape"),
+    Case("finch_x_3d", lambda: finch(torch.randn(2, 5, 2)), error=ValueError, arg="x must have shape"),
+    Case(
+        "finch_x_on_meta",
+        lambda: finch(torch.empty(5, 2, device="meta")),
+        error=ValueError,
+        arg="x is on the meta device",
+    ),
+    Case("finch_x_nan", lambda: finch(_finch_with_entry(float("nan"))), error=ValueError, arg="x must be finite"),
+    Case(
+        "finch_x_inf",
+        lambda: finch(_finch_with_entry(float("inf")), metric="euclidean"),
+        error=ValueError,
+        arg="x must be finite",
+    ),
+    Case(
+        "finch_x_minus_inf", lambda: finch(_finch_with_entry(float("-inf"))), error=ValueError, arg="x must be finite"
+    ),
+    Case("finch_metric", lambda: finch(_finch_rows(), metric="manhattan"), error=ValueError, arg="metric"),
+    Case("finch_metric_None", lambda: finch(_finch_rows(), metric=None), error=ValueError, arg="metric"),
+    Case("finch_max_levels_0", lambda: finch(_finch_rows(), max_levels=0), error=ValueError, arg="max_levels"),
+    Case("finch_max_levels_float", lambda: finch(_finch_rows(), max_levels=1.5), error=TypeError, arg="max_levels"),
+    Case("finch_backend", lambda: finch(_finch_rows(), backend="annoy"), error=ValueError, arg="backend"),
+    Case("finch_index_str", lambda: finch(_finch_rows(), index="bank"), error=TypeError, arg="index"),
+    Case(
+        "finch_index_other_rows",
+        lambda: finch(_finch_rows(5), index=_finch_index(4)),
+        error=ValueError,
+        arg="index must hold",
+    ),
+    Case(
+        "finch_index_other_dim",
+        lambda: finch(_finch_rows(4), index=_finch_index(4, dim=3)),
+        error=ValueError,
+        arg="index must hold",
+    ),
+    Case(
+        "finch_index_with_euclidean",
+        lambda: finch(_finch_rows(4), metric="euclidean", index=_finch_index(4)),
+        error=ValueError,
+        arg="index",
+    ),
+    Case(
+        "finch_index_IVF",
+        lambda: finch(_finch_rows(40), index=_finch_index(40, backend="auto", ivf_nlist=2)),
+        error=ValueError,
+        arg="index must be exact",
+        marks=needs_faiss,
+    ),
+]
+
+CASES = REFUSED + FINCH_REFUSED + REFUSED_CUDA
