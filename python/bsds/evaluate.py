@@ -82,10 +82,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
 from segsort_ext.metrics import bsds_benchmark, regions_from_ucm2
 from segsort_ext.models import HED, MULTISCALE, UCM_SIDE_WEIGHTS
+from segsort_ext.ops.blurring_mean_shift import MAX_ITERS
 from segsort_ext.transforms import HED_UCM_OPTIONS, contour_ucm, edge_nms
 
 from common import bsds_grouping, bsds_pictures
-from common.args import ArgumentParser, check_finite, fail, resolve_device
+from common.args import ArgumentParser, check_finite, fail, output_file, output_folder, resolve_device
 from common.bsds_data import DEFAULT_DATA_ROOT, downscale, open_bsds, read_image_and_truth, upsample_labels
 
 COLUMNS = ("method", "levels", "cov_ods", "cov_ois", "pri_ods", "voi_ods", "bdry_ods_f", "bdry_ois_f", "seconds")
@@ -283,8 +284,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = sorted(set(args.methods) - set(ALL_METHODS))
     if unknown:
         p.error(f"--methods: unknown {unknown}; choose from {list(ALL_METHODS)}")
-    if args.limit < 0 or args.max_side < 0 or args.threads < 0 or args.ms_max_side < 1 or args.ucm_levels < 1:
-        p.error("--limit, --max-side, --threads must be >= 0 and --ms-max-side, --ucm-levels >= 1")
+    for name, least in (("limit", 0), ("max_side", 0), ("threads", 0), ("ms_max_side", 1), ("ucm_levels", 1)):
+        if getattr(args, name) < least:
+            p.error(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
     if any(not 0 <= a < 1 for a in args.margins + args.embedding_margins):
         p.error("--margins and --embedding-margins must lie in [0, 1)")
     if any(scale <= 0 for scale in args.hed_scales):
@@ -299,6 +301,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if args.kmeans_iters < 1:
         p.error(f"--kmeans-iters must be >= 1, got {args.kmeans_iters}")
+    if args.ms_iters > MAX_ITERS:
+        p.error(f"--ms-iters must be <= {MAX_ITERS}, got {args.ms_iters}")
     if len(args.hed_side_weights) != 6 or min(args.hed_side_weights) < 0 or sum(args.hed_side_weights) <= 0:
         p.error("--hed-side-weights takes 6 numbers >= 0, not all 0")
     if args.embedding_max_side < 0:
@@ -311,6 +315,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(str(error))
     if args.out is not None and args.out.suffix not in (".json", ".md"):
         p.error("--out must end in .json or .md")
+    for option, path, check_output in (("--out", args.out, output_file), ("--hed-cache", args.hed_cache, output_folder),
+                                       ("--pictures", args.pictures, output_folder)):
+        if path is not None:
+            check_output(path, option)
+    if args.ucm_dir is not None and not args.ucm_dir.is_dir():
+        p.error(f"--ucm-dir {args.ucm_dir}: no such folder")
     if args.embedding_checkpoint is not None and not args.embedding_checkpoint.is_file():
         p.error(f"--embedding-checkpoint {args.embedding_checkpoint} does not exist")
     return args

@@ -55,7 +55,7 @@ from segsort_ext.models import HED, HEDEmbedding
 from segsort_ext.nn import SegSortLoss, pairwise_margin_loss
 from segsort_ext.ops import bandwidth_from_margin, blurring_mean_shift
 
-from common.args import ArgumentParser, check_finite, fail
+from common.args import ArgumentParser, check_finite, check_mean_shift_iters, check_seed, fail, output_folder
 from common.bsds_data import DEFAULT_DATA_ROOT, downscale, open_bsds, read_image_and_truth, upsample_labels
 from common.run import GeneratorState, Run, start_run
 
@@ -103,8 +103,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("max_side", "steps", "batch", "dim", "grid", "ms_samples", "checkpoint_every", "log_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.limit < 0 or args.ms_iters < 0 or args.threads < 0 or args.margin_weight < 0:
-        p.error("--limit, --ms-iters, --threads and --margin-weight must be >= 0")
+    for name in ("limit", "ms_iters", "threads", "margin_weight"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.ms_iters:
+        check_mean_shift_iters(args.ms_iters, "--ms-iters")
+    check_seed(args.seed)
+    output_folder(args.out)
     if not 0 <= args.margin_alpha < 1:
         p.error("--margin-alpha must lie in [0, 1)")
     for name in ("lr", "concentration"):

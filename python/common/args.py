@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -40,6 +41,51 @@ def check_finite(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             shown = value if isinstance(value, float) else list(value)
             parser.error(f"{option(name)} must be a finite number, got {shown}")
+
+
+def output_folder(path, option: str = "--out") -> Path:
+    """The folder ``path`` of an output option, created (with its parents): an empty path,
+    an existing file or a folder that cannot be created exits with one line naming the
+    option (status 2). Returns it as a Path."""
+    if path is None or not str(path).strip():
+        fail(f"{option} must name a folder, got {str(path)!r}")
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        fail(f"{option} {folder}: exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail(f"{option} {folder}: cannot create the folder ({error.strerror or type(error).__name__})")
+    return folder
+
+
+def output_file(path, option: str = "--out") -> Path:
+    """The file ``path`` of an output option, its folder created: refused (one line naming
+    the option, status 2) when empty, when it is a folder, or when its folder cannot be
+    created."""
+    if path is None or not str(path).strip():
+        fail(f"{option} must name a file, got {str(path)!r}")
+    target = Path(path)
+    if target.is_dir():
+        fail(f"{option} {target}: is a folder, not a file")
+    output_folder(target.parent if str(target.parent) else ".", option)
+    return target
+
+
+def check_seed(value: int, option: str = "--seed") -> int:
+    """A seed torch.manual_seed takes: 0 <= seed < 2**63 (else one line, status 2)."""
+    if not 0 <= value < 2 ** 63:
+        fail(f"{option} must be in [0, 2**63), got {value}")
+    return value
+
+
+def check_mean_shift_iters(value: int, option: str) -> int:
+    """Unrolled mean-shift iterations: 1..MAX_ITERS (blurring_mean_shift's own bound)."""
+    from segsort_ext.ops.blurring_mean_shift import MAX_ITERS
+
+    if not 1 <= value <= MAX_ITERS:
+        fail(f"{option} must be in [1, {MAX_ITERS}], got {value}")
+    return value
 
 
 def parse_grid(text: str) -> Tuple[int, int]:
@@ -133,6 +179,13 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error(f"--aug-scale must satisfy 0 < MIN <= MAX, got {aug_scale}")
     if args.stop_after is not None and args.stop_after < 1:
         parser.error(f"--stop-after must be >= 1, got {args.stop_after}")
+    check_seed(args.seed)
+    # --out is the run folder, or (segsort/train.py's original interface) a picture whose
+    # name without the suffix is the run folder.
+    if Path(str(args.out)).suffix.lower() in (".png", ".jpg", ".jpeg"):
+        output_folder(Path(output_file(args.out)).with_suffix(""))
+    else:
+        output_folder(args.out)
     if args.backbone not in BACKBONES:
         parser.error(f"--backbone must be one of {sorted(BACKBONES)}, got {args.backbone!r}")
     try:

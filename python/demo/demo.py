@@ -40,6 +40,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage import data as skimage_data
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # python/: the shared code in common/
@@ -51,6 +52,15 @@ from segsort_ext.metrics import average_recall
 from segsort_ext.utils import viz
 
 import photos
+from common.args import (
+    ArgumentParser,
+    check_finite,
+    check_mean_shift_iters,
+    check_seed,
+    fail,
+    output_folder,
+    resolve_device,
+)
 from common.backbones import TinyNet
 from common.evaluate import semantic_scores
 
@@ -331,8 +341,41 @@ def write_report(out: Path, metrics: dict, args) -> None:
     (out / "report.md").write_text("\n".join(lines))
 
 
+class _OneLine:
+    """check_finite's parser: its error is the one-line exit."""
+
+    @staticmethod
+    def error(message: str) -> None:
+        fail(message)
+
+
+PARSER_STUB = _OneLine()
+
+
+def check_options(args) -> None:
+    """One line naming the option (status 2) for a value the demo cannot run with."""
+    check_finite(PARSER_STUB, args)
+    for name in ("steps", "batch_size", "train_images", "test_images", "size", "dim", "knn", "group_steps",
+                 "group_train_images", "group_batch_size", "group_size", "group_dim", "group_pixels",
+                 "min_instance", "photo_side", "photo_steps", "photo_dim", "photo_grid"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0 <= args.alpha < 1:
+        fail(f"--alpha must be in [0, 1), got {args.alpha}")
+    for name in ("photo_level", "pseudo_level"):
+        if not 0 <= getattr(args, name) <= 1:
+            fail(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    check_mean_shift_iters(args.group_iters, "--group-iters")
+    check_seed(args.seed)
+    unknown = [name for name in args.photos if not callable(getattr(skimage_data, name, None))]
+    if unknown:
+        fail(f"--photos takes scikit-image photograph names (skimage.data), got {unknown}")
+    if args.hed_weights is not None and not args.hed_weights.is_file():
+        fail(f"--hed-weights {args.hed_weights}: no such file")
+
+
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/demo", help="folder for report.md, metrics.json and the pictures")
     parser.add_argument("--steps", type=int, default=150, help="training steps of SegSort and of the baseline")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -354,11 +397,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     photos.add_arguments(parser)
     args = parser.parse_args(argv)
+    check_options(args)
     args.bank_grid, args.test_grid = (4, 4), (4, 4)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        fail(str(error))
+    out = output_folder(args.out)
     start = time.perf_counter()
 
     print(f"segsort_ext demo on {device}: composing the embedded data (scikit-image textures, scikit-learn digits)")

@@ -34,7 +34,7 @@ from segsort_ext.datasets import IGNORE_INDEX
 from segsort_ext.metrics import InstanceEvaluator
 from segsort_ext.utils import viz
 
-from common.args import ArgumentParser, add_common_arguments, check_arguments, total_steps
+from common.args import ArgumentParser, add_common_arguments, check_arguments, check_mean_shift_iters, total_steps
 from common.backbones import build_program_backbone
 from common.data import INSTANCE_DATASETS, open_data, sample_crops
 from common.evaluate import embed, save_panels
@@ -107,6 +107,9 @@ def main(argv=None):
         parser.error(f"--alpha must be in [0, 1), got {args.alpha}")
     if args.eval_iters is not None and args.eval_iters < 0:
         parser.error(f"--eval-iters must be >= 0, got {args.eval_iters}")
+    for name in ("iters", "eval_iters"):
+        if getattr(args, name):
+            check_mean_shift_iters(getattr(args, name), f"--{name.replace('_', '-')}")
     seed_everything(args.seed)
     # Mean shift runs over every pixel of a test image: real images at a quarter size.
     data = open_data(args, "instance", real_scale=0.25)

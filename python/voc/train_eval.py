@@ -44,7 +44,7 @@ from segsort_ext.datasets import IGNORE_INDEX, VOC_CLASSES
 from segsort_ext.models import HED, hed_weights_path
 from segsort_ext.retrieval import SegmentIndex, SegSortPredictor, add_training_segments
 
-from common.args import ArgumentParser, fail, parse_grid, resolve_device
+from common.args import ArgumentParser, fail, output_folder, parse_grid, resolve_device
 from common.evaluate import semantic_scores
 from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 from voc_data import cached_features, choose_split, valid_labels
@@ -130,8 +130,8 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--crop must be a multiple of 8 (the trunk's stride), got {args.crop}")
     if args.hold_out_every < 2:
         parser.error(f"--hold-out-every must be >= 2, got {args.hold_out_every}")
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        parser.error(f"--seeds must be distinct non-negative integers, got {args.seeds}")
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0 or max(args.seeds) >= 2 ** 63:
+        parser.error(f"--seeds must be distinct integers in [0, 2**63), got {args.seeds}")
     try:
         args.device = str(resolve_device(args.device))
     except ValueError as error:
@@ -280,7 +280,7 @@ def main(argv=None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     check(parser, args)
-    out = Path(args.out)
+    out = output_folder(args.out)
     root = Path(args.data)
     try:
         split = choose_split(root, args.hold_out_every)

@@ -98,7 +98,7 @@ class SphericalKMeans:
             (K distinct random points of that subsample) or a (K, D) float tensor of
             initial centroids (finite, non-zero rows; normalised inside).
         max_iter: full EM iterations of :meth:`fit`.
-        tol: :meth:`fit` stops once the mean cosine improves by less than tol.
+        tol: :meth:`fit` stops once the mean cosine improves by tol or less.
         chunk_size: rows per streamed chunk.
         seed: an int, seeds initialisation; results are deterministic on CPU (on CUDA
             under ``torch.use_deterministic_algorithms(True)``).
@@ -288,7 +288,7 @@ class SphericalKMeans:
             self.n_iter_ += 1
             # All-reduced values, identical on every rank: all ranks stop together.
             mean_cos = float(total_cos) / max(int(counts.sum()), 1)
-            if mean_cos - previous < self.tol:
+            if mean_cos - previous <= self.tol:  # (<=: a converged fit stops at tol=0 too)
                 break
             previous = mean_cos
         self.centroids = centroids

@@ -132,7 +132,7 @@ def pairwise_margin_loss(embeddings, instance_ids: torch.Tensor, *, alpha: float
     # a_i = 1 / (n_{y_i} Q_b): then a_i a_j = w_ij / Q_b^2 and the double sum is L_image.
     group_weight = 1.0 / (sizes.to(dtype) * instances_per_image[group_image].to(dtype))
     weight = torch.where(group >= 0, group_weight[group.clamp_min(0)], 0.0)
-    offset, scale = (0.5, 0.5) if calibrated else (0.0, 1.0)
+    offset, scale = (0.5, 0.5) if check.boolean(calibrated, "calibrated") else (0.0, 1.0)
     valid = group >= 0
     losses = []
     for x in points:

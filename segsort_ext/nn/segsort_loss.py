@@ -147,6 +147,7 @@ class SegSortLoss(nn.Module):
             global batch), ``global_num_segments`` and ``global_num_pixels``.
         """
         check.float_tensor(embeddings, "embeddings")
+        check.boolean(return_diagnostics, "return_diagnostics")
         if embeddings.dim() != 4 or embeddings.shape[1] < 1:
             raise ValueError(f"embeddings must have shape (B, D, H, W) with D >= 1, got {tuple(embeddings.shape)}")
         B, D, H, W = embeddings.shape

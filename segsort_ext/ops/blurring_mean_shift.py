@@ -86,6 +86,7 @@ def blurring_mean_shift(
                          f"type of {x.dtype} x), got {bandwidth}")
     if lengths is not None:
         check.tensor(lengths, "lengths")
+    check.boolean(return_all, "return_all")
     # This function's own buffers (the normalised input, and with return_all every
     # iterate), refused before the first is allocated; the op checks its own.
     check.fits_in_memory(x.device, x.numel() * x.element_size() * (iters + 2 if return_all else 2), "x")

@@ -10,6 +10,7 @@ import torch
 
 from segsort_ext.ops import reference
 from segsort_ext.ops._extension import ops, python_kernel
+from segsort_ext.ops.blurring_mean_shift import MAX_ITERS
 from segsort_ext.utils import checks as check
 
 __all__ = ["KMeansResult", "spherical_kmeans"]
@@ -43,7 +44,7 @@ def spherical_kmeans(
     Args:
         x: (B, D, H, W) embeddings (float32/64; float16/bfloat16 accumulate in float32).
         grid: (gh, gw) or an int for a square grid.
-        iters: iterations (>= 1).
+        iters: iterations, 1 to ``MAX_ITERS`` (1000).
         coord_weight: weight of the position channels.
         mask: optional (B, H, W) bool, True where a pixel takes part.
         init: optional (B, H, W) int64 initial labels in [0, K); negative = masked.
@@ -61,13 +62,15 @@ def spherical_kmeans(
     refused with a ValueError naming ``grid`` before any allocation.
     """
     gh, gw = (check.int64(size, "grid") for size in check.grid(grid, "grid"))
-    iters = check.int64(check.positive_int(iters, "iters"), "iters")
+    iters = check.positive_int(iters, "iters")
+    if iters > MAX_ITERS:
+        raise ValueError(f"iters must be <= {MAX_ITERS}, got {iters}")
     coord_weight = check.number(coord_weight, "coord_weight")
     check.tensor(x, "x")
     for value, name in ((mask, "mask"), (init, "init")):
         if value is not None:
             check.tensor(value, name)
-    if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+    if tol is not None and (isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol >= 0)):
         raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
     return KMeansResult(*ops.spherical_kmeans(x.detach(), mask, init, gh, gw, iters, coord_weight,
                                               -1.0 if tol is None else float(tol)))

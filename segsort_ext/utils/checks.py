@@ -38,18 +38,31 @@ def same_device(a: torch.Tensor, a_name: str, b: torch.Tensor, b_name: str) -> N
         raise ValueError(f"{a_name} ({a.device}) and {b_name} ({b.device}) must be on the same device")
 
 
-def nonnegative_int(value, name: str) -> int:
+def integer(value, name: str) -> int:
+    """An int (a one-element integer tensor is accepted; a bool is not)."""
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return value
+
+
+def nonnegative_int(value, name: str) -> int:
+    value = integer(value, name)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
 
 
+def boolean(value, name: str) -> bool:
+    """A bool (True/False only: a truthy string such as "no" is refused)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
 def positive_int(value, name: str) -> int:
-    value = nonnegative_int(value, name)
+    value = integer(value, name)
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return value

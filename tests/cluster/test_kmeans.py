@@ -244,3 +244,10 @@ def test_default_initialisation_sample_is_64_points_per_cluster_at_most_100000()
     points = torch.nn.functional.normalize(torch.randn(5000, 8, generator=torch.Generator().manual_seed(0)), dim=1)
     small = SphericalKMeans(4, init_sample=4, max_iter=0).fit(points).centroids
     assert bool(((small @ points.T).max(1).values > 1 - 1e-6).all())  # seeds are data rows
+
+
+def test_a_converged_fit_stops_at_tol_zero():
+    # tol=0 stops once the mean cosine no longer improves (it ran all max_iter before).
+    points = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    model = SphericalKMeans(4, max_iter=10**6, tol=0.0).fit(points)
+    assert model.n_iter_ < 100

@@ -371,6 +371,19 @@ REFUSED = [
     ),
     Case("balance_counts_bool", lambda: cluster_balance_weights(torch.tensor([True])), error=TypeError, arg="counts"),
     Case("balance_counts_2d", lambda: cluster_balance_weights(torch.ones(2, 2)), error=ValueError, arg="counts"),
+    # Flags take True/False only: "no" is truthy (an outsider's sweep, issue 25).
+    Case(
+        "segsort_return_diagnostics_str",
+        lambda: SegSortLoss()(torch.randn(2, 4, 6, 6), torch.randint(0, 3, (2, 6, 6)), return_diagnostics="no"),
+        error=TypeError,
+        arg="return_diagnostics",
+    ),
+    Case(
+        "margin_calibrated_str",
+        lambda: pairwise_margin_loss(torch.randn(1, 6, 3), torch.tensor([[0, 0, 1, 1, 2, 2]]), calibrated="x"),
+        error=TypeError,
+        arg="calibrated",
+    ),
 ]
 
 REFUSED_CUDA = [

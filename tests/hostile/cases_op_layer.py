@@ -1100,9 +1100,38 @@ def _prefixed(prefix, cases):
     return [dataclasses.replace(case, name=f"{prefix}/{case.name}") for case in cases]
 
 
+# An outsider's sweep (issue 25): truthy non-bools, an unbounded iteration count, and the
+# lower bound a message states.
+OUTSIDER = [
+    Case(
+        "mean_shift_return_all_str",
+        lambda: se.blurring_mean_shift(torch.randn(1, 6, 3), bandwidth=5.0, return_all="yes"),
+        error=TypeError,
+        arg="return_all",
+    ),
+    Case(
+        "kmeans_iters_huge",
+        lambda: se.spherical_kmeans(torch.randn(1, 3, 4, 5), grid=2, iters=10**9),
+        error=ValueError,
+        arg=f"iters must be <= {MAX_ITERS}",
+    ),
+    Case(
+        "kmeans_iters_negative_says_1",
+        lambda: se.spherical_kmeans(torch.randn(1, 3, 4, 5), iters=-1),
+        error=ValueError,
+        arg="iters must be >= 1",
+    ),
+    Case(
+        "kmeans_tol_bool",
+        lambda: se.spherical_kmeans(torch.randn(1, 3, 4, 5), grid=2, tol=True),
+        error=ValueError,
+        arg="tol",
+    ),
+]
+
 CASES = (
     [_raw(backend, case) for backend in BACKENDS for case in RAW]
-    + _prefixed("public", PUBLIC)
+    + _prefixed("public", PUBLIC + OUTSIDER)
     + _prefixed("cuda", CUDA_CASES)
     + [Case(f"public/crash/{name}", public, **expect) for name, public, _, expect in ISSUE_CRASHES]
     + [

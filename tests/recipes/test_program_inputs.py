@@ -295,3 +295,35 @@ def test_bsds_evaluate_refuses_a_damaged_ucm2_file(bsds_root, tmp_path, capsys):
                                   ["--steps", "nan"], ["--size", ""], ["--backend", "mpi"]])
 def test_train_ddp_refuses_bad_numbers(argv, capsys):
     _refuses(capsys, lambda: load("segsort/train_ddp.py").main(argv), argv[0].split("=")[0])
+
+
+# Found by an outsider's sweep (issue 25): output paths, seeds torch cannot take, mean-shift
+# iterations past the library's bound, and the demo's options were tracebacks or worse
+# (--out "" wrote a run into the current folder).
+@pytest.mark.parametrize("program, argv, named", [
+    ("segsort/train.py", ["--out", "", "--steps", "1"], "--out"),
+    ("segsort/train.py", ["--out", "{file}", "--steps", "1"], "--out"),
+    ("segsort/train.py", ["--out", "{file}/below", "--steps", "1"], "--out"),
+    ("segsort/train.py", ["--seed", str(2 ** 70), "--steps", "1"], "--seed"),
+    ("picie/train.py", ["--out", ""], "--out"),
+    ("grouping/train.py", ["--iters", "5000", "--steps", "1"], "--iters"),
+    ("demo/demo.py", ["--steps", "-1"], "--steps"),
+    ("demo/demo.py", ["--alpha", "1.0"], "--alpha"),
+    ("demo/demo.py", ["--photos", "/nonexistent.png"], "--photos"),
+    ("demo/demo.py", ["--group-iters", "5000"], "--group-iters"),
+    ("demo/demo.py", ["--out", "{file}"], "--out"),
+    (BSDS_EVALUATE, ["--ms-iters", "5000"], "--ms-iters"),
+    (BSDS_EVALUATE, ["--threads", "-1"], "--threads"),
+    (BSDS_EVALUATE, ["--ucm-dir", "/nonexistent", "--methods", "gPb-owt-ucm"], "--ucm-dir"),
+    (BSDS_EVALUATE, ["--hed-cache", "{file}"], "--hed-cache"),
+    (BSDS_EVALUATE, ["--out", "{file}/table.json"], "--out"),
+    (BSDS_TRAIN, ["--ms-iters", "5000", "--out", "{tmp}/run"], "--ms-iters"),
+    (BSDS_TRAIN, ["--out", "{file}"], "--out"),
+    ("voc/train_eval.py", ["--out", "{file}"], "--out"),
+])
+def test_outputs_seeds_and_iterations_are_checked_before_work(program, argv, named, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    argv = [arg.format(file=a_file, tmp=tmp_path) for arg in argv]
+    _refuses(capsys, lambda: load(program).main(argv), named)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written
