@@ -55,7 +55,15 @@ from segsort_ext.models import HED, HEDEmbedding
 from segsort_ext.nn import SegSortLoss, pairwise_margin_loss
 from segsort_ext.ops import bandwidth_from_margin, blurring_mean_shift
 
-from common.args import ArgumentParser, check_finite, check_mean_shift_iters, check_seed, fail, output_folder
+from common.args import (
+    ArgumentParser,
+    check_concentration,
+    check_finite,
+    check_mean_shift_iters,
+    check_seed,
+    fail,
+    output_folder,
+)
 from common.bsds_data import DEFAULT_DATA_ROOT, downscale, open_bsds, read_image_and_truth, upsample_labels
 from common.run import GeneratorState, Run, start_run
 
@@ -109,6 +117,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.ms_iters:
         check_mean_shift_iters(args.ms_iters, "--ms-iters")
     check_seed(args.seed)
+    check_concentration(args.concentration)
     output_folder(args.out)
     if not 0 <= args.margin_alpha < 1:
         p.error("--margin-alpha must lie in [0, 1)")

@@ -79,6 +79,14 @@ def check_seed(value: int, option: str = "--seed") -> int:
     return value
 
 
+def check_concentration(value: float, option: str = "--concentration") -> float:
+    """A vMF concentration whose logits stay finite in float32 (vmf_loss's own bound)."""
+    largest = torch.finfo(torch.float32).max / 4
+    if not 0 < value <= largest:
+        fail(f"{option} must be in (0, {largest:g}], got {value}")
+    return value
+
+
 def check_mean_shift_iters(value: int, option: str) -> int:
     """Unrolled mean-shift iterations: 1..MAX_ITERS (blurring_mean_shift's own bound)."""
     from segsort_ext.ops.blurring_mean_shift import MAX_ITERS
@@ -180,6 +188,8 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.stop_after is not None and args.stop_after < 1:
         parser.error(f"--stop-after must be >= 1, got {args.stop_after}")
     check_seed(args.seed)
+    if getattr(args, "concentration", None) is not None:
+        check_concentration(args.concentration)
     # --out is the run folder, or (segsort/train.py's original interface) a picture whose
     # name without the suffix is the run folder.
     if Path(str(args.out)).suffix.lower() in (".png", ".jpg", ".jpeg"):

@@ -44,7 +44,7 @@ from segsort_ext.datasets import IGNORE_INDEX, VOC_CLASSES
 from segsort_ext.models import HED, hed_weights_path
 from segsort_ext.retrieval import SegmentIndex, SegSortPredictor, add_training_segments
 
-from common.args import ArgumentParser, fail, output_folder, parse_grid, resolve_device
+from common.args import ArgumentParser, check_concentration, fail, output_folder, parse_grid, resolve_device
 from common.evaluate import semantic_scores
 from common.run import GeneratorState, Run, poly_schedule, seed_everything, start_run
 from voc_data import cached_features, choose_split, valid_labels
@@ -121,6 +121,7 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if not (np.isfinite(value) and value > 0):
             parser.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
+    check_concentration(args.concentration)
     if not (np.isfinite(args.weight_decay) and args.weight_decay >= 0):
         parser.error(f"--weight-decay must be a finite number >= 0, got {args.weight_decay}")
     for name in ("memory_batches", "train_images", "test_images"):

@@ -36,6 +36,19 @@ def _unpack_memory(memory: Memory):
     return bank, labels
 
 
+def _check_concentration(concentration, embeddings: torch.Tensor) -> float:
+    """kappa, a number whose logits kappa * e . mu of unit rows and their distances from the
+    row maximum (up to 2 kappa) stay finite in the compute type (float64 for float64
+    embeddings, else float32): a finite 1e300 had given NaN."""
+    concentration = check.number(concentration, "concentration", finite=False)
+    compute_dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
+    largest = torch.finfo(compute_dtype).max / 4
+    if abs(concentration) > largest:
+        raise ValueError(f"concentration must be within +-{largest:g} (a quarter of the largest {compute_dtype}, the "
+                         f"compute type of {embeddings.dtype} embeddings), got {concentration}")
+    return concentration
+
+
 def _mean_over_valid(per_pixel: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
     # No sync: divide by the count as a tensor; no valid pixel gives 0 (and zero gradients).
     count = (segment_ids >= 0).sum().clamp_min(1).to(per_pixel.dtype)
@@ -64,8 +77,8 @@ def vmf_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes: to
     row makes the loss and its gradients NaN, never -inf or 0; the embeddings of ignored
     pixels never reach the loss or the gradients. A NaN or infinite concentration is refused.
     """
-    concentration = check.number(concentration, "concentration", finite=False)
     _check_tensors((embeddings, "embeddings"), (segment_ids, "segment_ids"), (prototypes, "prototypes"))
+    concentration = _check_concentration(concentration, embeddings)
     bank, _ = _unpack_memory(memory)
     per_pixel = ops.vmf_loss(embeddings, segment_ids, prototypes, None, bank, None, concentration, False)[0]
     return _mean_over_valid(per_pixel, segment_ids)
@@ -80,9 +93,9 @@ def vmf_nca_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes
     never positives. Mean over pixels with segment_ids >= 0; arguments and NaN policy as
     :func:`vmf_loss`, plus prototype_labels (S,) int64.
     """
-    concentration = check.number(concentration, "concentration", finite=False)
     _check_tensors((embeddings, "embeddings"), (segment_ids, "segment_ids"), (prototypes, "prototypes"),
                    (prototype_labels, "prototype_labels"))
+    concentration = _check_concentration(concentration, embeddings)
     bank, bank_labels = _unpack_memory(memory)
     per_pixel = ops.vmf_loss(embeddings, segment_ids, prototypes, prototype_labels, bank, bank_labels,
                              concentration, True)[0]

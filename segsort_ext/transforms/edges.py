@@ -78,6 +78,12 @@ def triangle_blur(image: torch.Tensor, radius: int) -> torch.Tensor:
     # low-precision CPU convolutions also let a NaN reach outputs outside its window).
     low_precision = image.dtype.itemsize < 4
     work = image.float() if low_precision else image
+    # The padded copies ((H, W + 2r), then (H + 2r, W) per image) are refused before they
+    # are allocated when they cannot fit (a radius of 10**9 had the process killed).
+    height, width = image.shape[-2:] if image.dim() >= 2 else (1, 1)
+    planes = image.numel() // max(height * width, 1)
+    padded = planes * max(height * (width + 2 * radius), (height + 2 * radius) * width) + 2 * radius + 1
+    checks.fits_in_memory(image.device, padded * work.element_size(), "radius")
     ramp = torch.arange(1, radius + 2, dtype=work.dtype, device=image.device)
     taps = torch.cat([ramp, ramp.flip(0)[1:]]) / (radius + 1) ** 2
     shape = image.shape

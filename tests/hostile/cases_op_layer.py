@@ -1102,7 +1102,26 @@ def _prefixed(prefix, cases):
 
 # An outsider's sweep (issue 25): truthy non-bools, an unbounded iteration count, and the
 # lower bound a message states.
+def _vmf_inputs():
+    ids = se.segment_partition(torch.randint(0, 3, (1, 4, 5), generator=torch.Generator().manual_seed(0))).ids
+    ids = ids.reshape(-1)
+    e = F.normalize(torch.randn(20, 3, generator=torch.Generator().manual_seed(1)), dim=1)
+    return e, ids, se.segment_mean(e, ids, int(ids.max()) + 1)
+
+
 OUTSIDER = [
+    Case(
+        "vmf_concentration_overflows_float32",
+        lambda: se.vmf_loss(*_vmf_inputs(), concentration=1e300),
+        error=ValueError,
+        arg="concentration",
+    ),
+    Case(
+        "segsort_loss_concentration_overflows",
+        lambda: se.SegSortLoss(concentration=1e300)(torch.randn(2, 4, 6, 6), torch.randint(0, 3, (2, 6, 6))),
+        error=ValueError,
+        arg="concentration",
+    ),
     Case(
         "mean_shift_return_all_str",
         lambda: se.blurring_mean_shift(torch.randn(1, 6, 3), bandwidth=5.0, return_all="yes"),

@@ -33,6 +33,7 @@ from segsort_ext.transforms import (
     sample_geometry,
     sample_photometric,
     slic_segments,
+    triangle_blur,
     ucm_components,
     ucm_to_labels,
 )
@@ -388,6 +389,13 @@ REFUSED = [
     Case("ucm_components_tensor", lambda: ucm_components(torch.zeros(3, 3), 0.5), error=TypeError, arg="ucm2"),
     Case(
         "ucm_components_threshold_nan", lambda: ucm_components(np.zeros((3, 3)), NAN), error=ValueError, arg="threshold"
+    ),
+    # An outsider's sweep (issue 25): a radius of 10**9 had the process killed for memory.
+    Case(
+        "triangle_blur_radius_huge",
+        lambda: triangle_blur(torch.rand(1, 3, 8, 8), 10**9),
+        error=ValueError,
+        arg="radius",
     ),
 ]
 

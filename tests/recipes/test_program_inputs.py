@@ -320,6 +320,9 @@ def test_train_ddp_refuses_bad_numbers(argv, capsys):
     (BSDS_TRAIN, ["--ms-iters", "5000", "--out", "{tmp}/run"], "--ms-iters"),
     (BSDS_TRAIN, ["--out", "{file}"], "--out"),
     ("voc/train_eval.py", ["--out", "{file}"], "--out"),
+    ("segsort/train.py", ["--concentration", "1e300", "--steps", "1"], "--concentration"),
+    ("voc/train_eval.py", ["--concentration", "1e300"], "--concentration"),
+    (BSDS_TRAIN, ["--concentration", "1e300", "--out", "{tmp}/run"], "--concentration"),
 ])
 def test_outputs_seeds_and_iterations_are_checked_before_work(program, argv, named, tmp_path, capsys):
     a_file = tmp_path / "a_file"
