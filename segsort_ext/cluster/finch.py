@@ -99,8 +99,8 @@ def finch(x: torch.Tensor, *, metric: str = "cosine", max_levels: Optional[int] 
         Components are found on the host (scipy), one (n,) copy per level.
     """
     x = check.float_tensor(x, "x")
-    if x.dim() != 2:
-        raise ValueError(f"x must have shape (M, D), got {tuple(x.shape)}")
+    if x.dim() != 2 or (x.shape[1] < 1 and x.shape[0] > 0):
+        raise ValueError(f"x must have shape (M, D) with D >= 1, got {tuple(x.shape)}")
     if metric not in ("cosine", "euclidean"):
         raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
     if max_levels is not None:

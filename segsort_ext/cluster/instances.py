@@ -114,7 +114,7 @@ def extract_instances(x: torch.Tensor, threshold: float, *, lengths: Optional[to
         -1. Not differentiable (ids are discrete; the embeddings are detached).
     """
     threshold = check.number(threshold, "threshold", minimum=-1.0, maximum=1.0)
-    min_size = check.positive_int(min_size, "min_size")
+    min_size = check.int64(check.positive_int(min_size, "min_size"), "min_size")
     x3, squeeze = _points(x)
     B, N, D = x3.shape
     device = x3.device

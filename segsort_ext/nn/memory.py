@@ -69,6 +69,8 @@ class PrototypeMemory(nn.Module):
         max_batches = check.optional_positive_int(max_batches, "max_batches")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating point torch.dtype, got {dtype!r}")
+        if str(device) != "meta":  # a meta memory is allowed (shapes only); SegSortLoss refuses it
+            device = check.device(device, "device")
         check.allocatable((size, dim), dtype, "size x dim", device)
         self.size = size
         self.dim = dim

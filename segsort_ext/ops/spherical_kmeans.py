@@ -66,6 +66,10 @@ def spherical_kmeans(
     if iters > MAX_ITERS:
         raise ValueError(f"iters must be <= {MAX_ITERS}, got {iters}")
     coord_weight = check.number(coord_weight, "coord_weight")
+    # The squared norm of a feature, about 1 + coord_weight**2 / 2, must stay finite in
+    # float32 (1e308 gave NaN centroids).
+    if abs(coord_weight) > 1e18:
+        raise ValueError(f"coord_weight must be within +-1e18, got {coord_weight}")
     check.tensor(x, "x")
     for value, name in ((mask, "mask"), (init, "init")):
         if value is not None:

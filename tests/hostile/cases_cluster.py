@@ -266,6 +266,13 @@ REFUSED_CUDA = [
 ]
 
 FINCH_REFUSED = [
+    Case("finch_x_no_features", lambda: finch(torch.randn(50, 0)), error=ValueError, arg="x"),
+    Case(
+        "instances_min_size_beyond_int64",
+        lambda: extract_instances(torch.randn(1, 6, 3), 0.9, min_size=10**30),
+        error=ValueError,
+        arg="min_size",
+    ),
     Case("finch_x_list", lambda: finch([[0.0, 1.0]] * 3), error=TypeError, arg="x"),
     Case("finch_x_int64", lambda: finch(torch.zeros(5, 2, dtype=torch.int64)), error=TypeError, arg="x"),
     Case("finch_x_bool", lambda: finch(torch.zeros(5, 2, dtype=torch.bool)), error=TypeError, arg="x"),

@@ -371,6 +371,7 @@ REFUSED = [
     ),
     Case("balance_counts_bool", lambda: cluster_balance_weights(torch.tensor([True])), error=TypeError, arg="counts"),
     Case("balance_counts_2d", lambda: cluster_balance_weights(torch.ones(2, 2)), error=ValueError, arg="counts"),
+    Case("memory_device_bogus", lambda: PrototypeMemory(8, 3, device="bogus"), error=ValueError, arg="device"),
     # Flags take True/False only: "no" is truthy (an outsider's sweep, issue 25).
     Case(
         "segsort_return_diagnostics_str",

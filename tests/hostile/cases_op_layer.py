@@ -1111,6 +1111,12 @@ def _vmf_inputs():
 
 OUTSIDER = [
     Case(
+        "kmeans_coord_weight_overflows",
+        lambda: se.spherical_kmeans(torch.randn(1, 3, 4, 5), grid=2, coord_weight=1e308),
+        error=ValueError,
+        arg="coord_weight",
+    ),
+    Case(
         "vmf_concentration_overflows_float32",
         lambda: se.vmf_loss(*_vmf_inputs(), concentration=1e300),
         error=ValueError,
