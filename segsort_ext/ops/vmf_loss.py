@@ -79,7 +79,9 @@ def vmf_loss(embeddings: torch.Tensor, segment_ids: torch.Tensor, prototypes: to
     """
     _check_tensors((embeddings, "embeddings"), (segment_ids, "segment_ids"), (prototypes, "prototypes"))
     concentration = _check_concentration(concentration, embeddings)
-    bank, _ = _unpack_memory(memory)
+    bank, bank_labels = _unpack_memory(memory)
+    if bank_labels is not None and bank.dim() == 2:  # unused by Eq. 8, but refused malformed as in vmf_nca_loss
+        _check_labels(bank_labels, "memory_labels", "M", bank.shape[0], embeddings, "")
     per_pixel = ops.vmf_loss(embeddings, segment_ids, prototypes, None, bank, None, concentration, False)[0]
     return _mean_over_valid(per_pixel, segment_ids)
 
@@ -110,6 +112,7 @@ def _check_labels(labels, name: str, rows_name: str, rows: int, embeddings, need
     check.same_device(embeddings, "embeddings", labels, name)
     if tuple(labels.shape) != (rows,):
         raise ValueError(f"{name} must have shape ({rows_name},) = ({rows},), got {tuple(labels.shape)}")
+
 
 def _check_inputs(embeddings, segment_ids, prototypes, prototype_labels, memory, memory_labels, concentration, nca):
     """The checks of csrc/include/segsort/vmf_loss.h (check_vmf_loss_inputs), for the

@@ -1111,6 +1111,18 @@ def _vmf_inputs():
 
 OUTSIDER = [
     Case(
+        "vmf_memory_labels_wrong_length",
+        lambda: se.vmf_loss(*_vmf_inputs(), memory=(torch.randn(4, 3), torch.zeros(3, dtype=torch.long))),
+        error=ValueError,
+        arg="memory_labels",
+    ),
+    Case(
+        "vmf_memory_labels_float",
+        lambda: se.vmf_loss(*_vmf_inputs(), memory=(torch.randn(4, 3), torch.zeros(4))),
+        error=TypeError,
+        arg="memory_labels",
+    ),
+    Case(
         "kmeans_coord_weight_overflows",
         lambda: se.spherical_kmeans(torch.randn(1, 3, 4, 5), grid=2, coord_weight=1e308),
         error=ValueError,
