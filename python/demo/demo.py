@@ -341,20 +341,9 @@ def write_report(out: Path, metrics: dict, args) -> None:
     (out / "report.md").write_text("\n".join(lines))
 
 
-class _OneLine:
-    """check_finite's parser: its error is the one-line exit."""
-
-    @staticmethod
-    def error(message: str) -> None:
-        fail(message)
-
-
-PARSER_STUB = _OneLine()
-
-
-def check_options(args) -> None:
+def check_options(parser: ArgumentParser, args) -> None:
     """One line naming the option (status 2) for a value the demo cannot run with."""
-    check_finite(PARSER_STUB, args)
+    check_finite(parser, args)
     for name in ("steps", "batch_size", "train_images", "test_images", "size", "dim", "knn", "group_steps",
                  "group_train_images", "group_batch_size", "group_size", "group_dim", "group_pixels",
                  "min_instance", "photo_side", "photo_steps", "photo_dim", "photo_grid"):
@@ -397,7 +386,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     photos.add_arguments(parser)
     args = parser.parse_args(argv)
-    check_options(args)
+    check_options(parser, args)
     args.bank_grid, args.test_grid = (4, 4), (4, 4)
     try:
         device = resolve_device(args.device)

@@ -51,6 +51,12 @@ def _unit_rows(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return unit, has_direction
 
 
+def _unit_rows_in(points: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """_unit_rows in `dtype`, normalised in the points' precision (at least float32)."""
+    unit, has_direction = _unit_rows(points.float() if points.dtype in (torch.float16, torch.bfloat16) else points)
+    return unit.to(dtype), has_direction
+
+
 def _pass_dtype(data: torch.Tensor) -> torch.dtype:
     """The precision of the passes over `data`: float64 for float64 data, else float32."""
     return torch.float64 if data.dtype == torch.float64 else torch.float32
@@ -174,11 +180,7 @@ class SphericalKMeans:
         """(unit rows, has-direction mask) of every chunk of the data (see _unit_rows), on
         `device` in `dtype` (normalised in the data's precision, at least float32)."""
         for start in range(0, data.shape[0], self.chunk_size):
-            chunk = data[start:start + self.chunk_size].to(device, non_blocking=True)
-            if chunk.dtype in (torch.float16, torch.bfloat16):
-                chunk = chunk.float()
-            unit, has_direction = _unit_rows(chunk)
-            yield unit.to(dtype), has_direction
+            yield _unit_rows_in(data[start:start + self.chunk_size].to(device, non_blocking=True), dtype)
 
     def _accumulate(self, chunks, centroids, group: Optional[dist_utils.Group] = None, *, with_sums: bool = True):
         """One pass over `chunks` (from _chunks): per-cluster sums (zeros unless
@@ -252,9 +254,7 @@ class SphericalKMeans:
         `rows`, in that order (gathered from the ranks that own them); rows without a
         direction come back as zeros."""
         local = rows[(rows >= offset) & (rows < offset + data.shape[0])] - offset
-        picked = data[local].to(device)
-        picked, _ = _unit_rows(picked.float() if picked.dtype in (torch.float16, torch.bfloat16) else picked)
-        picked = picked.to(dtype)
+        picked, _ = _unit_rows_in(data[local].to(device), dtype)
         if group is None:
             return picked
         # Ranks own contiguous, ascending row ranges: rank order is ascending row order.
