@@ -133,24 +133,8 @@ def test_finch_small_inputs():
 
 
 # ---------------------------------------------------------------------------------------
-# bad-input catalogue: refused inputs name the argument; legal edges equal a reference
+# legal edges equal a reference
 # ---------------------------------------------------------------------------------------
-
-def _rows(n=5, dim=2):
-    return torch.randn(n, dim, generator=torch.Generator().manual_seed(0))
-
-
-def _index(n=4, dim=2, **kwargs):
-    index = SegmentIndex(dim, **{"backend": "torch", **kwargs})
-    index.add(_rows(n, dim), torch.zeros(n, dtype=torch.int64))
-    return index
-
-
-def _with_entry(value):
-    x = _rows()
-    x[3, 1] = value
-    return x
-
 
 # The refused inputs of finch are cases of tests/hostile/cases_cluster.py (one catalogue).
 
